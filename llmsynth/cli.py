@@ -1,0 +1,151 @@
+"""The `llmsynth` command line: a thin layer over the library; errors become messages and exit codes."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from llmsynth.errors import LlmsynthError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LlmsynthError as exc:
+            click.secho(f"error: {exc}", err=True, fg="red")
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            click.secho("interrupted: no partial output was kept", err=True, fg="yellow")
+            sys.exit(EXIT_INTERRUPTED)
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected COLUMN=VALUE, got {pair!r}", param_hint=option)
+        parsed[key] = value
+    return parsed
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
+def main(verbose: bool) -> None:
+    """Privacy-safe synthetic tables from a small causal language model, offline on a CPU.
+
+    \b
+    llmsynth demo                                    the whole pipeline on bundled demo data
+    llmsynth train customers.csv -o model/           learn a table (tiny offline model by default)
+    llmsynth generate model/ -n 10000 -o synth.parquet --seed 7
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+
+
+KIND = click.Choice(["tabular"])
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Synthesizer directory to write (manifest, weights, tokenizer).")
+@click.option("--kind", type=KIND, default="tabular", show_default=True, help="What the input holds.")
+@click.option("--recipe", default=None, help="Recipe name in training/recipes (default tiny-cpu) or a YAML file.")
+@click.option("--base-model", default=None, help="Pretrained causal LM (local path or cached hub id) to fine-tune "
+              "with LoRA instead of the tiny from-scratch model.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epoch limit.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop at the first validation past this many minutes.")
+@click.option("--column-kind", "column_kinds", multiple=True, metavar="COL=KIND",
+              help="Force a column's kind: integer, float, categorical, boolean, datetime, text or identifier.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint in MODEL_DIR.")
+@click.option("--overwrite", is_flag=True, help="Replace a synthesizer already in MODEL_DIR.")
+@click.option("--seed", type=int, default=None, help="Override the recipe's seed.")
+def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, resume, overwrite,
+          seed):
+    """Learn a table from INPUT (CSV, Parquet or JSONL) and save the synthesizer to MODEL_DIR."""
+    from llmsynth.synthesizer import MANIFEST, TabularSynthesizer
+    from llmsynth.train.config import load_recipe
+
+    _quiet_libraries()
+    if (model_dir / MANIFEST).exists() and not (overwrite or resume):
+        raise click.UsageError(f"{model_dir} already holds a trained synthesizer; pass --overwrite or choose another -o")
+    config = load_recipe(recipe)
+    overrides = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "seed": seed}.items() if v is not None}
+    config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
+    synth = TabularSynthesizer(config, base_model=base_model,
+                               column_kinds=_key_values(column_kinds, "--column-kind"))
+    synth.fit(input_path, workdir=model_dir, resume=resume)
+    synth.save(model_dir)
+    summary = synth.summary
+    click.echo(f"trained on {synth.data_summary['train_rows']} rows ({summary.epochs:g} epochs, "
+               f"{summary.seconds:.0f}s, stopped by {summary.stopped_because}); "
+               f"validation loss {summary.best_validation_loss:.3f}")
+    click.echo(f"synthesizer saved to {model_dir}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-n", "--num-rows", "n", required=True, type=click.IntRange(min=1), help="Rows to generate.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file: .csv, .parquet or .jsonl.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same rows.")
+@click.option("--condition", "conditions", multiple=True, metavar="COL=VALUE",
+              help="Fix a column's value in every row (repeatable), e.g. --condition is_fraud=1.")
+@click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Sampling temperature; 0 is greedy.")
+@click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True,
+              help="Nucleus sampling mass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Rows sampled together.")
+def generate(model_dir, n, output, seed, conditions, temperature, top_p, batch_size):
+    """Sample N valid rows from the synthesizer in MODEL_DIR and stream them to OUTPUT."""
+    from llmsynth.data.io import TableWriter, table_format
+    from llmsynth.synthesizer import TabularSynthesizer
+
+    _quiet_libraries()
+    table_format(output)
+    synth = TabularSynthesizer.load(model_dir)
+    chunks = synth.iter_sample(n, _key_values(conditions, "--condition"), seed=seed, temperature=temperature,
+                               top_p=top_p, batch_size=batch_size)
+    started = time.perf_counter()
+    with TableWriter(output) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+    seconds = time.perf_counter() - started
+    click.echo(f"wrote {n} rows to {output} in {seconds:.1f}s ({n / seconds:.0f} rows/s)")
+
+
+@main.command()
+@click.option("--kind", type=KIND, default="tabular", show_default=True, help="Which demo to run.")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
+              show_default=True, help="Folder for the demo's data, model and synthetic rows.")
+@click.option("--rows", type=click.IntRange(min=100), default=4000, show_default=True, help="Demo table size.")
+@click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True, help="Rows to generate.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+              help="Training time budget.")
+def demo(kind, out_dir, rows, samples, max_minutes):
+    """Whole pipeline on a bundled customers table with PII: split, train the tiny model, generate, compare."""
+    from llmsynth.demo import run_tabular_demo
+
+    _quiet_libraries()
+    run_tabular_demo(out_dir, rows=rows, samples=samples, max_minutes=max_minutes, echo=click.echo)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Constrained, batched sampling of rows with a KV cache.
+
+The sampler writes each column's ` name is` prefix and the separators itself; the model only chooses
+value tokens, and only among those that keep the value valid for its codec (a category from the trie
+of training values, a number in range at the column's precision, a date in range, or nothing where
+the column had nulls). Every row is valid by construction: there is no rejection loop.
+All rows of a batch advance one token per step, each either forced (written by the sampler) or sampled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from llmsynth.model.tokens import token_bytes
+from llmsynth.serialize.codecs import ColumnCodec
+from llmsynth.serialize.tabular import RowEncoder
+
+SPACE = 0x20
+
+
+@dataclass
+class _Row:
+    order: list[int]
+    pending: deque
+    position: int = 0  # index into order of the column being written
+    value: bytes = b""
+    values: dict[int, bytes] = field(default_factory=dict)
+    done: bool = False
+
+
+class ConstrainedSampler:
+    def __init__(self, model, encoder: RowEncoder, columns: Sequence[ColumnCodec]):
+        self.model = model
+        self.encoder = encoder
+        self.columns = list(columns)
+        self.token_bytes = token_bytes(encoder.tokenizer)
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self._candidates = [self._candidate_tokens(column) for column in self.columns]
+        self._allowed_cache: dict[tuple[int, bytes, bool], torch.Tensor] = {}
+
+    def _candidate_tokens(self, column: ColumnCodec) -> list[tuple[int, bytes]]:
+        allowed = column.allowed_bytes()
+        allowed = None if allowed is None else set(allowed) | {SPACE}
+        return [(i, b) for i, b in enumerate(self.token_bytes)
+                if b and i < self.vocab_size and (allowed is None or set(b) <= allowed)]
+
+    def _viable(self, column: ColumnCodec, text: bytes) -> bool:
+        return text[:1] == b" " and (len(text) == 1 or column.viable(text[1:]))
+
+    def _complete(self, column: ColumnCodec, text: bytes) -> bool:
+        return (text == b"" and column.nullable) or (text[:1] == b" " and column.complete(text[1:]))
+
+    def allowed_tokens(self, column_index: int, text: bytes, last: bool) -> torch.Tensor:
+        """Boolean mask over the vocabulary of the tokens that may follow `text` in this column."""
+        key = (column_index, text, last)
+        allowed = self._allowed_cache.get(key)
+        if allowed is None:
+            column = self.columns[column_index]
+            ids = [i for i, b in self._candidates[column_index] if self._viable(column, text + b)]
+            if self._complete(column, text):
+                ids.append(self.encoder.end_of_row_id if last else self.encoder.separator_id)
+            if not ids:
+                raise RuntimeError(f"no valid continuation for column {column.name!r} after {text!r}")
+            allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
+            allowed[ids] = True
+            self._allowed_cache[key] = allowed
+        return allowed
+
+    def _forced_prefix(self, row: _Row, conditions: dict[int, str]) -> None:
+        """Queue the sampler-written tokens up to the next value the model must choose."""
+        while row.position < len(row.order):
+            column = row.order[row.position]
+            row.pending.extend(self.encoder.prefix_ids[column])
+            if column not in conditions:
+                return
+            text = conditions[column]
+            row.values[column] = (" " + text).encode() if text else b""
+            last = row.position == len(row.order) - 1
+            row.pending.extend(self.encoder.value_ids(text))
+            row.pending.append(self.encoder.end_of_row_id if last else self.encoder.separator_id)
+            row.position += 1
+        row.done = True
+
+    @torch.no_grad()
+    def sample_batch(self, orders: Sequence[Sequence[int]], conditions: dict[int, str], generator: torch.Generator,
+                     temperature: float = 1.0, top_p: float = 1.0) -> list[dict[int, bytes]]:
+        """Value bytes (with their leading space, b'' for null) per column for each row."""
+        device = self.model.device
+        rows = [_Row(order=list(order), pending=deque([self.encoder.bos_id])) for order in orders]
+        for row in rows:
+            self._forced_prefix(row, conditions)
+        cache = DynamicCache()
+        feed = torch.empty(len(rows), dtype=torch.long)
+        while True:
+            active = [r for r in rows if r.pending]
+            if not active:
+                break
+            for i, row in enumerate(rows):
+                feed[i] = row.pending.popleft() if row.pending else self.encoder.pad_id
+            logits = self.model(input_ids=feed[:, None].to(device), past_key_values=cache, use_cache=True).logits
+            choosing = [i for i, row in enumerate(rows) if not row.pending and not row.done]
+            if not choosing:
+                continue
+            chosen = self._choose(logits[choosing, -1].float().cpu(), [rows[i] for i in choosing], generator,
+                                  temperature, top_p)
+            for i, token in zip(choosing, chosen):
+                self._advance(rows[i], int(token), conditions)
+        return [row.values for row in rows]
+
+    def _choose(self, logits: torch.Tensor, rows: list[_Row], generator, temperature, top_p) -> torch.Tensor:
+        allowed = torch.stack([
+            self.allowed_tokens(row.order[row.position], row.value, row.position == len(row.order) - 1) for row in rows
+        ])
+        masked = logits.masked_fill(~allowed, -torch.inf)
+        if temperature <= 0:
+            return masked.argmax(dim=-1)
+        probs = torch.softmax(masked / temperature, dim=-1)
+        if top_p < 1.0:
+            sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs > top_p
+            sorted_probs[outside] = 0
+            probs = torch.zeros_like(probs).scatter_(-1, sorted_ids, sorted_probs)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    def _advance(self, row: _Row, token: int, conditions: dict[int, str]) -> None:
+        column = row.order[row.position]
+        # A complete value never ends in a dangling escape, so a separator after it cannot be content.
+        if token in (self.encoder.separator_id, self.encoder.end_of_row_id) and self._complete(
+            self.columns[column], row.value
+        ):
+            row.values[column] = row.value
+            row.value = b""
+            row.position += 1
+            row.pending.append(token)
+            if row.position == len(row.order):
+                row.done = True
+                row.pending.clear()
+            else:
+                self._forced_prefix(row, conditions)
+        else:
+            row.value += self.token_bytes[token]
+            row.pending.append(token)
+
+
+def row_orders(n: int, columns: int, conditioned: Sequence[int], mode: str,
+               rng: np.random.Generator) -> Iterator[list[int]]:
+    """Conditioned columns first (written before the model speaks); the rest as in training."""
+    free = np.array([c for c in range(columns) if c not in set(conditioned)], dtype=int)
+    for _ in range(n):
+        yield list(conditioned) + (rng.permutation(free) if mode == "random" else free).tolist()

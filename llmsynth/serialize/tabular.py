@@ -1,0 +1,100 @@
+"""Rows as GReaT-style text (` age is 34, state is CA`) and as the token ids the model trains on.
+
+Every segment (a column's ` name is` prefix, a value, the separator, end of row) is tokenized on its own
+and the ids are concatenated, so training sees exactly the token boundaries the constrained sampler
+produces. A missing value is the empty string: ` age is,`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from llmsynth.errors import ModelError
+from llmsynth.serialize.codecs import ColumnCodec, escape
+
+SEPARATOR = ","
+IGNORE = -100  # label of tokens the loss skips
+
+
+def value_texts(table: pd.DataFrame, columns: Sequence[ColumnCodec]) -> list[list[str]]:
+    """Each row as its learned columns' value texts, in schema order."""
+    per_column = [[column.write(v) for v in table[column.name].tolist()] for column in columns]
+    return [list(row) for row in zip(*per_column)]
+
+
+def column_prefix(name: str) -> str:
+    """What the sampler writes before a column's value."""
+    return f" {escape(name)} is"
+
+
+def row_text(names: Sequence[str], values: Sequence[str]) -> str:
+    return SEPARATOR.join(column_prefix(name) + (f" {value}" if value else "") for name, value in zip(names, values))
+
+
+def split_fields(text: str) -> list[str]:
+    """Split on separators that are not escaped by a backslash."""
+    fields, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == SEPARATOR:
+            fields.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    fields.append("".join(current))
+    return fields
+
+
+def parse_row_text(text: str, names: Sequence[str]) -> dict[str, str]:
+    """Inverse of row_text: value texts by column name (columns in any order)."""
+    by_length = sorted(names, key=lambda n: len(escape(n)), reverse=True)
+    row = {}
+    for field in split_fields(text):
+        name = next((n for n in by_length if field == column_prefix(n) or field.startswith(column_prefix(n) + " ")), None)
+        if name is None:
+            raise ValueError(f"field {field!r} does not start with a known column name")
+        row[name] = field[len(escape(name)) + 5:]
+    return row
+
+
+class RowEncoder:
+    """Token ids of rows for one tokenizer: the shared vocabulary of training and sampling."""
+
+    def __init__(self, tokenizer, names: Sequence[str]):
+        self.tokenizer = tokenizer
+        self.bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self.end_of_row_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        separator = self.encode_text(SEPARATOR)
+        if self.end_of_row_id is None or len(separator) != 1:
+            raise ModelError("the tokenizer needs an end-of-sequence token and a single token for ','")
+        self.separator_id = separator[0]
+        self.prefix_ids = [self.encode_text(column_prefix(name)) for name in names]
+        self._value_cache: dict[str, list[int]] = {}
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def value_ids(self, text: str) -> list[int]:
+        ids = self._value_cache.get(text)
+        if ids is None:
+            ids = self.encode_text(" " + text) if text else []
+            if len(self._value_cache) < 200_000:
+                self._value_cache[text] = ids
+        return ids
+
+    def encode(self, values: Sequence[str], order: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Ids and labels for one row with its columns in `order`; column-name prefixes are not learned."""
+        ids, labels = [self.bos_id], [IGNORE]
+        for position, column in enumerate(order):
+            prefix = self.prefix_ids[column]
+            value = self.value_ids(values[column])
+            end = self.end_of_row_id if position == len(order) - 1 else self.separator_id
+            ids += prefix + value + [end]
+            labels += [IGNORE] * len(prefix) + value + [end]
+        return ids, labels

@@ -1,0 +1,239 @@
+"""`TabularSynthesizer`: fit / sample / save / load, delegating to the stage packages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmsynth.data.io import check_table, read_table
+from llmsynth.data.schema import Schema, infer_schema
+from llmsynth.errors import DataError, ModelError
+from llmsynth.generate.rows import generate_rows
+from llmsynth.generate.sampler import ConstrainedSampler
+from llmsynth.model import load_base, tiny_model, train_tokenizer, with_lora
+from llmsynth.serialize.tabular import RowEncoder, column_prefix, row_text, value_texts
+from llmsynth.train.config import Recipe, load_recipe
+from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+KIND = "tabular"
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for package in ("llmsynth", "torch", "transformers", "tokenizers", "peft", "accelerate"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+class TabularSynthesizer:
+    """Learns a table's rows with a small causal LM and samples new, always-valid rows.
+
+    >>> synth = TabularSynthesizer().fit(table)              # tiny offline preset
+    >>> synth.sample(1000, conditions={"is_fraud": 1})
+    """
+
+    def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None,
+                 column_kinds: Mapping[str, str] | None = None):
+        self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        self.base_model = base_model
+        self.column_kinds = dict(column_kinds or {})
+        self.schema: Schema | None = None
+        self.model = None
+        self.tokenizer = None
+        self.summary: TrainSummary | None = None
+        self.data_summary: dict[str, Any] = {}
+        self._sampler: ConstrainedSampler | None = None
+
+    # -- fit ---------------------------------------------------------------------------------------------------
+    def fit(self, data: pd.DataFrame | str | os.PathLike, workdir: str | os.PathLike | None = None,
+            resume: bool = False) -> "TabularSynthesizer":
+        """Train on a DataFrame or a table file; `workdir` keeps checkpoints so that `resume=True` can go on."""
+        table = data if isinstance(data, pd.DataFrame) else read_table(data)
+        if isinstance(data, pd.DataFrame):
+            check_table(table, "the DataFrame")
+        table = table.rename(columns=str)
+        self.schema = infer_schema(table, self.column_kinds)
+        learned = self.schema.learned
+        rows = value_texts(table, learned)
+        config = self.recipe.train
+        order = np.random.default_rng(config.seed).permutation(len(rows))
+        n_validation = max(1, round(len(rows) * config.validation_fraction))
+        validation_rows = [rows[i] for i in order[:n_validation]]
+        train_rows = [rows[i] for i in order[n_validation:]]
+
+        names = [c.name for c in learned]
+        if self.base_model is None:
+            self.tokenizer = self._tiny_tokenizer(train_rows, names, workdir, resume)
+            torch.manual_seed(config.seed)
+            self.model = tiny_model(self.recipe.tiny, self.tokenizer)
+        else:
+            base, self.tokenizer = load_base(self.base_model)
+            self.model = with_lora(base, self.recipe.lora)
+        encoder = RowEncoder(self.tokenizer, names)
+        longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in rows)
+        if self.base_model is None and longest > self.recipe.tiny.max_length:
+            raise DataError(f"a row takes {longest} tokens, more than the model's max_length "
+                            f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
+        fingerprint = self._fingerprint(rows)
+        with tempfile.TemporaryDirectory() if workdir is None else _nullcontext(workdir) as where:
+            self.summary = train_model(self.model, train_rows, validation_rows, encoder, config, Path(where),
+                                       resume=resume, fingerprint=fingerprint)
+        self.data_summary = {"rows": len(rows), "train_rows": len(train_rows), "validation_rows": n_validation,
+                             "columns": len(self.schema.columns), "learned_columns": len(learned),
+                             "longest_row_tokens": longest}
+        self._sampler = None
+        return self
+
+    def _tiny_tokenizer(self, train_rows, names, workdir, resume: bool):
+        """Train the tokenizer, or reuse the one an interrupted run kept beside its checkpoint."""
+        from transformers import AutoTokenizer
+
+        kept = Path(workdir) / CHECKPOINT_DIR / "tokenizer" if workdir is not None else None
+        if resume and kept is not None and kept.is_dir():
+            return AutoTokenizer.from_pretrained(kept, local_files_only=True)
+        tokenizer = train_tokenizer((row_text(names, r) for r in train_rows), self.recipe.tiny.vocab_size,
+                                    whole_tokens=[column_prefix(name) for name in names])
+        if kept is not None:
+            tokenizer.save_pretrained(kept)
+        return tokenizer
+
+    def _fingerprint(self, rows) -> str:
+        """What a checkpoint must share with this run to be resumed (the stopping rules may change)."""
+        train = self.recipe.train.model_dump(exclude={"epochs", "max_minutes", "patience"})
+        identity = [self.recipe.tiny.model_dump(), self.recipe.lora.model_dump(), train, self.base_model,
+                    self.schema.model_dump(mode="json"), rows[:1000], len(rows)]
+        return hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()
+
+    # -- sample ------------------------------------------------------------------------------------------------
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+                    temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 256,
+                    progress: bool = True) -> Iterator[pd.DataFrame]:
+        """Rows in chunks of `batch_size`, for streaming writes."""
+        self._require_fitted()
+        return generate_rows(self._get_sampler(), self.schema, n, conditions, seed, batch_size, temperature, top_p,
+                             progress, self.recipe.train.column_order)
+
+    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
+               top_p: float = 1.0, batch_size: int = 256, progress: bool = False) -> pd.DataFrame:
+        """`n` valid rows; `conditions` fixes columns (e.g. {"is_fraud": 1}) and the rest follow from them."""
+        chunks = list(self.iter_sample(n, conditions, seed, temperature, top_p, batch_size, progress))
+        return pd.concat(chunks, ignore_index=True)
+
+    def _get_sampler(self) -> ConstrainedSampler:
+        if self._sampler is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.model.to(device).eval()
+            encoder = RowEncoder(self.tokenizer, [c.name for c in self.schema.learned])
+            self._sampler = ConstrainedSampler(self.model, encoder, self.schema.learned)
+        return self._sampler
+
+    def _require_fitted(self) -> None:
+        if self.model is None or self.schema is None:
+            raise ModelError("the synthesizer is not trained: call fit() or load() first")
+
+    # -- save / load -------------------------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the self-describing synthesizer directory; the manifest goes last, marking it complete."""
+        self._require_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MANIFEST).unlink(missing_ok=True)
+        for part in ("model", "adapter", "tokenizer"):
+            shutil.rmtree(directory / part, ignore_errors=True)
+        model = self.model
+        if self.base_model is None:
+            model.save_pretrained(directory / "model", safe_serialization=True)
+        else:
+            model.save_pretrained(directory / "adapter")
+        self.tokenizer.save_pretrained(directory / "tokenizer")
+        manifest = {
+            "format": "llmsynth-synthesizer",
+            "format_version": FORMAT_VERSION,
+            "kind": KIND,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "schema": self.schema.model_dump(mode="json"),
+            "serialization": {"style": "great", "field": " {name} is {value}", "separator": ",",
+                              "column_order": self.recipe.train.column_order, "null": "empty value",
+                              "end_of_row": self.tokenizer.eos_token},
+            "model": {"type": "tiny" if self.base_model is None else "lora", "base_model": self.base_model},
+            "recipe": self.recipe.model_dump(mode="json"),
+            "training": self.summary.model_dump(mode="json") if self.summary else None,
+            "data": self.data_summary,
+            "scrub": None,
+            "versions": _versions(),
+        }
+        tmp = directory / f".{MANIFEST}.tmp"
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(directory / MANIFEST)
+        shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "TabularSynthesizer":
+        manifest = read_manifest(directory)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        directory = Path(directory)
+        synth = cls(recipe=Recipe.model_validate(manifest["recipe"]), base_model=manifest["model"]["base_model"])
+        synth.schema = Schema.model_validate(manifest["schema"])
+        synth.tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
+        if synth.base_model is None:
+            synth.model = AutoModelForCausalLM.from_pretrained(directory / "model", local_files_only=True)
+        else:
+            from peft import PeftModel
+
+            base, _ = load_base(synth.base_model)
+            synth.model = PeftModel.from_pretrained(base, directory / "adapter").merge_and_unload()
+        synth.summary = TrainSummary.model_validate(manifest["training"]) if manifest.get("training") else None
+        synth.data_summary = manifest.get("data", {})
+        return synth
+
+
+def read_manifest(directory: str | os.PathLike, kind: str = KIND) -> dict:
+    """The manifest of a complete synthesizer directory of the given kind, or a ModelError saying why not."""
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise ModelError(f"{directory}: not a synthesizer directory (no {MANIFEST}); train one with `llmsynth train`")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: corrupt manifest ({exc})") from exc
+    if manifest.get("format") != "llmsynth-synthesizer":
+        raise ModelError(f"{path}: not an llmsynth manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelError(f"{directory} was written by a newer llmsynth (format {manifest['format_version']}, this "
+                         f"version reads up to {FORMAT_VERSION}); upgrade llmsynth")
+    if manifest.get("kind") != kind:
+        raise ModelError(f"{directory} holds a {manifest.get('kind')!r} synthesizer, not a {kind!r} one")
+    return manifest
+
+
+class _nullcontext:
+    def __init__(self, value):
+        self.value = value
+
+    def __enter__(self):
+        return self.value
+
+    def __exit__(self, *exc):
+        return False

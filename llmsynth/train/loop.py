@@ -1,0 +1,260 @@
+"""The training loop: batches, forward, loss, backward, clip, step, log, validate, checkpoint.
+
+Accelerate handles devices, processes and bf16. Rows are re-serialized every epoch with a fresh
+seeded column order (see `column_order`); padding and the
+column-name prefixes the sampler writes itself are masked out of the loss.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from pydantic import BaseModel
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from llmsynth.errors import TrainError
+from llmsynth.serialize.tabular import IGNORE, RowEncoder
+from llmsynth.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = ".checkpoint"
+
+
+class TrainSummary(BaseModel):
+    epochs: float
+    steps: int
+    best_validation_loss: float
+    last_train_loss: float
+    tokens_per_second: float
+    seconds: float
+    stopped_because: str
+    precision: str
+    parameters: int
+    trainable_parameters: int
+
+
+def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, row_labels) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(ids)] = torch.tensor(row_labels)
+        attention[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """One training example's column order.
+
+    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional: half the
+    examples in schema order, the rest with a random subset moved to the front in random order, which is
+    exactly what sampling does with conditioned columns, while the fixed order is learned quickly.
+    """
+    if mode == "random":
+        return rng.permutation(columns)
+    if mode == "schema" or rng.random() < 0.5:
+        return np.arange(columns)
+    front = rng.permutation(columns)[: rng.integers(1, columns + 1)]
+    return np.concatenate([front, np.setdiff1d(np.arange(columns), front)])
+
+
+def epoch_examples(rows: Sequence[Sequence[str]], encoder: RowEncoder, seed: int, epoch: int, mode: str,
+                   shuffle_rows: bool = True):
+    """Every row once, in a seeded order, each with its own seeded column order."""
+    rng = np.random.default_rng([seed, epoch])
+    row_order = rng.permutation(len(rows)) if shuffle_rows else np.arange(len(rows))
+    return [encoder.encode(rows[i], column_order(len(rows[i]), mode, rng)) for i in row_order]
+
+
+def resolve_precision(precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16" and not torch.cuda.is_available():
+        raise TrainError("precision bf16 needs a GPU; use fp32 (or auto) on a CPU")
+    return precision
+
+
+def train_model(
+    model: torch.nn.Module,
+    train_rows: Sequence[Sequence[str]],
+    validation_rows: Sequence[Sequence[str]],
+    encoder: RowEncoder,
+    config: TrainConfig,
+    workdir: Path,
+    resume: bool = False,
+    fingerprint: str = "",
+) -> TrainSummary:
+    """Train in place; on return the model holds the weights with the best validation loss."""
+    precision = resolve_precision(config.precision)
+    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    torch.manual_seed(config.seed)
+    checkpoint = Path(workdir) / CHECKPOINT_DIR
+
+    batch_size = max(1, config.batch_size // accelerator.num_processes)
+    steps_per_epoch = math.ceil(len(train_rows) / (batch_size * accelerator.num_processes))
+    total_steps = steps_per_epoch * config.epochs
+    eval_steps = {math.ceil(steps_per_epoch * (k + 1) / config.evals_per_epoch) for k in range(config.evals_per_epoch)}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    budget = config.max_minutes * 60 if config.max_minutes else math.inf
+
+    def learning_rate(step: int, elapsed: float) -> float:
+        """Linear warm-up, then cosine decay to 10% by the end of the epochs or of the time budget."""
+        progress = max(step / total_steps, elapsed / budget)
+        if progress < config.warmup_ratio:
+            return config.learning_rate * (progress + 1 / total_steps) / config.warmup_ratio
+        remaining = (progress - config.warmup_ratio) / (1 - config.warmup_ratio)
+        return config.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, remaining))))
+
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
+             "tokens": 0, "fingerprint": fingerprint}
+    if resume:
+        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
+        log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
+
+    validation = DataLoader(epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order,
+                                           shuffle_rows=False),
+                            batch_size=batch_size, collate_fn=lambda b: pad_batch(b, encoder.pad_id))
+    validation = accelerator.prepare(validation)
+    started = time.perf_counter() - state["seconds"]
+    last_loss, stopped = math.nan, ""
+    bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
+               disable=not accelerator.is_local_main_process)
+    while state["epoch"] < config.epochs:
+        loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
+                            batch_size=batch_size,
+                            collate_fn=lambda b: pad_batch(b, encoder.pad_id))
+        loader = accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
+        model.train()
+        for batch in loader:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(state["global_step"], time.perf_counter() - started)
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            state["tokens"] += int(batch["attention_mask"].sum()) * accelerator.num_processes
+            last_loss = loss.item()
+            elapsed = time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
+            if state["step_in_epoch"] in eval_steps:
+                stopped = _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed)
+                bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{state['last_val']:.3f}",
+                                tok_s=f"{state['tokens'] / elapsed:.0f}")
+                if stopped:
+                    break
+                model.train()
+        if stopped:
+            break
+        state["epoch"] += 1
+        state["step_in_epoch"] = 0
+    bar.close()
+    stopped = stopped or "epochs"
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
+    seconds = time.perf_counter() - started
+    return TrainSummary(
+        epochs=round(state["epoch"] + state["step_in_epoch"] / steps_per_epoch, 3),
+        steps=state["global_step"],
+        best_validation_loss=state["best"],
+        last_train_loss=last_loss,
+        tokens_per_second=state["tokens"] / seconds,
+        seconds=seconds,
+        stopped_because=stopped,
+        precision=precision,
+        parameters=sum(p.numel() for p in unwrapped.parameters()),
+        trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
+    )
+
+
+@torch.no_grad()
+def validation_loss(model, batches, accelerator: Accelerator) -> float:
+    model.eval()
+    total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+    for batch in batches:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        labels = batch["labels"][:, 1:]
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE,
+                                                   reduction="sum")
+        total += losses
+        count += (labels != IGNORE).sum()
+    total, count = accelerator.reduce(total), accelerator.reduce(count)
+    return float(total / count)
+
+
+def _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed) -> str:
+    """Validation loss, early stopping and a checkpoint; returns why training stops, or ''."""
+    loss = validation_loss(model, validation, accelerator)
+    state["last_val"] = loss
+    state["seconds"] = elapsed
+    improved = loss < state["best"] - 1e-4
+    state["bad_evals"] = 0 if improved else state["bad_evals"] + 1
+    state["best"] = min(loss, state["best"])
+    _save_checkpoint(checkpoint, accelerator, model, optimizer, state, save_best=improved)
+    if state["bad_evals"] >= config.patience:
+        return "early stopping"
+    if config.max_minutes is not None and elapsed > config.max_minutes * 60:
+        return "time budget"
+    return ""
+
+
+def _trainable_state(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().float().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_checkpoint(path: Path, accelerator, model, optimizer, state, save_best: bool) -> None:
+    """Each checkpoint is a folder renamed into place when complete, so an interrupt never leaves a torn one."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    weights = _trainable_state(accelerator.unwrap_model(model))
+    if save_best:
+        save_file(weights, path / "best.safetensors.tmp")
+        (path / "best.safetensors.tmp").replace(path / "best.safetensors")
+    folder = path / f"step-{state['global_step']:09d}"
+    partial = path / f".{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    save_file(weights, partial / "weights.safetensors")
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    (partial / "progress.json").write_text(json.dumps(state))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    for older in path.glob("step-*"):
+        if older.name < folder.name:
+            shutil.rmtree(older, ignore_errors=True)
+
+
+def _load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> dict:
+    folders = sorted(path.glob("step-*"))
+    if not folders:
+        raise TrainError(f"nothing to resume: {path} holds no checkpoint; start without --resume")
+    latest = folders[-1]
+    state = json.loads((latest / "progress.json").read_text())
+    if state.get("fingerprint") != fingerprint:
+        raise TrainError(f"the checkpoint in {path} was made with other data or settings; start without --resume")
+    model.load_state_dict(load_file(latest / "weights.safetensors"), strict=False)
+    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+    return state

@@ -1,0 +1,77 @@
+"""Value grammars: every valid value is accepted byte by byte, and nothing invalid is ever complete."""
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsynth.serialize.codecs import CategoricalColumn, DatetimeColumn, NumericColumn, TextColumn
+
+PRICE = NumericColumn(name="p", kind="float", minimum=-12.5, maximum=3050.75, decimals=2)
+COUNT = NumericColumn(name="c", kind="integer", minimum=18, maximum=85)
+
+
+def accepted_byte_by_byte(column, text: str) -> bool:
+    data = text.encode()
+    return all(column.viable(data[:i]) for i in range(1, len(data) + 1)) and column.complete(data)
+
+
+@given(st.integers(-1250, 305075))
+def test_every_in_range_number_is_reachable(units):
+    assert accepted_byte_by_byte(PRICE, PRICE.write(units / 100))
+
+
+@given(st.text(alphabet="-0123456789.", max_size=9))
+def test_complete_numbers_are_in_range_and_at_precision(text):
+    if PRICE.complete(text.encode()):
+        assert -12.5 <= float(text) <= 3050.75
+        assert len(text.partition(".")[2]) == 2
+        assert text == PRICE.write(float(text))
+
+
+@given(st.text(alphabet="-0123456789", max_size=4))
+def test_viable_integer_prefixes_can_be_completed(text):
+    if COUNT.viable(text.encode()):
+        assert any(str(v).startswith(text) for v in range(18, 86))
+
+
+def test_integer_grammar_rejects_out_of_range_and_leading_zeros():
+    assert COUNT.complete(b"18") and COUNT.complete(b"85")
+    assert not COUNT.complete(b"17") and not COUNT.complete(b"86") and not COUNT.complete(b"018")
+    assert not COUNT.viable(b"9") and not COUNT.viable(b"-")
+
+
+CATEGORIES = CategoricalColumn(name="city", kind="categorical", categories=["Washington, DC", "Austin", "Aus"])
+
+
+@given(st.sampled_from(CATEGORIES.categories))
+def test_categories_round_trip_with_escaped_separator(value):
+    text = CATEGORIES.write(value)
+    assert "," not in text.replace("\\,", "")
+    assert accepted_byte_by_byte(CATEGORIES, text) and CATEGORIES.read(text) == value
+
+
+def test_unseen_category_is_not_viable():
+    assert not CATEGORIES.viable(b"Boston") and not CATEGORIES.complete(b"Austi")
+
+
+DAYS = DatetimeColumn(name="d", minimum="2020-02-27", maximum="2020-03-02")
+
+
+def test_dates_follow_the_calendar_and_range():
+    assert accepted_byte_by_byte(DAYS, "2020-02-29")
+    assert not DAYS.viable(b"2020-02-30") and not DAYS.viable(b"2020-03-03") and not DAYS.viable(b"2021")
+
+
+def test_times_are_well_formed():
+    stamps = DatetimeColumn(name="t", minimum="2020-01-01 00:00:00", maximum="2020-01-02 00:00:00", with_time=True)
+    assert accepted_byte_by_byte(stamps, "2020-01-01 23:59:59")
+    assert not stamps.viable(b"2020-01-01 24") and not stamps.viable(b"2020-01-01 12:60")
+
+
+@settings(max_examples=50)
+@given(st.text(min_size=1, max_size=30))
+def test_text_round_trips_and_never_contains_a_bare_separator(value):
+    column = TextColumn(name="notes", max_bytes=200)
+    text = column.write(value)
+    assert column.read(text) == value
+    if "\n" not in value:
+        assert column.complete(text.encode())

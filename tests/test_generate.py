@@ -1,0 +1,105 @@
+"""Constrained sampling: every row valid, conditions honoured, seeds reproducible, bad requests refused."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from llmsynth import TabularSynthesizer
+from llmsynth.errors import GenerateError, ModelError
+from llmsynth.evaluate.validity import valid_rows
+from llmsynth.serialize.codecs import IdentifierColumn
+
+
+def assert_all_valid(table: pd.DataFrame, synth: TabularSynthesizer) -> None:
+    assert list(table.columns) == synth.schema.names
+    invalid = table[~valid_rows(table, synth.schema)]
+    assert invalid.empty, invalid.head().to_string()
+    for column in synth.schema.columns:
+        if isinstance(column, IdentifierColumn):
+            assert table[column.name].map(lambda v: isinstance(v, str) and len(v) > 0).all(), column.name
+
+
+def test_validity_check_catches_bad_rows(trained, demo_table):
+    rows = demo_table.head(6).copy()
+    assert valid_rows(rows, trained.schema).all()
+    rows.loc[rows.index[0], "state"] = "XX"                  # unseen category
+    rows.loc[rows.index[1], "age"] = 130                     # out of range
+    rows.loc[rows.index[2], "interest_rate"] = 12.345        # finer than the column's precision
+    rows.loc[rows.index[3], "employment"] = None             # missing where training had no nulls
+    rows.loc[rows.index[4], "account_opened"] = "2030-01-01" # date out of range
+    assert valid_rows(rows, trained.schema).tolist() == [False] * 5 + [True]
+
+
+def test_every_sampled_row_is_valid(trained):
+    rows = trained.sample(300, seed=3)
+    assert len(rows) == 300
+    assert_all_valid(rows, trained)
+
+
+def test_missing_values_appear_where_the_column_had_them(trained):
+    rows = trained.sample(400, seed=5, temperature=1.5)
+    nullable = {c.name for c in trained.schema.learned if c.nullable}
+    assert nullable == {"credit_score"}
+    assert rows.drop(columns=list(nullable)).notna().all().all()
+
+
+def test_same_seed_same_rows_other_seed_other_rows(trained):
+    first = trained.sample(50, seed=11)
+    pd.testing.assert_frame_equal(first, trained.sample(50, seed=11))
+    assert not first.equals(trained.sample(50, seed=12))
+
+
+def test_conditions_fix_columns_and_rows_stay_valid(trained):
+    rows = trained.sample(100, conditions={"is_fraud": 1, "state": "TX", "age": 40}, seed=2)
+    assert (rows["is_fraud"] == 1).all() and (rows["state"] == "TX").all() and (rows["age"] == 40).all()
+    assert_all_valid(rows, trained)
+
+
+def test_conditions_accept_cli_strings(trained):
+    rows = trained.sample(20, conditions={"interest_rate": "12.5", "account_opened": "2015-06-01"})
+    assert (rows["interest_rate"] == 12.5).all()
+    assert (rows["account_opened"] == pd.Timestamp("2015-06-01")).all()
+
+
+@pytest.mark.parametrize("conditions, message", [
+    ({"nope": 1}, "unknown column 'nope'"),
+    ({"state": "XX"}, "value not seen in training; expected one of: CA, FL"),
+    ({"age": 200}, r"expected a number in \[18, 85\]"),
+    ({"email": "a@b.com"}, "identifier column"),
+    ({"age": None}, "no missing values"),
+])
+def test_bad_conditions_are_refused(trained, conditions, message):
+    with pytest.raises(GenerateError, match=message):
+        trained.sample(5, conditions=conditions)
+
+
+def test_greedy_sampling_is_deterministic(trained):
+    pd.testing.assert_frame_equal(trained.sample(10, temperature=0, seed=1).drop(columns=["customer_id"]),
+                                  trained.sample(10, temperature=0, seed=1).drop(columns=["customer_id"]))
+
+
+def test_save_load_gives_the_same_rows_and_no_pickles(trained, tmp_path):
+    trained.save(tmp_path / "model")
+    files = {p.relative_to(tmp_path / "model").as_posix() for p in (tmp_path / "model").rglob("*") if p.is_file()}
+    assert "manifest.json" in files and "model/model.safetensors" in files
+    assert not [f for f in files if f.endswith((".bin", ".pt", ".pkl", ".pickle"))]
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["kind"] == "tabular" and manifest["model"]["type"] == "tiny"
+    assert {c["name"] for c in manifest["schema"]["columns"]} >= {"is_fraud", "ssn"}
+    assert "torch" in manifest["versions"]
+    loaded = TabularSynthesizer.load(tmp_path / "model")
+    pd.testing.assert_frame_equal(loaded.sample(30, seed=4), trained.sample(30, seed=4))
+
+
+def test_load_refuses_other_kinds_newer_versions_and_plain_folders(trained, tmp_path):
+    path = trained.save(tmp_path / "model")
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps({**manifest, "kind": "chat"}))
+    with pytest.raises(ModelError, match="holds a 'chat' synthesizer"):
+        TabularSynthesizer.load(path)
+    (path / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    with pytest.raises(ModelError, match="newer llmsynth"):
+        TabularSynthesizer.load(path)
+    with pytest.raises(ModelError, match="not a synthesizer directory"):
+        TabularSynthesizer.load(tmp_path)
