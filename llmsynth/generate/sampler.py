@@ -4,7 +4,8 @@ The sampler writes each column's ` name is` prefix and the separators itself; th
 value tokens, and only among those that keep the value valid for its codec (a category from the trie
 of training values, a number in range at the column's precision, a date in range, or nothing where
 the column had nulls). Every row is valid by construction: there is no rejection loop.
-All rows of a batch advance one token per step, each either forced (written by the sampler) or sampled.
+All live rows of a batch advance one token per step, each either forced (written by the sampler) or sampled;
+finished rows leave the batch and the KV cache.
 """
 
 from __future__ import annotations
@@ -96,21 +97,20 @@ class ConstrainedSampler:
         for row in rows:
             self._forced_prefix(row, conditions)
         cache = DynamicCache()
-        feed = torch.empty(len(rows), dtype=torch.long)
-        while True:
-            active = [r for r in rows if r.pending]
-            if not active:
-                break
-            for i, row in enumerate(rows):
-                feed[i] = row.pending.popleft() if row.pending else self.encoder.pad_id
+        live = list(range(len(rows)))  # rows still being written; each has a token pending
+        while live:
+            feed = torch.tensor([rows[i].pending.popleft() for i in live], dtype=torch.long)
             logits = self.model(input_ids=feed[:, None].to(device), past_key_values=cache, use_cache=True).logits
-            choosing = [i for i, row in enumerate(rows) if not row.pending and not row.done]
-            if not choosing:
-                continue
-            chosen = self._choose(logits[choosing, -1].float().cpu(), [rows[i] for i in choosing], generator,
-                                  temperature, top_p)
-            for i, token in zip(choosing, chosen):
-                self._advance(rows[i], int(token), conditions)
+            choosing = [k for k, i in enumerate(live) if not rows[i].pending and not rows[i].done]
+            if choosing:
+                chosen = self._choose(logits[choosing, -1].float().cpu(), [rows[live[k]] for k in choosing],
+                                      generator, temperature, top_p)
+                for k, token in zip(choosing, chosen.tolist()):
+                    self._advance(rows[live[k]], token, conditions)
+            keep = [k for k, i in enumerate(live) if rows[i].pending]
+            if len(keep) < len(live):  # drop finished rows from the batch and the KV cache
+                cache.reorder_cache(torch.tensor(keep, dtype=torch.long))
+                live = [live[k] for k in keep]
         return [row.values for row in rows]
 
     def _choose(self, logits: torch.Tensor, rows: list[_Row], generator, temperature, top_p) -> torch.Tensor:
