@@ -45,11 +45,20 @@ class ConstrainedSampler:
         self._candidates = [self._candidate_tokens(column) for column in self.columns]
         self._allowed_cache: dict[tuple[int, bytes, bool], torch.Tensor] = {}
 
-    def _candidate_tokens(self, column: ColumnCodec) -> list[tuple[int, bytes]]:
+    def _candidate_tokens(self, column: ColumnCodec) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        """Tokens that may start a value (after its leading space) and tokens that may continue one.
+
+        A cheap pre-filter on bytes; `viable` has the final word. Values without spaces never take
+        a token that starts with one after their first byte, which keeps numeric checks short.
+        """
         allowed = column.allowed_bytes()
         allowed = None if allowed is None else set(allowed) | {SPACE}
-        return [(i, b) for i, b in enumerate(self.token_bytes)
-                if b and i < self.vocab_size and (allowed is None or set(b) <= allowed)]
+        tokens = [(i, b) for i, b in enumerate(self.token_bytes)
+                  if b and i < self.vocab_size and (allowed is None or set(b) <= allowed)]
+        starting = [(i, b) for i, b in tokens if b[0] == SPACE]
+        spaces_inside = column.allowed_bytes() is None or SPACE in column.allowed_bytes()
+        continuing = tokens if spaces_inside else [(i, b) for i, b in tokens if b[0] != SPACE]
+        return starting, continuing
 
     def _viable(self, column: ColumnCodec, text: bytes) -> bool:
         return text[:1] == b" " and (len(text) == 1 or column.viable(text[1:]))
@@ -63,7 +72,8 @@ class ConstrainedSampler:
         allowed = self._allowed_cache.get(key)
         if allowed is None:
             column = self.columns[column_index]
-            ids = [i for i, b in self._candidates[column_index] if self._viable(column, text + b)]
+            starting, continuing = self._candidates[column_index]
+            ids = [i for i, b in (continuing if text else starting) if self._viable(column, text + b)]
             if self._complete(column, text):
                 ids.append(self.encoder.end_of_row_id if last else self.encoder.separator_id)
             if not ids:

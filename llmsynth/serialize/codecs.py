@@ -242,7 +242,7 @@ class DatetimeColumn(ColumnCodec):
     with_time: bool = False
 
     def allowed_bytes(self) -> bytes:
-        return DIGITS + b"-: "
+        return DIGITS + (b"-: " if self.with_time else b"-")
 
     @cached_property
     def _days(self) -> list[bytes]:
