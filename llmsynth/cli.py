@@ -95,7 +95,7 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     summary = synth.summary
     click.echo(f"trained on {synth.data_summary['train_rows']} rows ({summary.epochs:g} epochs, "
                f"{summary.seconds:.0f}s, stopped by {summary.stopped_because}); "
-               f"validation loss {summary.best_validation_loss:.3f}")
+               f"validation loss {summary.initial_validation_loss:.3f} -> {summary.best_validation_loss:.3f}")
     click.echo(f"synthesizer saved to {model_dir}")
 
 

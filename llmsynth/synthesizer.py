@@ -24,7 +24,7 @@ from llmsynth.errors import DataError, ModelError
 from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.model import load_base, tiny_model, train_tokenizer, with_lora
-from llmsynth.serialize.tabular import RowEncoder, column_prefix, row_text, value_texts
+from llmsynth.serialize.tabular import SEPARATOR, RowEncoder, column_prefix, row_text, value_texts
 from llmsynth.train.config import Recipe, load_recipe
 from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
 
@@ -68,11 +68,14 @@ class TabularSynthesizer:
     def fit(self, data: pd.DataFrame | str | os.PathLike, workdir: str | os.PathLike | None = None,
             resume: bool = False) -> "TabularSynthesizer":
         """Train on a DataFrame or a table file; `workdir` keeps checkpoints so that `resume=True` can go on."""
+        source = "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)
         table = data if isinstance(data, pd.DataFrame) else read_table(data)
-        if isinstance(data, pd.DataFrame):
-            check_table(table, "the DataFrame")
+        check_table(table, source)
         table = table.rename(columns=str)
-        self.schema = infer_schema(table, self.column_kinds)
+        try:
+            self.schema = infer_schema(table, self.column_kinds)
+        except DataError as exc:
+            raise DataError(f"{source}: {exc}") from exc
         learned = self.schema.learned
         rows = value_texts(table, learned)
         config = self.recipe.train
@@ -112,7 +115,7 @@ class TabularSynthesizer:
         if resume and kept is not None and kept.is_dir():
             return AutoTokenizer.from_pretrained(kept, local_files_only=True)
         tokenizer = train_tokenizer((row_text(names, r) for r in train_rows), self.recipe.tiny.vocab_size,
-                                    whole_tokens=[column_prefix(name) for name in names])
+                                    whole_tokens=[sep + column_prefix(name) for name in names for sep in ("", SEPARATOR)])
         if kept is not None:
             tokenizer.save_pretrained(kept)
         return tokenizer

@@ -151,3 +151,18 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, demo_table, recipe
     demo_table.head(50).to_csv(source, index=False)
     result = run("train", source, "-o", tmp_path / "m", "--recipe", recipe_file, "--resume")
     assert result.exit_code == 2 and "nothing to resume" in result.output
+
+
+def test_interrupted_generate_leaves_no_file(cli_model, tmp_path):
+    out = tmp_path / "synth.csv"
+    partial = tmp_path / ".synth.csv.partial"
+    process = subprocess.Popen([*LLMSYNTH, "generate", str(cli_model), "-n", "1000000", "-o", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr.decode()[-2000:]
+    assert "interrupted" in stderr.decode()
+    assert list(tmp_path.iterdir()) == []

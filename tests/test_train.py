@@ -34,7 +34,8 @@ def test_padding_does_not_change_a_rows_loss():
 def test_training_learns_and_reports(trained):
     summary = trained.summary
     assert summary.steps > 0 and summary.epochs == 3
-    assert summary.best_validation_loss < 0.6 * math.log(len(trained.tokenizer))
+    assert summary.initial_validation_loss > 0.9 * math.log(len(trained.tokenizer))  # untrained: near uniform
+    assert summary.best_validation_loss < 0.7 * summary.initial_validation_loss
     assert summary.precision == "fp32" and summary.trainable_parameters == summary.parameters
 
 

@@ -63,22 +63,32 @@ def parse_row_text(text: str, names: Sequence[str]) -> dict[str, str]:
 
 
 class RowEncoder:
-    """Token ids of rows for one tokenizer: the shared vocabulary of training and sampling."""
+    """Token ids of rows for one tokenizer: the shared vocabulary of training and sampling.
+
+    A row is `<bos>` then, per column, a segment (` name is` for the first column, `, name is` after a
+    value) and the value's tokens, then `<eos>`. The first token of each later segment (and `<eos>`)
+    is the model's decision that the previous value is complete, so it is learned; the rest of a
+    segment is written by the sampler and masked out of the loss. With the tiny preset each segment
+    is a single token, so a column boundary costs one step.
+    """
 
     def __init__(self, tokenizer, names: Sequence[str]):
         self.tokenizer = tokenizer
         self.bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self.end_of_row_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        separator = self.encode_text(SEPARATOR)
-        if self.end_of_row_id is None or len(separator) != 1:
-            raise ModelError("the tokenizer needs an end-of-sequence token and a single token for ','")
-        self.separator_id = separator[0]
-        self.prefix_ids = [self.encode_text(column_prefix(name)) for name in names]
+        if self.end_of_row_id is None:
+            raise ModelError("the tokenizer needs an end-of-sequence token")
+        self.first_segment_ids = [self.encode_text(column_prefix(name)) for name in names]
+        self.next_segment_ids = [self.encode_text(SEPARATOR + column_prefix(name)) for name in names]
+        self.end_of_value_ids = sorted({ids[0] for ids in self.next_segment_ids} | {self.end_of_row_id})
         self._value_cache: dict[str, list[int]] = {}
 
     def encode_text(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def segment_ids(self, column: int, first: bool) -> list[int]:
+        return (self.first_segment_ids if first else self.next_segment_ids)[column]
 
     def value_ids(self, text: str) -> list[int]:
         ids = self._value_cache.get(text)
@@ -89,12 +99,14 @@ class RowEncoder:
         return ids
 
     def encode(self, values: Sequence[str], order: Sequence[int]) -> tuple[list[int], list[int]]:
-        """Ids and labels for one row with its columns in `order`; column-name prefixes are not learned."""
+        """Ids and labels for one row with its columns in `order`."""
         ids, labels = [self.bos_id], [IGNORE]
         for position, column in enumerate(order):
-            prefix = self.prefix_ids[column]
+            segment = self.segment_ids(column, first=position == 0)
             value = self.value_ids(values[column])
-            end = self.end_of_row_id if position == len(order) - 1 else self.separator_id
-            ids += prefix + value + [end]
-            labels += [IGNORE] * len(prefix) + value + [end]
+            ids += segment + value
+            learned_end = segment[:1] if position > 0 else []
+            labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value
+        ids.append(self.end_of_row_id)
+        labels.append(self.end_of_row_id)
         return ids, labels

@@ -34,6 +34,7 @@ CHECKPOINT_DIR = ".checkpoint"
 
 class TrainSummary(BaseModel):
     epochs: float
+    initial_validation_loss: float
     steps: int
     best_validation_loss: float
     last_train_loss: float
@@ -122,16 +123,17 @@ def train_model(
 
     model, optimizer = accelerator.prepare(model, optimizer)
 
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
-             "tokens": 0, "fingerprint": fingerprint}
-    if resume:
-        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
-        log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
-
     validation = DataLoader(epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order,
                                            shuffle_rows=False),
                             batch_size=batch_size, collate_fn=lambda b: pad_batch(b, encoder.pad_id))
     validation = accelerator.prepare(validation)
+    if resume:
+        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
+        log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
+    else:
+        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
+                 "tokens": 0, "fingerprint": fingerprint,
+                 "initial_validation_loss": validation_loss(model, validation, accelerator)}
     started = time.perf_counter() - state["seconds"]
     last_loss, stopped = math.nan, ""
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
@@ -176,6 +178,7 @@ def train_model(
     seconds = time.perf_counter() - started
     return TrainSummary(
         epochs=round(state["epoch"] + state["step_in_epoch"] / steps_per_epoch, 3),
+        initial_validation_loss=state["initial_validation_loss"],
         steps=state["global_step"],
         best_validation_loss=state["best"],
         last_train_loss=last_loss,
