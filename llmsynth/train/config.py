@@ -32,7 +32,7 @@ class TrainConfig(BaseModel):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
     validation_fraction: float = Field(0.1, ge=0.01, le=0.5, description="Rows held out for early stopping.")
     evals_per_epoch: int = Field(1, ge=1, description="Validation passes (and checkpoints) per epoch.")
-    patience: int = Field(3, ge=1, description="Validation passes without improvement before stopping.")
+    patience: int = Field(5, ge=1, description="Validation passes without improvement before stopping.")
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; stops at the next validation past it.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the GPU supports it.")
     seed: int = 0
