@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import tempfile
+from contextlib import nullcontext
 from collections.abc import Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -98,7 +99,7 @@ class TabularSynthesizer:
             raise DataError(f"a row takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
         fingerprint = self._fingerprint(rows)
-        with tempfile.TemporaryDirectory() if workdir is None else _nullcontext(workdir) as where:
+        with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as where:
             self.summary = train_model(self.model, train_rows, validation_rows, encoder, config, Path(where),
                                        resume=resume, fingerprint=fingerprint)
         self.data_summary = {"rows": len(rows), "train_rows": len(train_rows), "validation_rows": n_validation,
@@ -229,14 +230,3 @@ def read_manifest(directory: str | os.PathLike, kind: str = KIND) -> dict:
     if manifest.get("kind") != kind:
         raise ModelError(f"{directory} holds a {manifest.get('kind')!r} synthesizer, not a {kind!r} one")
     return manifest
-
-
-class _nullcontext:
-    def __init__(self, value):
-        self.value = value
-
-    def __enter__(self):
-        return self.value
-
-    def __exit__(self, *exc):
-        return False

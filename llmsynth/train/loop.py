@@ -131,6 +131,10 @@ def train_model(
         state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
         log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
     else:
+        if accelerator.is_main_process:  # a fresh run must never resume into an older run's checkpoints
+            for stale in checkpoint.glob("step-*"):
+                shutil.rmtree(stale)
+            (checkpoint / "best.safetensors").unlink(missing_ok=True)
         state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
                  "tokens": 0, "fingerprint": fingerprint,
                  "initial_validation_loss": validation_loss(model, validation, accelerator)}
