@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.secho("interrupted: no partial output was kept", err=True, fg="yellow")
             sys.exit(EXIT_INTERRUPTED)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _quiet_libraries() -> None:
@@ -55,6 +60,7 @@ def main(verbose: bool) -> None:
     llmsynth generate model/ -n 10000 -o synth.parquet --seed 7
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed pipeline job cleans up like Ctrl-C
 
 
 KIND = click.Choice(["tabular"])

@@ -132,7 +132,7 @@ def test_interrupted_training_resumes_to_the_same_weights(demo_table, tmp_path):
     while not list(checkpoints.glob("step-*")) and time.time() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    interrupted.send_signal(signal.SIGINT)
+    interrupted.send_signal(signal.SIGTERM)
     _, stderr = interrupted.communicate(timeout=60)
     assert interrupted.returncode == 130, stderr.decode()[-2000:]
     assert not (tmp_path / "resumed" / "manifest.json").exists()
@@ -153,7 +153,7 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path, demo_table, recipe
     assert result.exit_code == 2 and "nothing to resume" in result.output
 
 
-def test_interrupted_generate_leaves_no_file(cli_model, tmp_path):
+def test_killed_generate_leaves_no_file(cli_model, tmp_path):
     out = tmp_path / "synth.csv"
     partial = tmp_path / ".synth.csv.partial"
     process = subprocess.Popen([*LLMSYNTH, "generate", str(cli_model), "-n", "1000000", "-o", str(out)],
@@ -161,7 +161,7 @@ def test_interrupted_generate_leaves_no_file(cli_model, tmp_path):
     deadline = time.time() + 120
     while not (partial.exists() and partial.stat().st_size > 0) and time.time() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr.decode()[-2000:]
     assert "interrupted" in stderr.decode()
