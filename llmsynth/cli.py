@@ -56,6 +56,7 @@ def main(verbose: bool) -> None:
 
     \b
     llmsynth demo                                    the whole pipeline on bundled demo data
+    llmsynth scrub customers.csv -o scrubbed.csv --report scrub.json
     llmsynth train customers.csv -o model/           learn a table (tiny offline model by default)
     llmsynth generate model/ -n 10000 -o synth.parquet --seed 7
     """
@@ -64,6 +65,46 @@ def main(verbose: bool) -> None:
 
 
 KIND = click.Choice(["tabular"])
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Scrubbed table to write (.csv, .parquet or .jsonl).")
+@click.option("--kind", type=KIND, default="tabular", show_default=True, help="What the input holds.")
+@click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="JSON report: policy, counts per entity and masked examples per column.")
+@click.option("--mode", type=click.Choice(["pseudonymize", "tag", "redact"]), default="pseudonymize",
+              show_default=True, help="Consistent Faker surrogates, <ENTITY> tags, or removal.")
+@click.option("--raw-pii", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the raw PII values found (JSONL) for PII-replay tests; keep this file private.")
+@click.option("--column-kind", "column_kinds", multiple=True, metavar="COL=KIND",
+              help="Force a column's kind, e.g. notes=text or member=identifier.")
+def scrub(input_path, output, kind, report, mode, raw_pii, column_kinds):
+    """Replace PII in INPUT: identifier columns whole, free-text cells span by span (Presidio, offline)."""
+    import json
+
+    from llmsynth.data.io import read_table, table_format, write_table
+    from llmsynth.scrub import ScrubConfig, scrub_table
+
+    table_format(output)
+    table = read_table(input_path)
+    scrubbed, summary, raw = scrub_table(table, ScrubConfig(mode=mode), _key_values(column_kinds, "--column-kind"))
+    write_table(scrubbed, output)
+    if report is not None:
+        _write_atomically(report, json.dumps({"input": str(input_path), **summary}, indent=2))
+    if raw_pii is not None:
+        _write_atomically(raw_pii, "".join(json.dumps({"entity": e, "value": v}) + "\n" for e, v in sorted(raw)))
+    for name, column in summary["columns"].items():
+        if column["policy"] != "kept":
+            click.echo(f"  {name:<20} {column['policy']}: {column['replaced']} replaced")
+    click.echo(f"scrubbed {summary['rows']} rows -> {output}" + (f"; report {report}" if report else ""))
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 @main.command()

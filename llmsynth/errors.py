@@ -9,6 +9,10 @@ class DataError(LlmsynthError):
     """Bad input data: unreadable file, malformed rows, unusable columns."""
 
 
+class ScrubError(LlmsynthError):
+    """The scrubber cannot be configured as asked."""
+
+
 class ModelError(LlmsynthError):
     """A base model or synthesizer directory that cannot be used."""
 
