@@ -9,8 +9,6 @@ Values are compared as UTF-8 bytes because a token may end in the middle of a ch
 from __future__ import annotations
 
 import bisect
-import datetime as dt
-import math
 import re
 from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
