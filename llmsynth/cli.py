@@ -84,7 +84,7 @@ def scrub(input_path, output, kind, report, mode, raw_pii, column_kinds):
     """Replace PII in INPUT: identifier columns whole, free-text cells span by span (Presidio, offline)."""
     import json
 
-    from llmsynth.data.io import read_table, table_format, write_table
+    from llmsynth.data.io import read_table, table_format, write_table, write_text
     from llmsynth.scrub import ScrubConfig, scrub_table
 
     table_format(output)
@@ -92,19 +92,13 @@ def scrub(input_path, output, kind, report, mode, raw_pii, column_kinds):
     scrubbed, summary, raw = scrub_table(table, ScrubConfig(mode=mode), _key_values(column_kinds, "--column-kind"))
     write_table(scrubbed, output)
     if report is not None:
-        _write_atomically(report, json.dumps({"input": str(input_path), **summary}, indent=2))
+        write_text(report, json.dumps({"input": str(input_path), **summary}, indent=2))
     if raw_pii is not None:
-        _write_atomically(raw_pii, "".join(json.dumps({"entity": e, "value": v}) + "\n" for e, v in sorted(raw)))
+        write_text(raw_pii, "".join(json.dumps({"entity": e, "value": v}) + "\n" for e, v in sorted(raw)))
     for name, column in summary["columns"].items():
         if column["policy"] != "kept":
             click.echo(f"  {name:<20} {column['policy']}: {column['replaced']} replaced")
     click.echo(f"scrubbed {summary['rows']} rows -> {output}" + (f"; report {report}" if report else ""))
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 @main.command()

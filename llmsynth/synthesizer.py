@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmsynth.data.io import check_table, read_table
+from llmsynth.data.io import check_table, read_table, write_text
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError, ModelError
 from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.model import load_base, tiny_model, train_tokenizer, with_lora
-from llmsynth.serialize.tabular import SEPARATOR, RowEncoder, column_prefix, row_text, value_texts
+from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
 from llmsynth.train.config import Recipe, load_recipe
 from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
 
@@ -116,7 +116,7 @@ class TabularSynthesizer:
         if resume and kept is not None and kept.is_dir():
             return AutoTokenizer.from_pretrained(kept, local_files_only=True)
         tokenizer = train_tokenizer((row_text(names, r) for r in train_rows), self.recipe.tiny.vocab_size,
-                                    whole_tokens=[sep + column_prefix(name) for name in names for sep in ("", SEPARATOR)])
+                                    whole_tokens=[text for name in names for text in segment_texts(name)])
         if kept is not None:
             tokenizer.save_pretrained(kept)
         return tokenizer
@@ -186,9 +186,7 @@ class TabularSynthesizer:
             "scrub": None,
             "versions": _versions(),
         }
-        tmp = directory / f".{MANIFEST}.tmp"
-        tmp.write_text(json.dumps(manifest, indent=2))
-        tmp.replace(directory / MANIFEST)
+        write_text(directory / MANIFEST, json.dumps(manifest, indent=2))
         shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)
         return directory
 

@@ -109,6 +109,15 @@ def _parse_jsonl(path: Path, text: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically: a temporary name, renamed when complete."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a whole table atomically."""
     with TableWriter(path) as writer:

@@ -52,12 +52,12 @@ class ConstrainedSampler:
         A cheap pre-filter on bytes; `viable` has the final word. Values without spaces never take
         a token that starts with one after their first byte, which keeps numeric checks short.
         """
-        allowed = column.allowed_bytes()
-        allowed = None if allowed is None else set(allowed) | {SPACE}
+        value_bytes = column.allowed_bytes()
+        allowed = None if value_bytes is None else set(value_bytes) | {SPACE}
         tokens = [(i, b) for i, b in enumerate(self.token_bytes)
                   if b and i < self.vocab_size and (allowed is None or set(b) <= allowed)]
         starting = [(i, b) for i, b in tokens if b[0] == SPACE]
-        spaces_inside = column.allowed_bytes() is None or SPACE in column.allowed_bytes()
+        spaces_inside = value_bytes is None or SPACE in value_bytes
         continuing = tokens if spaces_inside else [(i, b) for i, b in tokens if b[0] != SPACE]
         return starting, continuing
 

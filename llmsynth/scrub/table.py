@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from llmsynth.data.schema import infer_schema
 from llmsynth.scrub.engine import ScrubConfig, build_analyzer
 from llmsynth.scrub.pseudonyms import Pseudonymizer
-from llmsynth.scrub.text import Findings, scrub_text
+from llmsynth.scrub.text import Findings, replacement, scrub_text
 from llmsynth.serialize.codecs import IdentifierColumn, TextColumn, is_null
 
 IDENTIFIER_ENTITIES = {"name": "PERSON", "email": "EMAIL_ADDRESS", "phone": "PHONE_NUMBER", "ssn": "US_SSN",
@@ -41,7 +41,7 @@ def scrub_table(table: pd.DataFrame, config: ScrubConfig | None = None,
         values = table[column.name]
         if isinstance(column, IdentifierColumn):
             entity = IDENTIFIER_ENTITIES[column.identifier_type]
-            scrubbed[column.name] = [None if is_null(v) else _replace(entity, str(v), config, pseudonyms)
+            scrubbed[column.name] = [None if is_null(v) else replacement(entity, str(v), config, pseudonyms)
                                      for v in values]
             raw |= {(entity, str(v)) for v in values if not is_null(v)}
             columns[column.name] = {"policy": "identifier: replaced whole", "entity": entity,
@@ -68,10 +68,3 @@ def scrub_table(table: pd.DataFrame, config: ScrubConfig | None = None,
     }
     return scrubbed, report, raw
 
-
-def _replace(entity: str, value: str, config: ScrubConfig, pseudonyms: Pseudonymizer) -> str:
-    if config.mode == "tag":
-        return f"<{entity}>"
-    if config.mode == "redact":
-        return ""
-    return pseudonyms.surrogate(entity, value)

@@ -20,6 +20,15 @@ class Findings:
     raw_values: set[tuple[str, str]] = field(default_factory=set)
 
 
+def replacement(entity: str, value: str, config: ScrubConfig, pseudonyms: Pseudonymizer) -> str:
+    """What a found value becomes, by the configured mode."""
+    if config.mode == "tag":
+        return f"<{entity}>"
+    if config.mode == "redact":
+        return ""
+    return pseudonyms.surrogate(entity, value)
+
+
 @dataclass(frozen=True)
 class Span:
     start: int
@@ -50,13 +59,7 @@ def scrub_text(text: str, analyzer: Analyzer, config: ScrubConfig, pseudonyms: P
     pieces, cursor = [], 0
     for result in kept:
         value = text[result.start:result.end]
-        if config.mode == "pseudonymize":
-            replacement = pseudonyms.surrogate(result.entity_type, value)
-        elif config.mode == "tag":
-            replacement = f"<{result.entity_type}>"
-        else:
-            replacement = ""
-        pieces += [text[cursor:result.start], replacement]
+        pieces += [text[cursor:result.start], replacement(result.entity_type, value, config, pseudonyms)]
         cursor = result.end
         findings.counts[result.entity_type] += 1
         findings.raw_values.add((result.entity_type, value))

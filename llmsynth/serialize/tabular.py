@@ -29,6 +29,11 @@ def column_prefix(name: str) -> str:
     return f" {escape(name)} is"
 
 
+def segment_texts(name: str) -> tuple[str, str]:
+    """The text before a column's value: as the first column, and after another value."""
+    return column_prefix(name), SEPARATOR + column_prefix(name)
+
+
 def row_text(names: Sequence[str], values: Sequence[str]) -> str:
     return SEPARATOR.join(column_prefix(name) + (f" {value}" if value else "") for name, value in zip(names, values))
 
@@ -79,8 +84,9 @@ class RowEncoder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.end_of_row_id is None:
             raise ModelError("the tokenizer needs an end-of-sequence token")
-        self.first_segment_ids = [self.encode_text(column_prefix(name)) for name in names]
-        self.next_segment_ids = [self.encode_text(SEPARATOR + column_prefix(name)) for name in names]
+        segments = [[self.encode_text(text) for text in segment_texts(name)] for name in names]
+        self.first_segment_ids = [first for first, _ in segments]
+        self.next_segment_ids = [after for _, after in segments]
         self.end_of_value_ids = sorted({ids[0] for ids in self.next_segment_ids} | {self.end_of_row_id})
         self._value_cache: dict[str, list[int]] = {}
 
