@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -57,6 +58,7 @@ def main(verbose: bool) -> None:
     \b
     llmsynth demo                                    the whole pipeline on bundled demo data
     llmsynth scrub customers.csv -o scrubbed.csv --report scrub.json
+    llmsynth scrub chats.jsonl -o scrubbed.jsonl --kind chat --processes 2
     llmsynth train customers.csv -o model/           learn a table (tiny offline model by default)
     llmsynth generate model/ -n 10000 -o synth.parquet --seed 7
     """
@@ -70,35 +72,81 @@ KIND = click.Choice(["tabular"])
 @main.command()
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Scrubbed table to write (.csv, .parquet or .jsonl).")
-@click.option("--kind", type=KIND, default="tabular", show_default=True, help="What the input holds.")
+              help="Scrubbed data to write: a table (.csv, .parquet, .jsonl) or conversations (.jsonl).")
+@click.option("--kind", type=click.Choice(["tabular", "chat"]), default="tabular", show_default=True,
+              help="A table, or JSONL conversations in the messages format.")
 @click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="JSON report: policy, counts per entity and masked examples per column.")
-@click.option("--mode", type=click.Choice(["pseudonymize", "tag", "redact"]), default="pseudonymize",
-              show_default=True, help="Consistent Faker surrogates, <ENTITY> tags, or removal.")
+              help="JSON report: counts per entity and per column or role, masked examples.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML scrub config: entities, score_threshold, spacy_model, regex recognizers with context words.")
+@click.option("--mode", type=click.Choice(["pseudonymize", "tag", "redact"]), default=None,
+              help="Consistent Faker surrogates (default), <ENTITY> tags, or removal; overrides the config.")
 @click.option("--raw-pii", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the raw PII values found (JSONL) for PII-replay tests; keep this file private.")
 @click.option("--column-kind", "column_kinds", multiple=True, metavar="COL=KIND",
-              help="Force a column's kind, e.g. notes=text or member=identifier.")
-def scrub(input_path, output, kind, report, mode, raw_pii, column_kinds):
-    """Replace PII in INPUT: identifier columns whole, free-text cells span by span (Presidio, offline)."""
-    import json
+              help="Tables: force a column's kind, e.g. notes=text or member=identifier.")
+@click.option("--skip-bad-lines", is_flag=True, help="Chats: leave out malformed lines (counted) instead of stopping.")
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Chats: scrub with this many processes.")
+def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_kinds, skip_bad_lines, processes):
+    """Replace PII in INPUT (Presidio, offline): identifier columns whole, free text and chat turns span by span,
+    each real value by the same surrogate everywhere."""
+    from llmsynth.data.io import write_text
+    from llmsynth.scrub import ScrubConfig, load_scrub_config
 
-    from llmsynth.data.io import read_table, table_format, write_table, write_text
-    from llmsynth.scrub import ScrubConfig, scrub_table
-
-    table_format(output)
-    table = read_table(input_path)
-    scrubbed, summary, raw = scrub_table(table, ScrubConfig(mode=mode), _key_values(column_kinds, "--column-kind"))
-    write_table(scrubbed, output)
+    config = load_scrub_config(config_path) if config_path else ScrubConfig()
+    if mode:
+        config = config.model_copy(update={"mode": mode})
+    started = time.perf_counter()
+    if kind == "chat":
+        summary, raw = _scrub_chats(input_path, output, config, skip_bad_lines, processes)
+    else:
+        summary, raw = _scrub_table(input_path, output, config, _key_values(column_kinds, "--column-kind"))
+    seconds = time.perf_counter() - started
     if report is not None:
         write_text(report, json.dumps({"input": str(input_path), **summary}, indent=2))
     if raw_pii is not None:
         write_text(raw_pii, "".join(json.dumps({"entity": e, "value": v}) + "\n" for e, v in sorted(raw)))
+    if summary.get("ner") is False:
+        click.secho("warning: NER was off (no spaCy model): names and places may remain", err=True, fg="yellow")
+    click.echo(f"done in {seconds:.1f}s -> {output}" + (f"; report {report}" if report else ""))
+
+
+def _scrub_table(input_path: Path, output: Path, config, column_kinds: dict) -> tuple[dict, set]:
+    from llmsynth.data.io import read_table, table_format, write_table
+    from llmsynth.scrub import scrub_table
+
+    table_format(output)
+    scrubbed, summary, raw = scrub_table(read_table(input_path), config, column_kinds)
+    write_table(scrubbed, output)
     for name, column in summary["columns"].items():
         if column["policy"] != "kept":
             click.echo(f"  {name:<20} {column['policy']}: {column['replaced']} replaced")
-    click.echo(f"scrubbed {summary['rows']} rows -> {output}" + (f"; report {report}" if report else ""))
+    quasi = summary["quasi_identifiers"]
+    if quasi and quasi["warning"]:
+        click.secho(f"warning: quasi-identifiers: {quasi['warning']}", err=True, fg="yellow")
+    click.echo(f"scrubbed {summary['rows']} rows")
+    return summary, raw
+
+
+def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, processes: int) -> tuple[dict, set]:
+    from llmsynth.data.chats import read_chats, write_chats
+    from llmsynth.errors import DataError
+    from llmsynth.scrub import scrub_chats
+
+    if output.suffix.lower() != ".jsonl":
+        raise DataError(f"{output}: conversations are written as .jsonl")
+    chats = read_chats(input_path, skip_bad_lines=skip_bad_lines)
+    for problem in chats.skipped[:5]:
+        click.secho(f"skipped {input_path}: {problem}", err=True, fg="yellow")
+    scrubbed, summary, raw = scrub_chats(chats.conversations, config, processes=processes)
+    write_chats(output, scrubbed)
+    summary["skipped_lines"] = chats.skipped
+    for entity, count in summary["entities"].items():
+        click.echo(f"  {entity:<20} {count} replaced")
+    click.echo(f"scrubbed {summary['conversations']} conversations ({summary['messages']} messages)"
+               + (f"; skipped {len(chats.skipped)} bad lines" if chats.skipped else ""))
+    return summary, raw
 
 
 @main.command()

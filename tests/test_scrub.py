@@ -2,17 +2,20 @@
 
 import json
 import logging
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
 
 from llmsynth.cli import main
-from llmsynth.data.demo import customers
-from llmsynth.errors import ScrubError
-from llmsynth.scrub import ScrubConfig, build_analyzer, scrub_table
+from llmsynth.data.chats import read_chats, write_chats
+from llmsynth.data.demo import CHAT_INTENTS, customers, support_chats
+from llmsynth.errors import DataError, ScrubError
+from llmsynth.scrub import ScrubConfig, build_analyzer, load_scrub_config, scrub_chats, scrub_table
 from llmsynth.scrub.pseudonyms import Pseudonymizer
-from llmsynth.scrub.text import Findings, scrub_text
+from llmsynth.scrub.text import Findings, detect, scrub_text
 
 SENTENCE = ("Hi, I'm John Smith, call me at (212) 555-0143 or john.smith@gmail.com. "
             "SSN 536-22-8730, card 4111 1111 1111 1111.")
@@ -44,7 +47,10 @@ def test_missing_spacy_model_falls_back_loudly(caplog):
         fallback = build_analyzer(ScrubConfig(spacy_model="no_such_model"))
     assert not fallback.ner_enabled and "NER is OFF" in caplog.text
     found = {r.entity_type for r in fallback.engine.analyze(SENTENCE, language="en")}
-    assert "EMAIL_ADDRESS" in found and "PERSON" not in found
+    assert {"EMAIL_ADDRESS", "PERSON"} <= found  # the name by its cue phrase, "I'm"
+    text = "Yesterday Dubois Kowalczyk called; she was born 03/14/1985."
+    found = {text[r.start:r.end]: r.entity_type for r in fallback.engine.analyze(text, language="en")}
+    assert found == {"03/14/1985": "DATE_OF_BIRTH"}  # no NER, but the lemma component lets "born" count
 
 
 def test_unknown_entity_names_are_refused():
@@ -105,3 +111,182 @@ def test_scrub_cli_writes_output_report_and_private_raw_file(customers_with_note
     assert summary["ner"] is True and summary["entities"]["EMAIL_ADDRESS"] == 30
     values = [json.loads(line)["value"] for line in raw.read_text().splitlines()]
     assert customers_with_notes["email"].iloc[0] in values
+
+
+# --- recognizers ---------------------------------------------------------------------------------------------------
+
+def _found(analyzer, text):
+    """Each span found by the scrubber's detector, with the entity it is replaced as."""
+    return {text[s.start:s.end]: s.entity_type for s in reversed(detect([text], analyzer, ScrubConfig())[0])}
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Hello, my name is Gülay Stichter and I lost my card.", "Gülay Stichter"),  # cue phrase, non-English name
+    ("my name is sarah connor", "sarah connor"),  # lower case, known to the name list
+    ("Thanks, Thoralf, that's all I needed.", "Thoralf"),  # addressed
+    ("Glad I could help, Massimiliano.", "Massimiliano"),
+    ("Anytime! Thank you for banking with us, Ms. Bianchini.", "Bianchini"),  # title
+    ("Hi, this is August. How can I help?", "August"),  # a month name used as a name
+])
+def test_names_found_by_cue_phrases(analyzer, text, name):
+    assert _found(analyzer, text).get(name) == "PERSON"
+
+
+@pytest.mark.parametrize("text", ["This is Chase Bank, how can we help?", "It was due on August 5, 2024.",
+                                  "Mark my words, the card will arrive."])
+def test_everyday_capitalized_words_are_not_names(analyzer, text):
+    assert "PERSON" not in _found(analyzer, text).values()
+
+
+def test_account_numbers_need_their_context_words(analyzer):
+    assert _found(analyzer, "My account number is 00123456789.")["00123456789"] == "ACCOUNT_NUMBER"
+    assert _found(analyzer, "Your policy 7788990 renews in May.")["7788990"] == "POLICY_NUMBER"
+    assert "00123456789" not in _found(analyzer, "We processed 00123456789 items.")
+
+
+def test_addresses_dates_of_birth_and_invalid_looking_phones(analyzer):
+    found = _found(analyzer, "Send it to 4821 Oak Ridge Road Apt. 5. I was born on 05/22/1975. Call (166) 787-9936.")
+    assert found["4821 Oak Ridge Road Apt. 5"] == "ADDRESS"
+    assert found["05/22/1975"] == "DATE_OF_BIRTH"  # spaCy calls this date a PERSON; names need letters
+    assert found["(166) 787-9936"] == "PHONE_NUMBER"  # no valid area code, still someone's number
+    assert _found(analyzer, "Card 2223-0307-4732-6019 was charged.")["2223-0307-4732-6019"] == "CREDIT_CARD"
+
+
+def test_user_regex_recognizers_from_a_yaml_config(tmp_path):
+    path = tmp_path / "scrub.yaml"
+    path.write_text("score_threshold: 0.4\nrecognizers:\n  - entity: CLAIM_ID\n    patterns: ['CLM-\\d{6}']\n"
+                    "    context: [claim]\n    score: 0.2\n")
+    config = load_scrub_config(path)
+    analyzer = build_analyzer(config)
+    text = "Your claim CLM-123456 is open. Another customer's old paper file mentioned CLM-654321 yesterday."
+    found = {text[r.start:r.end] for r in analyzer.engine.analyze(text, language="en", entities=["CLAIM_ID"])}
+    assert found == {"CLM-123456"}  # the second has no context word in the five content words before it
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("recognizers:\n  - entity: CLAIM_ID\n    patterns: ['CLM-(']\n", "invalid regular expression"),
+    ("entities: [PERSON, NHS_NUMBER]\n", r"unknown entity names \['NHS_NUMBER'\]"),
+    ("score_threshold: 2\n", "score_threshold: Input should be less than or equal to 1"),
+    ("colour: red\n", "colour: Extra inputs are not permitted"),
+])
+def test_bad_scrub_configs_name_the_file_and_field(tmp_path, yaml_text, message):
+    path = tmp_path / "scrub.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ScrubError, match=message):
+        build_analyzer(load_scrub_config(path))
+
+
+def test_long_text_is_scrubbed_in_pieces(analyzer, monkeypatch):
+    """Texts past spaCy's limit are cut into pieces; a small piece size keeps the test fast (a real 1.2 MB cell
+    takes about 45 s on a 2-core machine)."""
+    monkeypatch.setattr("llmsynth.scrub.text.MAX_PIECE_CHARS", 1000)
+    filler = "The payment was processed without any problem. " * 100
+    text = "Contact jane.doe@example.com please. " + filler + "Or call me at (212) 555-0143."
+    scrubbed = scrub_text(text, analyzer, ScrubConfig(mode="tag"), Pseudonymizer(), Findings())
+    assert scrubbed.startswith("Contact <EMAIL_ADDRESS> please.") and scrubbed.endswith("call me at <PHONE_NUMBER>.")
+
+
+# --- conversations -------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_chats():
+    return support_chats(140, seed=1)
+
+
+def test_demo_chats_are_deterministic_with_exact_ground_truth(demo_chats):
+    assert support_chats(140, seed=1).conversations == demo_chats.conversations
+    assert {c["metadata"]["intent"] for c in demo_chats.conversations} == set(CHAT_INTENTS)
+    for span in demo_chats.pii:
+        content = demo_chats.conversations[span.conversation]["messages"][span.message]["content"]
+        assert content[span.start:span.end] == span.value
+    entities = {span.entity for span in demo_chats.pii}
+    assert {"PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "ACCOUNT_NUMBER", "ADDRESS",
+            "DATE_OF_BIRTH"} <= entities
+
+
+def test_no_demo_pii_survives_chat_scrubbing(demo_chats):
+    """The leak test: no ground-truth value anywhere in the scrubbed text, with two processes."""
+    scrubbed, report, raw = scrub_chats(demo_chats.conversations, processes=2, progress=False)
+    text = json.dumps(scrubbed, ensure_ascii=False)
+    leaked = sorted({span.value for span in demo_chats.pii if span.value in text})
+    assert leaked == []
+    assert [c["metadata"] for c in scrubbed] == [c["metadata"] for c in demo_chats.conversations]
+    assert report["conversations"] == 140 and report["ner"] is True
+    assert report["entities"]["PERSON"] >= sum(s.entity == "PERSON" for s in demo_chats.pii)
+    assert set(report["by_role"]) == {"user", "assistant"}
+    assert not any(v in json.dumps(report, ensure_ascii=False) for _, v in raw)
+
+
+def test_a_name_found_once_is_replaced_everywhere_in_its_conversation():
+    conversation = {"messages": [
+        {"role": "user", "content": "Hello, my name is Ingeborg Wacław."},
+        {"role": "assistant", "content": "Noted. Ingeborg, your card ships today."},  # no cue for a recognizer
+        {"role": "user", "content": "Great. Is Wacław spelled right on the card?"}]}
+    scrubbed, _, _ = scrub_chats([conversation], progress=False)
+    first, last = scrubbed[0]["messages"][0]["content"].removeprefix("Hello, my name is ").rstrip(".").split()
+    assert scrubbed[0]["messages"][1]["content"] == f"Noted. {first}, your card ships today."
+    assert scrubbed[0]["messages"][2]["content"] == f"Great. Is {last} spelled right on the card?"
+
+
+def test_same_value_same_surrogate_across_conversations_and_processes(demo_chats):
+    single, _, _ = scrub_chats(demo_chats.conversations[:40], progress=False)
+    double, _, _ = scrub_chats(demo_chats.conversations[:40], processes=2, progress=False)
+    assert single == double
+
+
+def test_quasi_identifiers_are_warned_about(caplog):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"zip": rng.integers(10000, 99999, 200).astype(str),
+                          "birth_date": [f"19{rng.integers(40, 99)}-0{rng.integers(1, 9)}-1{rng.integers(0, 9)}"
+                                         for _ in range(200)],
+                          "sex": rng.choice(["F", "M"], 200), "balance": rng.integers(0, 5000, 200)})
+    with caplog.at_level(logging.WARNING):
+        _, report, _ = scrub_table(table, progress=False)
+    quasi = report["quasi_identifiers"]
+    assert quasi["columns"] == {"postcode": "zip", "birth date": "birth_date", "sex": "sex"}
+    assert quasi["unique_rows_share"] > 0.9 and "single out" in caplog.text
+    _, report, _ = scrub_table(table[["sex", "balance"]], progress=False)
+    assert report["quasi_identifiers"] is None
+
+
+def test_scrub_cli_chats_skip_bad_lines_and_report(demo_chats, tmp_path):
+    source = tmp_path / "chats.jsonl"
+    write_chats(source, demo_chats.conversations[:20])
+    with source.open("a") as handle:
+        handle.write('{"messages": [{"role": "user"}]}\n{bad json\n{"messages": []}\n'
+                     '{"messages": [{"role": "user", "content": 5}]}\n'
+                     '{"messages": [{"role": "user", "content": "hi"}], "metadata": {"tags": [1]}}\n')
+    out, report = tmp_path / "scrubbed.jsonl", tmp_path / "scrub.json"
+    runner = CliRunner()
+    result = runner.invoke(main, ["scrub", str(source), "-o", str(out), "--kind", "chat"])
+    assert result.exit_code == 2 and "line 21: message 1 must be an object with 'role' and 'content'" in result.output
+    assert "--skip-bad-lines" in result.output and not out.exists()
+    result = runner.invoke(main, ["scrub", str(source), "-o", str(out), "--kind", "chat", "--skip-bad-lines",
+                                  "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert len(read_chats(out).conversations) == 20
+    summary = json.loads(report.read_text())
+    assert [p.split(":")[0] for p in summary["skipped_lines"]] == [f"line {n}" for n in range(21, 26)]
+    assert "column 2: invalid JSON" in summary["skipped_lines"][1]
+    assert "content must be a string, found int" in summary["skipped_lines"][3]
+    assert "metadata must be flat" in summary["skipped_lines"][4]
+
+
+@pytest.mark.parametrize("lines, message", [
+    ("", "the file is empty"),
+    ('{"messages": []}\n', "line 1: the conversation has no messages"),
+    ('{"messages": [{"role": "robot", "content": "hi"}]}\n', "role 'robot' is not one of"),
+    ('[1, 2]\n', "line 1: expected a JSON object, found list"),
+])
+def test_bad_chat_files_are_clear_errors(tmp_path, lines, message):
+    path = tmp_path / "chats.jsonl"
+    path.write_text(lines)
+    with pytest.raises(DataError, match=re.escape(message) if "'" in message else message):
+        read_chats(path)
+
+
+def test_scrub_cli_refuses_conversations_as_a_table(demo_chats, tmp_path):
+    source = tmp_path / "chats.jsonl"
+    write_chats(source, demo_chats.conversations[:5])
+    result = CliRunner().invoke(main, ["scrub", str(source), "-o", str(tmp_path / "out.jsonl")])
+    assert result.exit_code == 2 and "--kind chat" in result.output

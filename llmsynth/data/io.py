@@ -41,7 +41,7 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
         except Exception as exc:  # pyarrow raises many types for a broken file
             raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
     else:
-        text = _read_utf8(path)
+        text = read_utf8(path)
         table = _parse_csv(path, text) if fmt == "csv" else _parse_jsonl(path, text)
     check_table(table, str(path))
     return table
@@ -59,10 +59,10 @@ def check_table(table: pd.DataFrame, source: str) -> None:
         raise DataError(f"{source}: duplicate column names {duplicates}; rename them so each is unique")
 
 
-def _read_utf8(path: Path) -> str:
+def read_utf8(path: Path) -> str:
     raw = path.read_bytes()
     if not raw.strip():
-        raise DataError(f"{path}: the file is empty; expected a header line and at least one row")
+        raise DataError(f"{path}: the file is empty")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

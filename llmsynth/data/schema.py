@@ -68,10 +68,11 @@ class Schema(BaseModel):
         raise KeyError(name)
 
 
-def infer_schema(table: pd.DataFrame, overrides: dict[str, str] | None = None) -> Schema:
-    """One codec per column; `overrides` maps a column name to a kind ('identifier', 'categorical', ...)."""
-    if len(table) < MIN_ROWS:
-        raise DataError(f"the table has {len(table)} row(s); at least {MIN_ROWS} are needed to learn from")
+def infer_schema(table: pd.DataFrame, overrides: dict[str, str] | None = None, min_rows: int = MIN_ROWS) -> Schema:
+    """One codec per column; `overrides` maps a column name to a kind ('identifier', 'categorical', ...).
+    `min_rows` is what learning needs; scrubbing, which learns nothing, takes any table."""
+    if len(table) < min_rows:
+        raise DataError(f"the table has {len(table)} row(s); at least {min_rows} are needed to learn from")
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(map(str, table.columns)))
     if unknown:

@@ -1,14 +1,18 @@
-"""Span scrubbing of free text with the analyzer and a pseudonymizer."""
+"""Span scrubbing of free text: detect (Presidio, batched), add the values already known to be PII, replace."""
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from llmsynth.scrub.engine import Analyzer, ScrubConfig
-from llmsynth.scrub.pseudonyms import Pseudonymizer
+from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
+
+MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
+MAX_EXAMPLES = 5
+_NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as a person; names have letters
 
 
 @dataclass
@@ -18,6 +22,11 @@ class Findings:
     counts: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
     raw_values: set[tuple[str, str]] = field(default_factory=set)
+
+    def merge(self, other: "Findings") -> None:
+        self.counts.update(other.counts)
+        self.examples += other.examples[: MAX_EXAMPLES - len(self.examples)]
+        self.raw_values |= other.raw_values
 
 
 def replacement(entity: str, value: str, config: ScrubConfig, pseudonyms: Pseudonymizer) -> str:
@@ -36,45 +45,86 @@ class Span:
     entity_type: str
 
 
-def known_spans(text: str, known: Sequence[tuple[str, str]]) -> list[Span]:
-    """Where the record's own identifier values (entity, value) occur in the text, ignoring case."""
-    spans = []
-    for entity, value in known:
-        if len(value) >= 3:
-            spans += [Span(m.start(), m.end(), entity) for m in re.finditer(re.escape(value), text, re.IGNORECASE)]
+def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progress: str | None = None,
+           batch_size: int = 64) -> list[list[Span]]:
+    """Presidio's findings for many texts in one spaCy pass; long texts are cut at whitespace into pieces.
+    `progress` is the label of a progress bar, or None for none."""
+    from presidio_analyzer import BatchAnalyzerEngine
+    from tqdm.auto import tqdm
+
+    pieces, owners = [], []  # (text index, offset) of each piece
+    for index, text in enumerate(texts):
+        for offset, piece in _pieces(text):
+            pieces.append(piece)
+            owners.append((index, offset))
+    results = BatchAnalyzerEngine(analyzer.engine).analyze_iterator(
+        pieces, language="en", batch_size=batch_size, entities=config.wanted_entities())
+    results = tqdm(results, total=len(pieces), desc=progress, unit="text", disable=progress is None)
+    spans: list[list[Span]] = [[] for _ in texts]
+    for piece, (index, offset), found in zip(pieces, owners, results):
+        spans[index] += [Span(offset + r.start, offset + r.end, r.entity_type)
+                         for r in sorted(found, key=lambda r: (r.start, r.start - r.end, -r.score))
+                         if r.entity_type not in _NAMED_ENTITIES or any(c.isalpha() for c in piece[r.start:r.end])]
     return spans
 
 
-def scrub_text(text: str, analyzer: Analyzer, config: ScrubConfig, pseudonyms: Pseudonymizer,
-               findings: Findings, known: Sequence[tuple[str, str]] = ()) -> str:
-    """Replace what Presidio finds and, first, the record's own identifier values (`known`)."""
-    detected = [Span(r.start, r.end, r.entity_type)
-                for r in analyzer.engine.analyze(text, language="en", entities=config.entities)]
+def _pieces(text: str) -> Iterable[tuple[int, str]]:
+    start = 0
+    while len(text) - start > MAX_PIECE_CHARS:
+        cut = text.rfind(" ", start + MAX_PIECE_CHARS // 2, start + MAX_PIECE_CHARS)
+        cut = cut if cut > 0 else start + MAX_PIECE_CHARS
+        yield start, text[start:cut]
+        start = cut
+    yield start, text[start:]
+
+
+def known_spans(text: str, known: Iterable[tuple[str, str]]) -> list[Span]:
+    """Where values already known to be PII occur again: whole values ignoring case, and each word of a person's
+    name as written ("John Smith" found once also catches "Mr. Smith" and "John")."""
+    spans = []
+    for entity, value in known:
+        if len(value) >= 3:
+            pattern = rf"(?<!\w){re.escape(value)}(?!\w)"
+            spans += [Span(m.start(), m.end(), entity) for m in re.finditer(pattern, text, re.IGNORECASE)]
+        if entity == "PERSON":
+            for word in value.split():
+                if len(word) >= 2 and word.lower().rstrip(".") not in TITLES and word[0].isupper():
+                    spans += [Span(m.start(), m.end(), entity) for m in re.finditer(rf"\b{re.escape(word)}\b", text)]
+    return spans
+
+
+def scrub_spans(text: str, detected: Sequence[Span], config: ScrubConfig, pseudonyms: Pseudonymizer,
+                findings: Findings, known: Iterable[tuple[str, str]] = ()) -> str:
+    """Replace the detected spans and the known values; on overlaps known values, then earlier, longer ones win."""
     kept: list[Span] = []
-    for span in known_spans(text, known) + sorted(detected, key=lambda r: (r.start, -(r.end - r.start))):
-        if any(span.start < other.end and other.start < span.end for other in kept):
-            continue  # overlaps a finding already kept: known values, then earlier and longer ones, win
-        kept.append(span)
+    for span in sorted(known_spans(text, known), key=lambda s: (s.start, s.start - s.end)) + list(detected):
+        if not any(span.start < other.end and other.start < span.end for other in kept):
+            kept.append(span)
     kept.sort(key=lambda span: span.start)
     pieces, cursor = [], 0
-    for result in kept:
-        value = text[result.start:result.end]
-        pieces += [text[cursor:result.start], replacement(result.entity_type, value, config, pseudonyms)]
-        cursor = result.end
-        findings.counts[result.entity_type] += 1
-        findings.raw_values.add((result.entity_type, value))
+    for span in kept:
+        value = text[span.start:span.end]
+        pieces += [text[cursor:span.start], replacement(span.entity_type, value, config, pseudonyms)]
+        cursor = span.end
+        findings.counts[span.entity_type] += 1
+        findings.raw_values.add((span.entity_type, value))
     pieces.append(text[cursor:])
-    scrubbed = "".join(pieces)
-    if kept and len(findings.examples) < 5:
+    if kept and len(findings.examples) < MAX_EXAMPLES:
         findings.examples.append(_masked_example(text, kept))
-    return scrubbed
+    return "".join(pieces)
 
 
-def _masked_example(text: str, kept) -> str:
+def scrub_text(text: str, analyzer: Analyzer, config: ScrubConfig, pseudonyms: Pseudonymizer,
+               findings: Findings, known: Iterable[tuple[str, str]] = ()) -> str:
+    """One text: what Presidio finds, and the record's own identifier values (`known`)."""
+    return scrub_spans(text, detect([text], analyzer, config)[0], config, pseudonyms, findings, known)
+
+
+def _masked_example(text: str, kept: Sequence[Span]) -> str:
     """The text with each finding shown as its type, so a report never repeats the PII itself."""
     pieces, cursor = [], 0
-    for result in kept:
-        pieces += [text[cursor:result.start], f"<{result.entity_type}>"]
-        cursor = result.end
+    for span in kept:
+        pieces += [text[cursor:span.start], f"<{span.entity_type}>"]
+        cursor = span.end
     pieces.append(text[cursor:])
     return "".join(pieces)[:200]

@@ -1,0 +1,97 @@
+"""Scrubbing conversations: every turn, with what was found anywhere in a conversation replaced everywhere in it.
+
+A name the customer gives once ("this is Maria Lopez") is also replaced where the agent later writes
+"Maria" alone, which no recognizer would flag by itself. Work goes in chunks, each analyzed in one spaCy
+batch, optionally over several processes; pseudonyms come from a keyed hash, so they agree across processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+
+from tqdm.auto import tqdm
+
+from llmsynth.scrub.engine import Analyzer, ScrubConfig, build_analyzer
+from llmsynth.scrub.pseudonyms import Pseudonymizer
+from llmsynth.scrub.text import Findings, detect, scrub_spans
+
+CHUNK_CONVERSATIONS = 32
+_worker: dict = {}  # this process's analyzer, pseudonymizer and config
+
+
+def scrub_chats(conversations: list[dict], config: ScrubConfig | None = None, processes: int = 1,
+                progress: bool = True) -> tuple[list[dict], dict, set[tuple[str, str]]]:
+    """Scrub every message of every conversation; metadata is kept as is.
+
+    Returns the scrubbed conversations (same order), a JSON-ready report, and the raw (entity, value) pairs
+    found, which the caller may keep privately for PII-replay tests and must never put next to the output.
+    """
+    config = config or ScrubConfig()
+    config.wanted_entities()  # unknown entity names fail here, before any worker starts
+    chunks = [conversations[i:i + CHUNK_CONVERSATIONS] for i in range(0, len(conversations), CHUNK_CONVERSATIONS)]
+    bar = tqdm(total=len(conversations), desc="scrubbing", unit="conversation", disable=not progress)
+    scrubbed: list[dict] = []
+    findings, by_role = Findings(), Counter()
+    with bar:
+        if processes > 1:
+            # fork where there is one: it needs no `if __name__ == "__main__"` guard in the user's script
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
+                                     initargs=(config,)) as pool:
+                results = pool.map(_scrub_chunk, chunks)
+                analyzer_info = _collect(results, scrubbed, findings, by_role, bar)
+        else:
+            _start_worker(config)
+            analyzer_info = _collect(map(_scrub_chunk, chunks), scrubbed, findings, by_role, bar)
+    report = {
+        "conversations": len(conversations),
+        "messages": sum(len(c["messages"]) for c in conversations),
+        "characters": sum(len(m["content"]) for c in conversations for m in c["messages"]),
+        "mode": config.mode,
+        **analyzer_info,
+        "keyed_pseudonyms": Pseudonymizer(config.secret_env).keyed,
+        "entities": dict(findings.counts.most_common()),
+        "by_role": {role: {e: n for (r, e), n in sorted(by_role.items()) if r == role}
+                    for role in sorted({r for r, _ in by_role})},
+        "examples": findings.examples,
+    }
+    return scrubbed, report, findings.raw_values
+
+
+def _collect(results, scrubbed: list[dict], findings: Findings, by_role: Counter, bar) -> dict:
+    """Gather the chunks' results in order; returns what the workers' analyzer was (NER on, which model)."""
+    analyzer = {"ner": None, "spacy_model": None}
+    for chunk, chunk_findings, chunk_roles, analyzer in results:
+        scrubbed += chunk
+        findings.merge(chunk_findings)
+        by_role.update(chunk_roles)
+        bar.update(len(chunk))
+    return analyzer
+
+
+def _start_worker(config: ScrubConfig) -> None:
+    _worker.update(config=config, analyzer=build_analyzer(config), pseudonyms=Pseudonymizer(config.secret_env))
+
+
+def _scrub_chunk(conversations: list[dict]) -> tuple[list[dict], Findings, Counter, dict]:
+    config: ScrubConfig = _worker["config"]
+    analyzer: Analyzer = _worker["analyzer"]
+    texts = [m["content"] for c in conversations for m in c["messages"]]
+    detected = iter(detect(texts, analyzer, config))
+    findings, by_role, scrubbed = Findings(), Counter(), []
+    for conversation in conversations:
+        spans = [next(detected) for _ in conversation["messages"]]
+        found = {(s.entity_type, m["content"][s.start:s.end])
+                 for m, turn in zip(conversation["messages"], spans) for s in turn}
+        messages = []
+        for message, turn in zip(conversation["messages"], spans):
+            turn_findings = Findings()
+            content = scrub_spans(message["content"], turn, config, _worker["pseudonyms"], turn_findings, found)
+            by_role.update({(message["role"], entity): n for entity, n in turn_findings.counts.items()})
+            findings.merge(turn_findings)
+            messages.append({**message, "content": content})
+        scrubbed.append({**conversation, "messages": messages})
+    return scrubbed, findings, by_role, {"ner": analyzer.ner_enabled, "spacy_model": analyzer.spacy_model}
