@@ -165,22 +165,38 @@ def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, p
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint in MODEL_DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace a synthesizer already in MODEL_DIR.")
 @click.option("--seed", type=int, default=None, help="Override the recipe's seed.")
+@click.option("--no-scrub", is_flag=True, help="Skip PII scrubbing (only for data scrubbed already): free text "
+              "with PII can be memorized.")
+@click.option("--scrub-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML scrub config (see `llmsynth scrub --help`).")
 def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, resume, overwrite,
-          seed):
-    """Learn a table from INPUT (CSV, Parquet or JSONL) and save the synthesizer to MODEL_DIR."""
+          seed, no_scrub, scrub_config):
+    """Scrub INPUT (CSV, Parquet or JSONL), learn the table and save the synthesizer to MODEL_DIR."""
+    from llmsynth.scrub import load_scrub_config
     from llmsynth.synthesizer import MANIFEST, TabularSynthesizer
     from llmsynth.train.config import load_recipe
 
     _quiet_libraries()
     if (model_dir / MANIFEST).exists() and not (overwrite or resume):
         raise click.UsageError(f"{model_dir} already holds a trained synthesizer; pass --overwrite or choose another -o")
+    if no_scrub and scrub_config:
+        raise click.UsageError("--no-scrub and --scrub-config contradict each other; pass one")
+    if no_scrub:
+        click.secho("warning: --no-scrub: training on the data as given; PII in it can be memorized", err=True,
+                    fg="yellow")
+    scrub = False if no_scrub else (load_scrub_config(scrub_config) if scrub_config else True)
     config = load_recipe(recipe)
     overrides = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "seed": seed}.items() if v is not None}
     config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
     synth = TabularSynthesizer(config, base_model=base_model,
                                column_kinds=_key_values(column_kinds, "--column-kind"))
-    synth.fit(input_path, workdir=model_dir, resume=resume)
+    synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub)
     synth.save(model_dir)
+    if not no_scrub:
+        replaced = {name: column["replaced"] for name, column in synth.scrub_summary["columns"].items()
+                    if column["policy"] != "kept"}
+        click.echo(f"scrubbed first: {', '.join(f'{k} {v}' for k, v in replaced.items()) or 'no PII columns'} "
+                   "values replaced (details in the manifest)")
     summary = synth.summary
     click.echo(f"trained on {synth.data_summary['train_rows']} rows ({summary.epochs:g} epochs, "
                f"{summary.seconds:.0f}s, stopped by {summary.stopped_because}); "

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from collections.abc import Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +28,9 @@ from llmsynth.model import load_base, tiny_model, train_tokenizer, with_lora
 from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
 from llmsynth.train.config import Recipe, load_recipe
 from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
+
+if TYPE_CHECKING:
+    from llmsynth.scrub import ScrubConfig
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +66,29 @@ class TabularSynthesizer:
         self.tokenizer = None
         self.summary: TrainSummary | None = None
         self.data_summary: dict[str, Any] = {}
+        self.scrub_summary: dict[str, Any] | None = None
         self._sampler: ConstrainedSampler | None = None
 
     # -- fit ---------------------------------------------------------------------------------------------------
     def fit(self, data: pd.DataFrame | str | os.PathLike, workdir: str | os.PathLike | None = None,
-            resume: bool = False) -> "TabularSynthesizer":
-        """Train on a DataFrame or a table file; `workdir` keeps checkpoints so that `resume=True` can go on."""
+            resume: bool = False, scrub: ScrubConfig | bool = True, progress: bool = True) -> "TabularSynthesizer":
+        """Train on a DataFrame or a table file; `workdir` keeps checkpoints so that `resume=True` can go on.
+
+        The table is scrubbed first (`scrub`: True, a ScrubConfig, or False to skip, with a warning); what the
+        scrubber did goes into the manifest, never the raw values it found.
+        """
         source = "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)
         table = data if isinstance(data, pd.DataFrame) else read_table(data)
         check_table(table, source)
         table = table.rename(columns=str)
+        if scrub is False:
+            log.warning("training on unscrubbed data: PII in free-text columns can be memorized and replayed")
+            self.scrub_summary = {"skipped": True}
+        else:
+            from llmsynth.scrub import ScrubConfig, scrub_table  # Presidio loads only when scrubbing
+
+            config = scrub if isinstance(scrub, ScrubConfig) else ScrubConfig()
+            table, self.scrub_summary, _ = scrub_table(table, config, self.column_kinds, progress=progress)
         try:
             self.schema = infer_schema(table, self.column_kinds)
         except DataError as exc:
@@ -183,7 +199,7 @@ class TabularSynthesizer:
             "recipe": self.recipe.model_dump(mode="json"),
             "training": self.summary.model_dump(mode="json") if self.summary else None,
             "data": self.data_summary,
-            "scrub": None,
+            "scrub": self.scrub_summary,
             "versions": _versions(),
         }
         write_text(directory / MANIFEST, json.dumps(manifest, indent=2))
@@ -208,6 +224,7 @@ class TabularSynthesizer:
             synth.model = PeftModel.from_pretrained(base, directory / "adapter").merge_and_unload()
         synth.summary = TrainSummary.model_validate(manifest["training"]) if manifest.get("training") else None
         synth.data_summary = manifest.get("data", {})
+        synth.scrub_summary = manifest.get("scrub")
         return synth
 
 

@@ -1,5 +1,6 @@
 """The command line as a user drives it: real files, real exit codes, nothing half-written."""
 
+import json
 import os
 import signal
 import subprocess
@@ -35,8 +36,10 @@ def cli_model(tmp_path_factory, demo_table, recipe_file):
     result = CliRunner().invoke(main, ["train", str(folder / "customers.csv"), "-o", str(folder / "model"),
                                        "--recipe", str(recipe_file)])
     assert result.exit_code == 0, result.output
-    assert "synthesizer saved to" in result.output
+    assert "synthesizer saved to" in result.output and "scrubbed first: customer_id 300, name 300" in result.output
     assert not (folder / "model" / ".checkpoint").exists()
+    scrub = json.loads((folder / "model" / "manifest.json").read_text())["scrub"]
+    assert scrub["columns"]["ssn"]["policy"].startswith("identifier") and scrub["columns"]["age"]["policy"] == "kept"
     return folder / "model"
 
 
@@ -98,6 +101,15 @@ def test_train_rejects_bad_tables_without_leaving_a_model(tmp_path, content, mes
 def test_train_refuses_to_overwrite_a_model(cli_model, tmp_path):
     result = run("train", tmp_path / "whatever.csv", "-o", cli_model)
     assert result.exit_code == 2 and "--overwrite" in result.output
+
+
+def test_train_with_no_scrub_warns_and_says_so_in_the_manifest(demo_table, recipe_file, tmp_path):
+    source = tmp_path / "customers.csv"
+    demo_table.head(60).to_csv(source, index=False)
+    result = run("train", source, "-o", tmp_path / "model", "--recipe", recipe_file, "--epochs", 1, "--no-scrub")
+    assert result.exit_code == 0, result.output
+    assert "warning: --no-scrub" in result.output
+    assert json.loads((tmp_path / "model" / "manifest.json").read_text())["scrub"] == {"skipped": True}
 
 
 def test_help_explains_the_commands():

@@ -12,10 +12,12 @@ from click.testing import CliRunner
 from llmsynth.cli import main
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, customers, support_chats
+from llmsynth.data.schema import infer_schema
 from llmsynth.errors import DataError, ScrubError
 from llmsynth.scrub import ScrubConfig, build_analyzer, load_scrub_config, scrub_chats, scrub_table
 from llmsynth.scrub.pseudonyms import Pseudonymizer
 from llmsynth.scrub.text import Findings, detect, scrub_text
+from llmsynth.serialize.tabular import row_text, value_texts
 
 SENTENCE = ("Hi, I'm John Smith, call me at (212) 555-0143 or john.smith@gmail.com. "
             "SSN 536-22-8730, card 4111 1111 1111 1111.")
@@ -96,6 +98,17 @@ def test_table_scrubbing_leaks_no_identifier_value(customers_with_notes):
     assert report["columns"]["ssn"]["policy"].startswith("identifier")
     assert not any(v in json.dumps(report) for _, v in raw)  # the report never repeats raw PII
     assert ("US_SSN", customers_with_notes["ssn"].iloc[0]) in raw
+
+
+def test_no_demo_pii_in_the_text_a_table_model_trains_on(customers_with_notes):
+    """The leak test for tables: the rows as serialized for training, after scrubbing, hold no identifier value."""
+    scrubbed, _, _ = scrub_table(customers_with_notes, progress=False)
+    learned = infer_schema(scrubbed).learned
+    names = [c.name for c in learned]
+    training_text = "\n".join(row_text(names, row) for row in value_texts(scrubbed, learned))
+    assert "notes is" in training_text  # the free-text column is learned, scrubbed
+    identifiers = customers_with_notes[["customer_id", "name", "email", "phone", "ssn", "street_address"]]
+    assert [v for v in identifiers.astype(str).values.ravel() if v in training_text] == []
 
 
 def test_scrub_cli_writes_output_report_and_private_raw_file(customers_with_notes, tmp_path):
