@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-pii clean
 
 install: $(VENV)/.installed
 
@@ -30,5 +30,13 @@ bench:
 	.venv-bench/bin/pip install --quiet -e . be-great
 	.venv-bench/bin/python eval/bench_sampling.py
 
+# PII detection precision/recall on presidio-evaluator's templates and identities, and scrubbing throughput.
+bench-pii:
+	$(PYTHON) -m venv .venv-pii
+	.venv-pii/bin/pip install --quiet torch==2.13.0
+	.venv-pii/bin/pip install --quiet --no-deps --require-hashes -r requirements/pii-pins.txt
+	.venv-pii/bin/pip install --quiet -e . presidio-evaluator
+	.venv-pii/bin/python eval/bench_pii.py
+
 clean:
-	rm -rf $(VENV) .venv-bench demo-output
+	rm -rf $(VENV) .venv-bench .venv-pii demo-output

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from llmsynth.scrub.engine import Analyzer, ScrubConfig, build_analyzer
 from llmsynth.scrub.pseudonyms import Pseudonymizer
-from llmsynth.scrub.text import Findings, detect, scrub_spans
+from llmsynth.scrub.text import Findings, Span, detect, resolve, scrub_spans
 
 CHUNK_CONVERSATIONS = 32
 _worker: dict = {}  # this process's analyzer, pseudonymizer and config
@@ -72,6 +72,19 @@ def _collect(results, scrubbed: list[dict], findings: Findings, by_role: Counter
     return analyzer
 
 
+def known_values(messages: list[dict], detected: list[list[Span]]) -> set[tuple[str, str]]:
+    """Every (entity, value) found anywhere in a conversation, to be replaced everywhere in it; a value found as
+    several entities keeps the one its own message resolved to."""
+    return {(s.entity_type, m["content"][s.start:s.end])
+            for m, turn in zip(messages, detected) for s in resolve(m["content"], turn)}
+
+
+def conversation_spans(messages: list[dict], detected: list[list[Span]]) -> list[list[Span]]:
+    """The spans replaced in each message: its own findings and the conversation's known values."""
+    values = known_values(messages, detected)
+    return [resolve(m["content"], turn, values) for m, turn in zip(messages, detected)]
+
+
 def _start_worker(config: ScrubConfig) -> None:
     _worker.update(config=config, analyzer=build_analyzer(config), pseudonyms=Pseudonymizer(config.secret_env))
 
@@ -84,12 +97,11 @@ def _scrub_chunk(conversations: list[dict]) -> tuple[list[dict], Findings, Count
     findings, by_role, scrubbed = Findings(), Counter(), []
     for conversation in conversations:
         spans = [next(detected) for _ in conversation["messages"]]
-        found = {(s.entity_type, m["content"][s.start:s.end])
-                 for m, turn in zip(conversation["messages"], spans) for s in turn}
+        values = known_values(conversation["messages"], spans)
         messages = []
         for message, turn in zip(conversation["messages"], spans):
             turn_findings = Findings()
-            content = scrub_spans(message["content"], turn, config, _worker["pseudonyms"], turn_findings, found)
+            content = scrub_spans(message["content"], turn, config, _worker["pseudonyms"], turn_findings, values)
             by_role.update({(message["role"], entity): n for entity, n in turn_findings.counts.items()})
             findings.merge(turn_findings)
             messages.append({**message, "content": content})

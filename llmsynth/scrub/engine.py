@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 PATTERN_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_BANK_NUMBER"]
 NER_ENTITIES = ["PERSON", "LOCATION"]
 OWN_ENTITIES = ["ADDRESS"]
+# Numbers written in these countries' national formats are found; any number in international (+) format is.
+PHONE_REGIONS = ["US", "CA", "GB", "IE", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "DK", "SE", "NO", "FI", "PL",
+                 "AU", "IN", "BR", "MX"]
 NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION"}
 
 
@@ -117,10 +120,12 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
         ner_enabled, model = False, None
     from presidio_analyzer import Pattern
 
-    mastercard_2_series = Pattern("Mastercard 2-series", r"\b2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720)[- ]?\d{4}[- ]?"
-                                  r"\d{4}[- ]?\d{4}\b", 0.3)  # Presidio's pattern predates these (2017) numbers
-    recognizers = [EmailRecognizer(), PhoneRecognizer(supported_regions=["US"]), UsSsnRecognizer(),
-                   CreditCardRecognizer(patterns=CreditCardRecognizer.PATTERNS + [mastercard_2_series]),
+    extra_cards = [  # Presidio's pattern predates 2-series Mastercard and misses 12- and 19-digit cards; Luhn checks all
+        Pattern("Mastercard 2-series", r"\b2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3),
+        Pattern("12 or 19 digits", r"\b\d{4}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{4}[- ]?\d{3})?\b", 0.3),
+        Pattern("JCB 15 digits", r"\b(?:2131|1800)\d{11}\b", 0.3)]
+    recognizers = [EmailRecognizer(), PhoneRecognizer(supported_regions=PHONE_REGIONS), UsSsnRecognizer(),
+                   CreditCardRecognizer(patterns=CreditCardRecognizer.PATTERNS + extra_cards),
                    IbanRecognizer(), IpRecognizer(), UsBankRecognizer(),
                    NameListRecognizer(), CuePhraseRecognizer(), StreetAddressRecognizer()]
     recognizers += [r.build() for r in config.regex_recognizers()]

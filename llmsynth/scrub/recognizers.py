@@ -87,7 +87,7 @@ class CuePhraseRecognizer(_TextRecognizer):
         r"(?i:\b(?:my name is|my name's|name is|name:|this is|i am|i'm|call me|speaking with|you're talking to"
         r"|thanks|thank you|thx|hi|hello|hey|dear|regards|cheers|sincerely|best|signed)),?[ \t]*\n?[ \t]*"
         rf"(?P<name>{_NAME})\b"
-        rf"|\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?P<titled>{_NAME})\b"
+        rf"|\b(?i:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?P<titled>{_NAME})\b"
     )
     _DAY = re.compile(r"\s*\d")  # "this is August 5": a date, not August
     _VOCATIVE = re.compile(rf"(?<=\w, )(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)(?=[.!?,;:])")
@@ -163,6 +163,8 @@ class RegexRecognizer(BaseModel):
             context=self.context)
 
 
+_PHONE_WORDS = ["phone", "call", "text", "cell", "mobile", "number", "tel", "fax", "reach", "contact", "answer",
+                "office", "registered", "whatsapp", "dial"]
 _NUMBER = r"\b(?:[A-Z]{1,4}-?)?\d{6,14}\b"
 # "bear" because the context words are compared with spaCy's lemmas, and the lemma of "born" is "bear".
 _DATE = (r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}-\d{2}-\d{2}"
@@ -171,7 +173,11 @@ _DATE = (r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}-\d{2}-\d{
 DEFAULT_RECOGNIZERS = [
     # Presidio's phone recognizer checks numbering-plan validity; a written-down number need not be valid to be PII.
     RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.])(?:\+?1[-. ]?)?\(?\d{3}\)?[-. ]?\d{3}[-. ]\d{4}(?!\w)"],
-                    context=["phone", "call", "text", "cell", "mobile", "number", "tel", "fax"], score=0.4),
+                    context=_PHONE_WORDS, score=0.4),
+    # Other countries' numbers as people write them: groups of digits, found only next to a phone word.
+    RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.+-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{2,4}(?![\d.-]))(?:\+\d{1,3}[ .-]?)?(?:\(0?\d{1,5}\)[ .-]?)?\d{2,5}"
+                                                     r"(?:[ .-]\d{2,5}){1,4}(?![\w-])"],
+                    context=_PHONE_WORDS, score=0.1),
     RegexRecognizer(entity="ACCOUNT_NUMBER", patterns=[_NUMBER], context=["account", "acct", "a/c", "loan"],
                     score=0.1),
     RegexRecognizer(entity="POLICY_NUMBER", patterns=[_NUMBER], context=["policy"], score=0.1),

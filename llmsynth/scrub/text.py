@@ -57,9 +57,14 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
         for offset, piece in _pieces(text):
             pieces.append(piece)
             owners.append((index, offset))
-    results = BatchAnalyzerEngine(analyzer.engine).analyze_iterator(
-        pieces, language="en", batch_size=batch_size, entities=config.wanted_entities())
-    results = tqdm(results, total=len(pieces), desc=progress, unit="text", disable=progress is None)
+    batches = BatchAnalyzerEngine(analyzer.engine)
+    results = []  # the batch engine returns a list, so batches are fed one by one for the progress bar
+    with tqdm(total=len(pieces), desc=progress, unit="text", disable=progress is None) as bar:
+        for start in range(0, len(pieces), batch_size):
+            batch = pieces[start:start + batch_size]
+            results += batches.analyze_iterator(batch, language="en", batch_size=batch_size,
+                                                entities=config.wanted_entities())
+            bar.update(len(batch))
     spans: list[list[Span]] = [[] for _ in texts]
     for piece, (index, offset), found in zip(pieces, owners, results):
         spans[index] += [Span(offset + r.start, offset + r.end, r.entity_type)
@@ -93,14 +98,20 @@ def known_spans(text: str, known: Iterable[tuple[str, str]]) -> list[Span]:
     return spans
 
 
-def scrub_spans(text: str, detected: Sequence[Span], config: ScrubConfig, pseudonyms: Pseudonymizer,
-                findings: Findings, known: Iterable[tuple[str, str]] = ()) -> str:
-    """Replace the detected spans and the known values; on overlaps known values, then earlier, longer ones win."""
+def resolve(text: str, detected: Sequence[Span], known: Iterable[tuple[str, str]] = ()) -> list[Span]:
+    """The spans to replace, in order and without overlaps: known values, then earlier and longer findings, win."""
     kept: list[Span] = []
-    for span in sorted(known_spans(text, known), key=lambda s: (s.start, s.start - s.end)) + list(detected):
+    ordered = sorted(known_spans(text, sorted(known)), key=lambda s: (s.start, s.start - s.end))  # deterministic
+    for span in ordered + list(detected):
         if not any(span.start < other.end and other.start < span.end for other in kept):
             kept.append(span)
-    kept.sort(key=lambda span: span.start)
+    return sorted(kept, key=lambda span: span.start)
+
+
+def scrub_spans(text: str, detected: Sequence[Span], config: ScrubConfig, pseudonyms: Pseudonymizer,
+                findings: Findings, known: Iterable[tuple[str, str]] = ()) -> str:
+    """Replace the detected spans and the known values."""
+    kept = resolve(text, detected, known)
     pieces, cursor = [], 0
     for span in kept:
         value = text[span.start:span.end]
