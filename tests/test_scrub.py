@@ -55,6 +55,17 @@ def test_missing_spacy_model_falls_back_loudly(caplog):
     assert found == {"03/14/1985": "DATE_OF_BIRTH"}  # no NER, but the lemma component lets "born" count
 
 
+def test_names_from_many_countries_escaped_line_breaks_and_phone_extensions_are_found(analyzer):
+    text = ("Tuomo Virtanen\\nTreasurer\\n415.921.4486x474 mobile. Please add Jasna Perković and "
+            "Teake R Tuininga as guardians. My name is Umberto.")
+    found = _found(analyzer, text)
+    assert found["Tuomo Virtanen"] == "PERSON"  # Finnish names; "\\n" written out as two characters
+    assert found["415.921.4486x474"] == "PHONE_NUMBER"
+    assert found["Jasna Perković"] == "PERSON" and found["Teake R Tuininga"] == "PERSON"
+    assert found["Umberto"] == "PERSON"  # announced as a name, though NER calls it a place
+    assert "Yesterday Dubois" not in _found(analyzer, "Yesterday Dubois called about the loan.")
+
+
 def test_unknown_entity_names_are_refused():
     with pytest.raises(ScrubError, match=r"unknown entity names \['UK_NHS'\]"):
         build_analyzer(ScrubConfig(entities=["EMAIL_ADDRESS", "UK_NHS"]))

@@ -13,7 +13,10 @@ from functools import lru_cache
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 
-_UPPER, _LOWER = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ"  # ASCII and Latin-1 letters: "Acuña", "Müller", "Dubois"
+# ASCII and the Latin supplements and extensions: "Acuña", "Müller", "Perković", "Šťastná", "Miłosław"
+_LATIN = [chr(c) for c in range(0xC0, 0x250) if chr(c).isalpha()]
+_UPPER = "A-Z" + "".join(c for c in _LATIN if c.isupper())
+_LOWER = "a-z" + "".join(c for c in _LATIN if c.islower())
 _CAPITALIZED = rf"[{_UPPER}][{_LOWER}]+(?:['’-][{_UPPER}{_LOWER}][{_LOWER}]+)?"
 _INITIAL = r"[A-Z]\.?"
 _MONTHS_AND_DAYS = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -26,19 +29,37 @@ _AMBIGUOUS_GIVEN_NAMES = {"bill", "chase", "christian", "crystal", "dawn", "dest
                           "ruby", "jade", "amber", "april", "june", "heather", "holly", "olive", "penny", "lane"}
 _ORGANIZATION_WORDS = {"bank", "inc", "llc", "ltd", "corp", "company", "co", "support", "team", "services", "service",
                        "insurance", "group", "department", "desk", "center", "centre", "credit", "union", "card"}
-NAME_SCORE, CUE_SCORE, LONE_GIVEN_NAME_SCORE, VOCATIVE_SCORE = 0.7, 0.85, 0.5, 0.5
+NAME_SCORE, CUE_SCORE, LONE_GIVEN_NAME_SCORE, VOCATIVE_SCORE, UNLISTED_NAME_SCORE = 0.7, 0.85, 0.5, 0.5, 0.6
+_LATIN_NAME = re.compile(rf"[{_UPPER}][{_LOWER}]{{2,}}(?:['-][{_UPPER}{_LOWER}][{_LOWER}]+)?")
+
+
+@lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """Everyday English words (lower case), which a capitalized word must not be to count as a name by itself."""
+    from faker.providers.lorem.en_US import Provider as EnglishWords
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS | {w.lower() for w in EnglishWords.word_list})
 
 
 @lru_cache(maxsize=1)
 def name_lists() -> tuple[frozenset[str], frozenset[str]]:
-    """Given names and surnames (lower case) from Faker's en_US lists, minus everyday words."""
-    from faker.providers.person.en_US import Provider
-    from spacy.lang.en.stop_words import STOP_WORDS
+    """Given names and surnames (lower case) from every Latin-script locale Faker ships, minus everyday English
+    words: customers of a US bank are named Tuomo, Nayla and Frederiksen too."""
+    import importlib
+    import pkgutil
 
-    common = STOP_WORDS | _MONTHS_AND_DAYS
-    given = frozenset(n.lower() for n in Provider.first_names) - common
-    surnames = frozenset(n.lower() for n in Provider.last_names) - common
-    return given, surnames
+    import faker.providers.person as people
+
+    given, surnames = set(), set()
+    for locale in pkgutil.iter_modules(people.__path__):
+        provider = importlib.import_module(f"{people.__name__}.{locale.name}").Provider
+        for attribute, found in (("first_names", given), ("first_names_male", given),
+                                 ("first_names_female", given), ("last_names", surnames)):
+            names = getattr(provider, attribute, ())
+            found.update(n.lower() for n in (names if isinstance(names, (list, tuple, dict)) else ())
+                         if isinstance(n, str) and _LATIN_NAME.fullmatch(n))
+    return frozenset(given - common_words()), frozenset(surnames - common_words())
 
 
 class _TextRecognizer(EntityRecognizer):
@@ -57,23 +78,29 @@ class _TextRecognizer(EntityRecognizer):
 
 
 class NameListRecognizer(_TextRecognizer):
-    """A capitalized given name from the list, with the capitalized surname and middle initial after it."""
+    """A capitalized given name from the list, with the capitalized surname and middle initial after it; or an
+    unlisted first word, tagged a proper noun, that a middle initial or a listed surname marks as a name ("Teake R
+    Tuininga", not "Yesterday Dubois")."""
 
-    _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b")
+    _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b(?!['’]t\b)")
 
     def __init__(self):
         super().__init__("PERSON")
 
     def analyze(self, text, entities, nlp_artifacts=None):
         given, surnames = name_lists()
+        tokens = getattr(nlp_artifacts, "tokens", None)
+        proper_nouns = {token.idx for token in tokens or () if token.pos_ == "PROPN"}  # none without a tagger
         results = []
         for match in self._CANDIDATE.finditer(text):
-            first, middle, last = match.group(1), match.group(2), match.group(3)
-            if first.lower() not in given:
-                continue
-            if last and (last.lower() in surnames or first.lower() not in _AMBIGUOUS_GIVEN_NAMES):
+            first, middle, last = (group and group.lower() for group in match.groups())
+            if first not in given:
+                if (last and (middle or last in surnames) and match.start() in proper_nouns
+                        and not {first, last} & common_words()):
+                    results.append(self._result(match.start(), match.end(), UNLISTED_NAME_SCORE))
+            elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
                 results.append(self._result(match.start(), match.end(), NAME_SCORE))
-            elif first.lower() not in _AMBIGUOUS_GIVEN_NAMES:
+            elif first not in _AMBIGUOUS_GIVEN_NAMES:
                 results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
         return results
 
@@ -84,7 +111,7 @@ class CuePhraseRecognizer(_TextRecognizer):
 
     _NAME = rf"{_CAPITALIZED}(?:[ \t]+{_INITIAL})?(?:[ \t]+{_CAPITALIZED}){{0,2}}"
     _CUES = re.compile(
-        r"(?i:\b(?:my name is|my name's|name is|name:|this is|i am|i'm|call me|speaking with|you're talking to"
+        r"(?i:\b(?:my name is|my name's|name is|name:|this is|i am|i'm|call me|calls me|called|speaking with|you're talking to"
         r"|thanks|thank you|thx|hi|hello|hey|dear|regards|cheers|sincerely|best|signed)),?[ \t]*\n?[ \t]*"
         rf"(?P<name>{_NAME})\b"
         rf"|\b(?i:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?P<titled>{_NAME})\b"
@@ -172,7 +199,8 @@ _DATE = (r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}-\d{2}-\d{
          r"|\d{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*,? (?:19|20)\d{2})\b")
 DEFAULT_RECOGNIZERS = [
     # Presidio's phone recognizer checks numbering-plan validity; a written-down number need not be valid to be PII.
-    RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.])(?:\+?1[-. ]?)?\(?\d{3}\)?[-. ]?\d{3}[-. ]\d{4}(?!\w)"],
+    RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.])(?:\+?1[-. ]?)?\(?\d{3}\)?[-. ]?\d{3}[-. ]\d{4}"
+                                                     r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\w)"],
                     context=_PHONE_WORDS, score=0.4),
     # Other countries' numbers as people write them: groups of digits, found only next to a phone word.
     RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.+-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{2,4}(?![\d.-]))(?:\+\d{1,3}[ .-]?)?(?:\(0?\d{1,5}\)[ .-]?)?\d{2,5}"

@@ -12,6 +12,9 @@ from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
 
 MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
 MAX_EXAMPLES = 5
+# Text exported through JSON or logs often holds line breaks as a backslash and a letter ("Name\\nPhone"), which
+# glues words together for every recognizer; the analyzer sees a space and a real break instead (same length).
+_ESCAPED_BREAK = re.compile(r"\\[nrt]")
 _NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as a person; names have letters
 
 
@@ -61,14 +64,15 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
     results = []  # the batch engine returns a list, so batches are fed one by one for the progress bar
     with tqdm(total=len(pieces), desc=progress, unit="text", disable=progress is None) as bar:
         for start in range(0, len(pieces), batch_size):
-            batch = pieces[start:start + batch_size]
+            batch = [_ESCAPED_BREAK.sub(" \n", piece) for piece in pieces[start:start + batch_size]]
             results += batches.analyze_iterator(batch, language="en", batch_size=batch_size,
                                                 entities=config.wanted_entities())
             bar.update(len(batch))
     spans: list[list[Span]] = [[] for _ in texts]
     for piece, (index, offset), found in zip(pieces, owners, results):
         spans[index] += [Span(offset + r.start, offset + r.end, r.entity_type)
-                         for r in sorted(found, key=lambda r: (r.start, r.start - r.end, -r.score))
+                         for r in sorted(found, key=lambda r: (r.start, r.start - r.end, r.entity_type == "LOCATION",
+                                                               -r.score))  # "My name is Umberto": not a place
                          if r.entity_type not in _NAMED_ENTITIES or any(c.isalpha() for c in piece[r.start:r.end])]
     return spans
 
