@@ -53,7 +53,8 @@ def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log more detail.")
 def main(verbose: bool) -> None:
-    """Privacy-safe synthetic tables from a small causal language model, offline on a CPU.
+    """Privacy-safe synthetic tables and support-chat conversations from a small causal language model,
+    offline on a CPU.
 
     \b
     llmsynth demo                                    the whole pipeline on bundled demo data
@@ -61,12 +62,15 @@ def main(verbose: bool) -> None:
     llmsynth scrub chats.jsonl -o scrubbed.jsonl --kind chat --processes 2
     llmsynth train customers.csv -o model/           learn a table (tiny offline model by default)
     llmsynth generate model/ -n 10000 -o synth.parquet --seed 7
+    llmsynth train chats.jsonl --kind chat -o chatmodel/
+    llmsynth generate chatmodel/ -n 500 -o synth.jsonl --condition intent=refund
+    llmsynth demo --kind chat                        the conversation pipeline on bundled support chats
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)  # a killed pipeline job cleans up like Ctrl-C
 
 
-KIND = click.Choice(["tabular"])
+KIND = click.Choice(["tabular", "chat"])
 
 
 @main.command()
@@ -153,7 +157,8 @@ def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, p
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Synthesizer directory to write (manifest, weights, tokenizer).")
-@click.option("--kind", type=KIND, default="tabular", show_default=True, help="What the input holds.")
+@click.option("--kind", type=KIND, default="tabular", show_default=True,
+              help="What the input holds: a table, or JSONL conversations in the messages format.")
 @click.option("--recipe", default=None, help="Recipe name in training/recipes (default tiny-cpu) or a YAML file.")
 @click.option("--base-model", default=None, help="Pretrained causal LM (local path or cached hub id) to fine-tune "
               "with LoRA instead of the tiny from-scratch model.")
@@ -169,9 +174,15 @@ def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, p
               "with PII can be memorized.")
 @click.option("--scrub-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="YAML scrub config (see `llmsynth scrub --help`).")
+@click.option("--loss-on", type=click.Choice(["all", "assistant"]), default="all", show_default=True,
+              help="Chats: learn both sides of each conversation, or only the assistant's turns.")
 def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, resume, overwrite,
-          seed, no_scrub, scrub_config):
-    """Scrub INPUT (CSV, Parquet or JSONL), learn the table and save the synthesizer to MODEL_DIR."""
+          seed, no_scrub, scrub_config, loss_on):
+    """Scrub INPUT, learn it and save the synthesizer to MODEL_DIR.
+
+    INPUT is a table (CSV, Parquet or JSONL) or, with --kind chat, conversations (JSONL, one
+    {"messages": [{"role", "content"}...], "metadata": {...}} per line, user and assistant alternating)."""
+    from llmsynth.chat_synthesizer import DEFAULT_CHAT_RECIPE, ChatSynthesizer
     from llmsynth.scrub import load_scrub_config
     from llmsynth.synthesizer import MANIFEST, TabularSynthesizer
     from llmsynth.train.config import load_recipe
@@ -185,20 +196,30 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
         click.secho("warning: --no-scrub: training on the data as given; PII in it can be memorized", err=True,
                     fg="yellow")
     scrub = False if no_scrub else (load_scrub_config(scrub_config) if scrub_config else True)
-    config = load_recipe(recipe)
+    if kind == "chat" and column_kinds:
+        raise click.UsageError("--column-kind is for tables; a conversation's metadata kinds are inferred")
+    config = load_recipe(recipe or (DEFAULT_CHAT_RECIPE if kind == "chat" else None))
     overrides = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "seed": seed}.items() if v is not None}
     config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
-    synth = TabularSynthesizer(config, base_model=base_model,
-                               column_kinds=_key_values(column_kinds, "--column-kind"))
+    if kind == "chat":
+        synth = ChatSynthesizer(config, base_model=base_model, loss_on=loss_on)
+    else:
+        synth = TabularSynthesizer(config, base_model=base_model,
+                                   column_kinds=_key_values(column_kinds, "--column-kind"))
     synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub)
     synth.save(model_dir)
     if not no_scrub:
-        replaced = {name: column["replaced"] for name, column in synth.scrub_summary["columns"].items()
-                    if column["policy"] != "kept"}
-        click.echo(f"scrubbed first: {', '.join(f'{k} {v}' for k, v in replaced.items()) or 'no PII columns'} "
+        if kind == "chat":
+            replaced = synth.scrub_summary["entities"]
+        else:
+            replaced = {name: column["replaced"] for name, column in synth.scrub_summary["columns"].items()
+                        if column["policy"] != "kept"}
+        click.echo(f"scrubbed first: {', '.join(f'{k} {v}' for k, v in replaced.items()) or 'no PII found'} "
                    "values replaced (details in the manifest)")
     summary = synth.summary
-    click.echo(f"trained on {synth.data_summary['train_rows']} rows ({summary.epochs:g} epochs, "
+    records = synth.data_summary.get("train_conversations")
+    trained_on = f"{records} conversations" if records else f"{synth.data_summary['train_rows']} rows"
+    click.echo(f"trained on {trained_on} ({summary.epochs:g} epochs, "
                f"{summary.seconds:.0f}s, stopped by {summary.stopped_because}); "
                f"validation loss {summary.initial_validation_loss:.3f} -> {summary.best_validation_loss:.3f}")
     click.echo(f"synthesizer saved to {model_dir}")
@@ -206,50 +227,115 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
 
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-n", "--num-rows", "n", required=True, type=click.IntRange(min=1), help="Rows to generate.")
+@click.option("-n", "--num-rows", "n", required=True, type=click.IntRange(min=1),
+              help="Rows (or conversations) to generate.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file: .csv, .parquet or .jsonl.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same rows.")
+              help="Output file: .csv, .parquet or .jsonl for rows; .jsonl for conversations.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same output.")
 @click.option("--condition", "conditions", multiple=True, metavar="COL=VALUE",
-              help="Fix a column's value in every row (repeatable), e.g. --condition is_fraud=1.")
+              help="Fix a column's (or a conversation metadata field's) value everywhere (repeatable), e.g. "
+              "--condition is_fraud=1 or --condition intent=refund.")
+@click.option("--mix", "mixes", multiple=True, metavar="FIELD=VALUE:SHARE,...",
+              help="Chats: shares of metadata values, the rest drawn as in training (repeatable), e.g. "
+              "--mix intent=refund:0.3,dispute_charge:0.2.")
 @click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Sampling temperature; 0 is greedy.")
 @click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True,
               help="Nucleus sampling mass.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Rows sampled together.")
-def generate(model_dir, n, output, seed, conditions, temperature, top_p, batch_size):
-    """Sample N valid rows from the synthesizer in MODEL_DIR and stream them to OUTPUT."""
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Rows (default 256) or conversations (default 64) sampled together.")
+@click.option("--no-rescrub", is_flag=True, help="Chats: skip scanning the output for PII that is not one of the "
+              "training surrogates.")
+def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, batch_size, no_rescrub):
+    """Sample N valid rows or conversations from the synthesizer in MODEL_DIR and stream them to OUTPUT."""
     from llmsynth.data.io import TableWriter, table_format
-    from llmsynth.synthesizer import TabularSynthesizer
+    from llmsynth.synthesizer import MANIFEST
 
     _quiet_libraries()
     table_format(output)
-    synth = TabularSynthesizer.load(model_dir)
-    chunks = synth.iter_sample(n, _key_values(conditions, "--condition"), seed=seed, temperature=temperature,
-                               top_p=top_p, batch_size=batch_size)
+    kind = _manifest_kind(model_dir / MANIFEST)
+    fixed = _key_values(conditions, "--condition")
+    if kind == "chat":
+        from llmsynth.chat_synthesizer import ChatSynthesizer
+
+        if output.suffix.lower() != ".jsonl":
+            raise click.UsageError(f"{output}: conversations are written as .jsonl")
+        synth = ChatSynthesizer.load(model_dir)
+        chunks = synth.iter_sample(n, fixed, _mixes(mixes), seed=seed, temperature=temperature, top_p=top_p,
+                                   batch_size=batch_size or 64, rescrub=not no_rescrub)
+        unit = "conversations"
+    else:
+        from llmsynth.synthesizer import TabularSynthesizer
+
+        if mixes:
+            raise click.UsageError("--mix is for conversations; condition a table's rows with --condition")
+        synth = TabularSynthesizer.load(model_dir)
+        chunks = synth.iter_sample(n, fixed, seed=seed, temperature=temperature, top_p=top_p,
+                                   batch_size=batch_size or 256)
+        unit = "rows"
     started = time.perf_counter()
     with TableWriter(output) as writer:
         for chunk in chunks:
             writer.write(chunk)
     seconds = time.perf_counter() - started
-    click.echo(f"wrote {n} rows to {output} in {seconds:.1f}s ({n / seconds:.0f} rows/s)")
+    click.echo(f"wrote {n} {unit} to {output} in {seconds:.1f}s ({n / seconds:.1f} {unit}/s)")
+    if kind == "chat" and not no_rescrub:
+        found = synth.rescrub_counts
+        click.echo("re-scrubbed the output: " + (", ".join(f"{e} {c}" for e, c in found.most_common())
+                                                 + " replaced (not training surrogates)" if found
+                                                 else "no PII beyond the training surrogates"))
+
+
+def _manifest_kind(path: Path) -> str | None:
+    """The synthesizer's kind, so that generate needs no --kind; loading reports any problem with the folder."""
+    try:
+        return json.loads(path.read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _mixes(pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """--mix intent=refund:0.3,dispute_charge:0.2 -> {"intent": {"refund": 0.3, "dispute_charge": 0.2}}."""
+    mixes = {}
+    for field_name, spec in _key_values(pairs, "--mix").items():
+        shares = {}
+        for part in spec.split(","):
+            value, sep, share = part.rpartition(":")
+            try:
+                shares[value] = float(share)
+            except ValueError:
+                sep = ""
+            if not sep or not value:
+                raise click.BadParameter(f"expected FIELD=VALUE:SHARE,..., got {field_name}={spec!r}",
+                                         param_hint="--mix")
+        mixes[field_name] = shares
+    return mixes
 
 
 @main.command()
-@click.option("--kind", type=KIND, default="tabular", show_default=True, help="Which demo to run.")
+@click.option("--kind", type=KIND, default="tabular", show_default=True,
+              help="Which demo: the customers table, or support-chat conversations.")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"),
-              show_default=True, help="Folder for the demo's data, model and synthetic rows.")
-@click.option("--rows", type=click.IntRange(min=100), default=4000, show_default=True, help="Demo table size.")
-@click.option("--samples", type=click.IntRange(min=1), default=1000, show_default=True, help="Rows to generate.")
+              show_default=True, help="Folder for the demo's data, model and synthetic output.")
+@click.option("--rows", type=click.IntRange(min=100), default=None,
+              help="Demo size: table rows (default 4000) or conversations (default 600).")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Rows (default 1000) or conversations (default 210) to generate.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="Training time budget.")
 def demo(kind, out_dir, rows, samples, max_minutes):
-    """Whole pipeline on a bundled customers table with PII: split, train the tiny model, generate, compare."""
-    from llmsynth.demo import run_tabular_demo
-
+    """Whole pipeline on bundled data with PII: split a holdout, scrub, train the tiny model, generate, compare."""
     _quiet_libraries()
-    run_tabular_demo(out_dir, rows=rows, samples=samples, max_minutes=max_minutes, echo=click.echo)
+    if kind == "chat":
+        from llmsynth.demo import run_chat_demo
+
+        run_chat_demo(out_dir, conversations=rows or 600, samples=samples or 210, max_minutes=max_minutes,
+                      echo=click.echo)
+    else:
+        from llmsynth.demo import run_tabular_demo
+
+        run_tabular_demo(out_dir, rows=rows or 4000, samples=samples or 1000, max_minutes=max_minutes,
+                         echo=click.echo)
 
 
 if __name__ == "__main__":

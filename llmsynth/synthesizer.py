@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
-KIND = "tabular"
 
 
 def _versions() -> dict[str, str]:
@@ -49,24 +48,150 @@ def _versions() -> dict[str, str]:
     return found
 
 
-class TabularSynthesizer:
+class Synthesizer:
+    """What every synthesizer shares: the model (tiny preset or LoRA on a base), training, save and load.
+    Subclasses say what a record is and how it is sampled."""
+
+    KIND = ""
+
+    def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None):
+        self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        self.base_model = base_model
+        self.model = None
+        self.tokenizer = None
+        self.summary: TrainSummary | None = None
+        self.data_summary: dict[str, Any] = {}
+        self.scrub_summary: dict[str, Any] | None = None
+
+    def _build_model(self, texts: Iterator[str], whole_tokens: list[str], workdir, resume: bool,
+                     markers: list[str] = ()) -> None:
+        if self.base_model is None:
+            self.tokenizer = self._tiny_tokenizer(texts, whole_tokens, markers, workdir, resume)
+            torch.manual_seed(self.recipe.train.seed)
+            self.model = tiny_model(self.recipe.tiny, self.tokenizer)
+        else:
+            base, self.tokenizer = load_base(self.base_model)
+            self.model = with_lora(base, self.recipe.lora)
+
+    def _tiny_tokenizer(self, texts, whole_tokens, markers, workdir, resume: bool):
+        """Train the tokenizer, or reuse the one an interrupted run kept beside its checkpoint."""
+        from transformers import AutoTokenizer
+
+        kept = Path(workdir) / CHECKPOINT_DIR / "tokenizer" if workdir is not None else None
+        if resume and kept is not None and kept.is_dir():
+            return AutoTokenizer.from_pretrained(kept, local_files_only=True)
+        tokenizer = train_tokenizer(texts, self.recipe.tiny.vocab_size, whole_tokens=whole_tokens, markers=markers)
+        if kept is not None:
+            tokenizer.save_pretrained(kept)
+        return tokenizer
+
+    def _split(self, records: list) -> tuple[list, list]:
+        """Training and validation (early stopping) records, by a seeded shuffle."""
+        order = np.random.default_rng(self.recipe.train.seed).permutation(len(records))
+        n_validation = max(1, round(len(records) * self.recipe.train.validation_fraction))
+        return [records[i] for i in order[n_validation:]], [records[i] for i in order[:n_validation]]
+
+    def _train(self, train_records, validation_records, encoder, workdir, resume: bool, identity: list) -> None:
+        """Train in a checkpoint folder (`workdir`, or a temporary one); `identity` is what a resumed run must
+        share with this one (the stopping rules may change)."""
+        train = self.recipe.train.model_dump(exclude={"epochs", "max_minutes", "patience"})
+        fingerprint = hashlib.sha256(json.dumps([self.recipe.tiny.model_dump(), self.recipe.lora.model_dump(), train,
+                                                 self.base_model, *identity], default=str).encode()).hexdigest()
+        with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as where:
+            self.summary = train_model(self.model, train_records, validation_records, encoder, self.recipe.train,
+                                       Path(where), resume=resume, fingerprint=fingerprint)
+
+    def _require_fitted(self) -> None:
+        if self.model is None:
+            raise ModelError("the synthesizer is not trained: call fit() or load() first")
+
+    def _manifest(self) -> dict[str, Any]:
+        """What this kind adds to the manifest (schema, serialization...)."""
+        raise NotImplementedError
+
+    def _restore(self, manifest: dict[str, Any]) -> None:
+        """Read back what `_manifest` wrote."""
+        raise NotImplementedError
+
+    def _write_files(self, directory: Path) -> None:
+        """Files this kind keeps beside the model (written before the manifest)."""
+
+    def _restore_files(self, directory: Path) -> None:
+        """Read back what `_write_files` wrote."""
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the self-describing synthesizer directory; the manifest goes last, marking it complete."""
+        self._require_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MANIFEST).unlink(missing_ok=True)
+        for part in ("model", "adapter", "tokenizer"):
+            shutil.rmtree(directory / part, ignore_errors=True)
+        if self.base_model is None:
+            self.model.save_pretrained(directory / "model", safe_serialization=True)
+        else:
+            self.model.save_pretrained(directory / "adapter")
+        self.tokenizer.save_pretrained(directory / "tokenizer")
+        self._write_files(directory)
+        manifest = {
+            "format": "llmsynth-synthesizer",
+            "format_version": FORMAT_VERSION,
+            "kind": self.KIND,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            **self._manifest(),
+            "model": {"type": "tiny" if self.base_model is None else "lora", "base_model": self.base_model},
+            "recipe": self.recipe.model_dump(mode="json"),
+            "training": self.summary.model_dump(mode="json") if self.summary else None,
+            "data": self.data_summary,
+            "scrub": self.scrub_summary,
+            "versions": _versions(),
+        }
+        write_text(directory / MANIFEST, json.dumps(manifest, indent=2))
+        shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike):
+        manifest = read_manifest(directory, cls.KIND)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        directory = Path(directory)
+        synth = cls(recipe=Recipe.model_validate(manifest["recipe"]), base_model=manifest["model"]["base_model"])
+        synth.tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
+        if synth.base_model is None:
+            synth.model = AutoModelForCausalLM.from_pretrained(directory / "model", local_files_only=True)
+        else:
+            from peft import PeftModel
+
+            base, _ = load_base(synth.base_model)
+            synth.model = PeftModel.from_pretrained(base, directory / "adapter").merge_and_unload()
+        synth.summary = TrainSummary.model_validate(manifest["training"]) if manifest.get("training") else None
+        synth.data_summary = manifest.get("data", {})
+        synth.scrub_summary = manifest.get("scrub")
+        synth._restore(manifest)
+        synth._restore_files(directory)
+        return synth
+
+    def _ready_model(self):
+        """The model on the fastest device, in eval mode, for sampling."""
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self.model.to(device).eval()
+
+
+class TabularSynthesizer(Synthesizer):
     """Learns a table's rows with a small causal LM and samples new, always-valid rows.
 
     >>> synth = TabularSynthesizer().fit(table)              # tiny offline preset
     >>> synth.sample(1000, conditions={"is_fraud": 1})
     """
 
+    KIND = "tabular"
+
     def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None,
                  column_kinds: Mapping[str, str] | None = None):
-        self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-        self.base_model = base_model
+        super().__init__(recipe, base_model)
         self.column_kinds = dict(column_kinds or {})
         self.schema: Schema | None = None
-        self.model = None
-        self.tokenizer = None
-        self.summary: TrainSummary | None = None
-        self.data_summary: dict[str, Any] = {}
-        self.scrub_summary: dict[str, Any] | None = None
         self._sampler: ConstrainedSampler | None = None
 
     # -- fit ---------------------------------------------------------------------------------------------------
@@ -95,54 +220,23 @@ class TabularSynthesizer:
             raise DataError(f"{source}: {exc}") from exc
         learned = self.schema.learned
         rows = value_texts(table, learned)
-        config = self.recipe.train
-        order = np.random.default_rng(config.seed).permutation(len(rows))
-        n_validation = max(1, round(len(rows) * config.validation_fraction))
-        validation_rows = [rows[i] for i in order[:n_validation]]
-        train_rows = [rows[i] for i in order[n_validation:]]
+        train_rows, validation_rows = self._split(rows)
 
         names = [c.name for c in learned]
-        if self.base_model is None:
-            self.tokenizer = self._tiny_tokenizer(train_rows, names, workdir, resume)
-            torch.manual_seed(config.seed)
-            self.model = tiny_model(self.recipe.tiny, self.tokenizer)
-        else:
-            base, self.tokenizer = load_base(self.base_model)
-            self.model = with_lora(base, self.recipe.lora)
+        self._build_model((row_text(names, r) for r in train_rows),
+                          [text for name in names for text in segment_texts(name)], workdir, resume)
         encoder = RowEncoder(self.tokenizer, names)
         longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in rows)
         if self.base_model is None and longest > self.recipe.tiny.max_length:
             raise DataError(f"a row takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
-        fingerprint = self._fingerprint(rows)
-        with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as where:
-            self.summary = train_model(self.model, train_rows, validation_rows, encoder, config, Path(where),
-                                       resume=resume, fingerprint=fingerprint)
-        self.data_summary = {"rows": len(rows), "train_rows": len(train_rows), "validation_rows": n_validation,
+        self._train(train_rows, validation_rows, encoder, workdir, resume,
+                    [self.schema.model_dump(mode="json"), rows[:1000], len(rows)])
+        self.data_summary = {"rows": len(rows), "train_rows": len(train_rows), "validation_rows": len(validation_rows),
                              "columns": len(self.schema.columns), "learned_columns": len(learned),
                              "longest_row_tokens": longest}
         self._sampler = None
         return self
-
-    def _tiny_tokenizer(self, train_rows, names, workdir, resume: bool):
-        """Train the tokenizer, or reuse the one an interrupted run kept beside its checkpoint."""
-        from transformers import AutoTokenizer
-
-        kept = Path(workdir) / CHECKPOINT_DIR / "tokenizer" if workdir is not None else None
-        if resume and kept is not None and kept.is_dir():
-            return AutoTokenizer.from_pretrained(kept, local_files_only=True)
-        tokenizer = train_tokenizer((row_text(names, r) for r in train_rows), self.recipe.tiny.vocab_size,
-                                    whole_tokens=[text for name in names for text in segment_texts(name)])
-        if kept is not None:
-            tokenizer.save_pretrained(kept)
-        return tokenizer
-
-    def _fingerprint(self, rows) -> str:
-        """What a checkpoint must share with this run to be resumed (the stopping rules may change)."""
-        train = self.recipe.train.model_dump(exclude={"epochs", "max_minutes", "patience"})
-        identity = [self.recipe.tiny.model_dump(), self.recipe.lora.model_dump(), train, self.base_model,
-                    self.schema.model_dump(mode="json"), rows[:1000], len(rows)]
-        return hashlib.sha256(json.dumps(identity, default=str).encode()).hexdigest()
 
     # -- sample ------------------------------------------------------------------------------------------------
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
@@ -161,74 +255,22 @@ class TabularSynthesizer:
 
     def _get_sampler(self) -> ConstrainedSampler:
         if self._sampler is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            self.model.to(device).eval()
+            self._ready_model()
             encoder = RowEncoder(self.tokenizer, [c.name for c in self.schema.learned])
             self._sampler = ConstrainedSampler(self.model, encoder, self.schema.learned)
         return self._sampler
 
-    def _require_fitted(self) -> None:
-        if self.model is None or self.schema is None:
-            raise ModelError("the synthesizer is not trained: call fit() or load() first")
+    def _manifest(self) -> dict[str, Any]:
+        return {"schema": self.schema.model_dump(mode="json"),
+                "serialization": {"style": "great", "field": " {name} is {value}", "separator": ",",
+                                  "column_order": self.recipe.train.column_order, "null": "empty value",
+                                  "end_of_row": self.tokenizer.eos_token}}
 
-    # -- save / load -------------------------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the self-describing synthesizer directory; the manifest goes last, marking it complete."""
-        self._require_fitted()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / MANIFEST).unlink(missing_ok=True)
-        for part in ("model", "adapter", "tokenizer"):
-            shutil.rmtree(directory / part, ignore_errors=True)
-        model = self.model
-        if self.base_model is None:
-            model.save_pretrained(directory / "model", safe_serialization=True)
-        else:
-            model.save_pretrained(directory / "adapter")
-        self.tokenizer.save_pretrained(directory / "tokenizer")
-        manifest = {
-            "format": "llmsynth-synthesizer",
-            "format_version": FORMAT_VERSION,
-            "kind": KIND,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "schema": self.schema.model_dump(mode="json"),
-            "serialization": {"style": "great", "field": " {name} is {value}", "separator": ",",
-                              "column_order": self.recipe.train.column_order, "null": "empty value",
-                              "end_of_row": self.tokenizer.eos_token},
-            "model": {"type": "tiny" if self.base_model is None else "lora", "base_model": self.base_model},
-            "recipe": self.recipe.model_dump(mode="json"),
-            "training": self.summary.model_dump(mode="json") if self.summary else None,
-            "data": self.data_summary,
-            "scrub": self.scrub_summary,
-            "versions": _versions(),
-        }
-        write_text(directory / MANIFEST, json.dumps(manifest, indent=2))
-        shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)
-        return directory
-
-    @classmethod
-    def load(cls, directory: str | os.PathLike) -> "TabularSynthesizer":
-        manifest = read_manifest(directory)
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        directory = Path(directory)
-        synth = cls(recipe=Recipe.model_validate(manifest["recipe"]), base_model=manifest["model"]["base_model"])
-        synth.schema = Schema.model_validate(manifest["schema"])
-        synth.tokenizer = AutoTokenizer.from_pretrained(directory / "tokenizer", local_files_only=True)
-        if synth.base_model is None:
-            synth.model = AutoModelForCausalLM.from_pretrained(directory / "model", local_files_only=True)
-        else:
-            from peft import PeftModel
-
-            base, _ = load_base(synth.base_model)
-            synth.model = PeftModel.from_pretrained(base, directory / "adapter").merge_and_unload()
-        synth.summary = TrainSummary.model_validate(manifest["training"]) if manifest.get("training") else None
-        synth.data_summary = manifest.get("data", {})
-        synth.scrub_summary = manifest.get("scrub")
-        return synth
+    def _restore(self, manifest: dict[str, Any]) -> None:
+        self.schema = Schema.model_validate(manifest["schema"])
 
 
-def read_manifest(directory: str | os.PathLike, kind: str = KIND) -> dict:
+def read_manifest(directory: str | os.PathLike, kind: str) -> dict:
     """The manifest of a complete synthesizer directory of the given kind, or a ModelError saying why not."""
     path = Path(directory) / MANIFEST
     if not path.is_file():

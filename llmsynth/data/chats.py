@@ -23,6 +23,7 @@ METADATA_TYPES = (str, int, float, bool, type(None))
 class ChatFile:
     conversations: list[dict]
     skipped: list[str] = field(default_factory=list)  # "line N: problem", for lines left out
+    lines: list[int] = field(default_factory=list)  # the line each conversation came from
 
 
 def conversation_problem(record: object) -> str | None:
@@ -53,8 +54,29 @@ def conversation_problem(record: object) -> str | None:
     return None
 
 
-def read_chats(path: str | os.PathLike, skip_bad_lines: bool = False) -> ChatFile:
-    """Read a JSONL file of conversations; a bad line is a DataError, or a counted skip."""
+def turn_problem(record: dict) -> str | None:
+    """What keeps a well-formed conversation from being learned as a dialogue, or None: system turns only at the
+    start, then user and assistant alternating, both present, no empty turn."""
+    messages = record["messages"]
+    for number, message in enumerate(messages, start=1):
+        if not message["content"].strip():
+            return f"message {number} is empty"
+        if message["role"] == "system" and any(m["role"] != "system" for m in messages[: number - 1]):
+            return f"message {number}: a system message may only open the conversation"
+    turns = [(number, m["role"]) for number, m in enumerate(messages, start=1) if m["role"] != "system"]
+    roles = {role for _, role in turns}
+    if roles != {"user", "assistant"}:
+        only = ", ".join(sorted(roles)) or "system"
+        return f"the conversation has {only} messages only; it needs both user and assistant turns"
+    for (number, role), (_, next_role) in zip(turns, turns[1:]):
+        if role == next_role:
+            return f"messages {number} and {number + 1} are both from the {role}; merge consecutive messages of one speaker"
+    return None
+
+
+def read_chats(path: str | os.PathLike, skip_bad_lines: bool = False, dialogues: bool = False) -> ChatFile:
+    """Read a JSONL file of conversations; a bad line is a DataError, or a counted skip. With `dialogues`, each
+    conversation must also alternate between user and assistant (what training needs; scrubbing takes any)."""
     path = Path(path)
     if path.suffix.lower() != ".jsonl":
         raise DataError(f"{path}: conversations are read from .jsonl files (one conversation per line)")
@@ -67,10 +89,13 @@ def read_chats(path: str | os.PathLike, skip_bad_lines: bool = False) -> ChatFil
         try:
             record = json.loads(line)
             problem = conversation_problem(record)
+            if problem is None and dialogues:
+                problem = turn_problem(record)
         except json.JSONDecodeError as exc:
             problem = f"column {exc.colno}: invalid JSON ({exc.msg})"
         if problem is None:
             chats.conversations.append({"messages": record["messages"], "metadata": record.get("metadata", {})})
+            chats.lines.append(number)
         elif skip_bad_lines:
             chats.skipped.append(f"line {number}: {problem}")
         else:

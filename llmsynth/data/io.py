@@ -112,6 +112,7 @@ def _parse_jsonl(path: Path, text: str) -> pd.DataFrame:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write a text file atomically: a temporary name, renamed when complete."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.partial")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -145,8 +146,13 @@ class TableWriter:
             self._handle = open(self.tmp_path, "w", encoding="utf-8", newline="")
         return self
 
-    def write(self, chunk: pd.DataFrame) -> None:
-        if self.format == "csv":
+    def write(self, chunk: pd.DataFrame | list[dict]) -> None:
+        """A chunk of rows, or (JSONL only) a list of records such as conversations."""
+        if isinstance(chunk, list):
+            if self.format != "jsonl":
+                raise DataError(f"{self.path}: conversations are written as .jsonl")
+            self._handle.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in chunk))
+        elif self.format == "csv":
             chunk.to_csv(self._handle, index=False, header=self._handle.tell() == 0)
         elif self.format == "jsonl":
             chunk.to_json(self._handle, orient="records", lines=True, date_format="iso")

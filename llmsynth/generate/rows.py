@@ -17,20 +17,21 @@ from llmsynth.generate.sampler import ConstrainedSampler, row_orders
 from llmsynth.serialize.codecs import CategoricalColumn, IdentifierColumn, NumericColumn, is_null
 
 
-def condition_texts(schema: Schema, conditions: Mapping[str, Any] | None) -> dict[int, str]:
-    """Validate conditions against the schema; value texts keyed by learned-column index."""
+def condition_texts(schema: Schema, conditions: Mapping[str, Any] | None, noun: str = "column") -> dict[int, str]:
+    """Validate conditions against the schema; value texts keyed by learned-column index. `noun` is what the
+    user calls a column in messages (a conversation's metadata "field")."""
     learned = schema.learned
     names = [c.name for c in learned]
     result = {}
     for name, value in (conditions or {}).items():
         if name not in schema.names:
-            raise GenerateError(f"cannot condition on unknown column {name!r}; columns: {names}")
+            raise GenerateError(f"cannot condition on unknown {noun} {name!r}; {noun}s: {names}")
         if name not in names:
-            raise GenerateError(f"cannot condition on {name!r}: it is an identifier column, which is not learned")
+            raise GenerateError(f"cannot condition on {name!r}: it is an identifier {noun}, which is not learned")
         column = learned[names.index(name)]
         if is_null(value) or value == "":
             if not column.nullable:
-                raise GenerateError(f"column {name!r} had no missing values in training; cannot condition on null")
+                raise GenerateError(f"{noun} {name!r} had no missing values in training; cannot condition on null")
             result[names.index(name)] = ""
             continue
         try:
@@ -68,19 +69,22 @@ def generate_rows(
     if n < 1:
         raise GenerateError(f"the number of rows must be at least 1, got {n}")
     fixed = condition_texts(schema, conditions)
-    learned = schema.learned
-    identifiers = [c for c in schema.columns if isinstance(c, IdentifierColumn)]
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
-    orders = row_orders(n, len(learned), list(fixed), column_order, rng)
+    orders = row_orders(n, len(schema.learned), list(fixed), column_order, rng)
     with tqdm(total=n, desc="generating", unit="row", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             count = min(batch_size, n - start)
             batch = sampler.sample_batch([next(orders) for _ in range(count)], fixed, generator, temperature, top_p)
-            chunk = pd.DataFrame({
-                column.name: column.to_series([column.read(row[k][1:].decode()) for row in batch])
-                for k, column in enumerate(learned)
-            })
-            chunk = fill_identifiers(chunk, identifiers, seed + start)
-            yield chunk[schema.names]
+            yield values_frame(batch, schema, seed + start)
             bar.update(count)
+
+
+def values_frame(batch: list[dict[int, bytes]], schema: Schema, seed: int) -> pd.DataFrame:
+    """Sampled value bytes (by learned-column index) as a typed DataFrame in schema order, identifiers filled."""
+    frame = pd.DataFrame({
+        column.name: column.to_series([column.read(row[k][1:].decode()) for row in batch])
+        for k, column in enumerate(schema.learned)
+    }, index=range(len(batch)))
+    identifiers = [c for c in schema.columns if isinstance(c, IdentifierColumn)]
+    return fill_identifiers(frame, identifiers, seed)[schema.names]

@@ -22,8 +22,10 @@ _worker: dict = {}  # this process's analyzer, pseudonymizer and config
 
 
 def scrub_chats(conversations: list[dict], config: ScrubConfig | None = None, processes: int = 1,
-                progress: bool = True) -> tuple[list[dict], dict, set[tuple[str, str]]]:
-    """Scrub every message of every conversation; metadata is kept as is.
+                progress: bool = True,
+                keep: frozenset[str] = frozenset()) -> tuple[list[dict], dict, set[tuple[str, str]]]:
+    """Scrub every message of every conversation; metadata is kept as is. Values in `keep` (lower case: the
+    surrogates a model learned from scrubbed data) are left alone, as are names made only of their words.
 
     Returns the scrubbed conversations (same order), a JSON-ready report, and the raw (entity, value) pairs
     found, which the caller may keep privately for PII-replay tests and must never put next to the output.
@@ -40,11 +42,11 @@ def scrub_chats(conversations: list[dict], config: ScrubConfig | None = None, pr
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_worker,
-                                     initargs=(config,)) as pool:
+                                     initargs=(config, keep)) as pool:
                 results = pool.map(_scrub_chunk, chunks)
                 analyzer_info = _collect(results, scrubbed, findings, by_role, bar)
         else:
-            _start_worker(config)
+            _start_worker(config, keep)
             analyzer_info = _collect(map(_scrub_chunk, chunks), scrubbed, findings, by_role, bar)
     report = {
         "conversations": len(conversations),
@@ -85,8 +87,13 @@ def conversation_spans(messages: list[dict], detected: list[list[Span]]) -> list
     return [resolve(m["content"], turn, values) for m, turn in zip(messages, detected)]
 
 
-def _start_worker(config: ScrubConfig) -> None:
-    _worker.update(config=config, analyzer=build_analyzer(config), pseudonyms=Pseudonymizer(config.secret_env))
+def _kept(value: str, keep: frozenset[str]) -> bool:
+    return bool(keep) and (value.lower() in keep or all(word in keep for word in value.lower().split()))
+
+
+def _start_worker(config: ScrubConfig, keep: frozenset[str] = frozenset()) -> None:
+    _worker.update(config=config, analyzer=build_analyzer(config), pseudonyms=Pseudonymizer(config.secret_env),
+                   keep=keep)
 
 
 def _scrub_chunk(conversations: list[dict]) -> tuple[list[dict], Findings, Counter, dict]:
@@ -97,6 +104,8 @@ def _scrub_chunk(conversations: list[dict]) -> tuple[list[dict], Findings, Count
     findings, by_role, scrubbed = Findings(), Counter(), []
     for conversation in conversations:
         spans = [next(detected) for _ in conversation["messages"]]
+        spans = [[s for s in turn if not _kept(m["content"][s.start:s.end], _worker["keep"])]
+                 for m, turn in zip(conversation["messages"], spans)]
         values = known_values(conversation["messages"], spans)
         messages = []
         for message, turn in zip(conversation["messages"], spans):

@@ -77,10 +77,12 @@ class RowEncoder:
     is a single token, so a column boundary costs one step.
     """
 
-    def __init__(self, tokenizer, names: Sequence[str]):
+    def __init__(self, tokenizer, names: Sequence[str], end_of_row_id: int | None = None):
+        """`end_of_row_id` closes the row (default: end of sequence; a conversation's metadata header has its own)."""
         self.tokenizer = tokenizer
+        self.column_count = len(names)
         self.bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        self.end_of_row_id = tokenizer.eos_token_id
+        self.end_of_row_id = tokenizer.eos_token_id if end_of_row_id is None else end_of_row_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.end_of_row_id is None:
             raise ModelError("the tokenizer needs an end-of-sequence token")

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from llmsynth.errors import TrainError
-from llmsynth.serialize.tabular import IGNORE, RowEncoder
+from llmsynth.serialize.tabular import IGNORE
 from llmsynth.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarra
     examples in schema order, the rest with a random subset moved to the front in random order, which is
     exactly what sampling does with conditioned columns, while the fixed order is learned quickly.
     """
-    if mode == "random":
+    if mode == "random" or columns == 0:
         return rng.permutation(columns)
     if mode == "schema" or rng.random() < 0.5:
         return np.arange(columns)
@@ -73,12 +73,12 @@ def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarra
     return np.concatenate([front, np.setdiff1d(np.arange(columns), front)])
 
 
-def epoch_examples(rows: Sequence[Sequence[str]], encoder: RowEncoder, seed: int, epoch: int, mode: str,
-                   shuffle_rows: bool = True):
-    """Every row once, in a seeded order, each with its own seeded column order."""
+def epoch_examples(records: Sequence, encoder, seed: int, epoch: int, mode: str, shuffle_rows: bool = True):
+    """Every record (a row, or a conversation with its metadata) once, in a seeded order, each with its own seeded
+    column order; `encoder` is a RowEncoder or a ChatEncoder."""
     rng = np.random.default_rng([seed, epoch])
-    row_order = rng.permutation(len(rows)) if shuffle_rows else np.arange(len(rows))
-    return [encoder.encode(rows[i], column_order(len(rows[i]), mode, rng)) for i in row_order]
+    row_order = rng.permutation(len(records)) if shuffle_rows else np.arange(len(records))
+    return [encoder.encode(records[i], column_order(encoder.column_count, mode, rng)) for i in row_order]
 
 
 def resolve_precision(precision: str) -> str:
@@ -91,9 +91,9 @@ def resolve_precision(precision: str) -> str:
 
 def train_model(
     model: torch.nn.Module,
-    train_rows: Sequence[Sequence[str]],
-    validation_rows: Sequence[Sequence[str]],
-    encoder: RowEncoder,
+    train_rows: Sequence,
+    validation_rows: Sequence,
+    encoder,
     config: TrainConfig,
     workdir: Path,
     resume: bool = False,

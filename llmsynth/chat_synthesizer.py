@@ -1,0 +1,178 @@
+"""`ChatSynthesizer`: fit / sample / save / load for support-chat conversations (JSONL messages format)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from llmsynth.data.chats import conversation_problem, read_chats, turn_problem
+from llmsynth.data.io import write_text
+from llmsynth.data.schema import MIN_ROWS, Schema, infer_column
+from llmsynth.errors import DataError, ModelError
+from llmsynth.generate.chats import TurnRules, generate_chats
+from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, turn_texts
+from llmsynth.serialize.codecs import TextColumn
+from llmsynth.serialize.tabular import row_text, segment_texts, value_texts
+from llmsynth.synthesizer import Synthesizer
+from llmsynth.train.config import Recipe
+
+if TYPE_CHECKING:
+    from llmsynth.scrub import ScrubConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHAT_RECIPE = "tiny-chat"
+SURROGATES = "surrogates.json"
+
+
+class ChatSynthesizer(Synthesizer):
+    """Learns support-chat conversations and their metadata; samples new, structurally valid conversations.
+
+    >>> synth = ChatSynthesizer().fit("chats.jsonl")          # tiny offline preset, scrubbed first
+    >>> synth.sample(100, conditions={"intent": "refund"})
+    """
+
+    KIND = "chat"
+
+    def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None, loss_on: str = "all"):
+        super().__init__(DEFAULT_CHAT_RECIPE if recipe is None else recipe, base_model)
+        if loss_on not in ("all", "assistant"):
+            raise ValueError(f"loss_on must be 'all' or 'assistant', got {loss_on!r}")
+        if base_model is not None:
+            raise ModelError("chat synthesis with --base-model (LoRA on a pretrained LM with its chat template) is not "
+                            "available yet; train the tiny preset (leave out --base-model)")
+        self.loss_on = loss_on
+        self.metadata_schema: Schema | None = None
+        self.rules: TurnRules | None = None
+        self.surrogates: frozenset[str] = frozenset()
+        self.rescrub_counts: Counter = Counter()
+
+    # -- fit ---------------------------------------------------------------------------------------------------
+    def fit(self, data: list[dict] | str | os.PathLike, workdir: str | os.PathLike | None = None,
+            resume: bool = False, scrub: ScrubConfig | bool = True, progress: bool = True) -> "ChatSynthesizer":
+        """Train on conversations (a list in the messages format, or a JSONL path); scrubbed first unless
+        `scrub=False`. The scrub summary goes into the manifest, never the raw values found."""
+        conversations = _checked(data)
+        if scrub is False:
+            log.warning("training on unscrubbed conversations: PII in them can be memorized and replayed")
+            self.scrub_summary = {"skipped": True}
+        else:
+            from llmsynth.scrub import ScrubConfig, scrub_chats
+            from llmsynth.scrub.pseudonyms import Pseudonymizer
+
+            config = scrub if isinstance(scrub, ScrubConfig) else ScrubConfig()
+            conversations, self.scrub_summary, raw = scrub_chats(conversations, config, progress=progress)
+            if config.mode == "pseudonymize":  # what the model will learn instead of the PII: left alone later
+                pseudonyms = Pseudonymizer(config.secret_env)
+                self.surrogates = _words_and_values(pseudonyms.surrogate(entity, value) for entity, value in raw)
+        self.metadata_schema = metadata_schema([c["metadata"] for c in conversations])
+        learned = self.metadata_schema.learned
+        frame = pd.DataFrame([c["metadata"] for c in conversations], columns=self.metadata_schema.names)
+        headers = value_texts(frame, learned) if learned else [[] for _ in conversations]
+        records = [ChatRecord(tuple(header), tuple((m["role"], m["content"]) for m in c["messages"]))
+                   for header, c in zip(headers, conversations)]
+        train_records, validation_records = self._split(records)
+        names = [c.name for c in learned]
+        texts = [row_text(names, r.metadata) for r in train_records] + turn_texts(train_records)
+        self._build_model(iter(texts), [t for name in names for t in segment_texts(name)], workdir, resume,
+                          markers=MARKERS)
+        encoder = ChatEncoder(self.tokenizer, names, self.loss_on)
+        longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in records)
+        if longest > self.recipe.tiny.max_length:
+            raise DataError(f"a conversation takes {longest} tokens, more than the model's max_length "
+                            f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe or split it")
+        self.rules = TurnRules.learn(records, encoder)
+        self._train(train_records, validation_records, encoder, workdir, resume,
+                    [self.metadata_schema.model_dump(mode="json"), self.loss_on, records[:500], len(records)])
+        self.data_summary = {"conversations": len(records), "train_conversations": len(train_records),
+                             "validation_conversations": len(validation_records),
+                             "messages": sum(len(r.turns) for r in records), "metadata_fields": names,
+                             "longest_conversation_tokens": longest}
+        return self
+
+    # -- sample ------------------------------------------------------------------------------------------------
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None,
+                    mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
+                    top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True,
+                    progress: bool = True) -> Iterator[list[dict]]:
+        """Conversations in batches, for streaming writes. With `rescrub`, PII the scrubber finds in them that is
+        not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity."""
+        self._require_fitted()
+        encoder = ChatEncoder(self.tokenizer, [c.name for c in self.metadata_schema.learned], self.loss_on)
+        batches = generate_chats(self._ready_model(), encoder, self.metadata_schema, self.rules, n, conditions, mix,
+                                 seed, batch_size, temperature, top_p, self.recipe.train.column_order, progress)
+        self.rescrub_counts = Counter()
+        if not rescrub:
+            yield from batches
+            return
+        from llmsynth.scrub import ScrubConfig, scrub_chats
+
+        for batch in batches:
+            cleaned, report, _ = scrub_chats(batch, ScrubConfig(), progress=False, keep=self.surrogates)
+            self.rescrub_counts.update(report["entities"])
+            yield cleaned
+
+    def sample(self, n: int, conditions: Mapping[str, Any] | None = None,
+               mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
+               top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True, progress: bool = False) -> list[dict]:
+        """`n` conversations; `conditions` fixes metadata fields ({"intent": "refund"}), `mix` asks for shares of
+        values ({"intent": {"refund": 0.3}}), and the rest is drawn as in training."""
+        return [c for batch in self.iter_sample(n, conditions, mix, seed, temperature, top_p, batch_size, rescrub,
+                                                progress) for c in batch]
+
+    # -- save / load -------------------------------------------------------------------------------------------
+    def _manifest(self) -> dict[str, Any]:
+        return {"metadata_schema": self.metadata_schema.model_dump(mode="json"),
+                "serialization": {"style": "chat-markers", "markers": MARKERS, "loss_on": self.loss_on,
+                                  "header": " {field} is {value}", "column_order": self.recipe.train.column_order,
+                                  "end_of_conversation": self.tokenizer.eos_token},
+                "turn_rules": self.rules.model_dump()}
+
+    def _write_files(self, directory: Path) -> None:
+        write_text(directory / SURROGATES, json.dumps(sorted(self.surrogates)))
+
+    def _restore(self, manifest: dict[str, Any]) -> None:
+        self.metadata_schema = Schema.model_validate(manifest["metadata_schema"])
+        self.loss_on = manifest["serialization"]["loss_on"]
+        self.rules = TurnRules.model_validate(manifest["turn_rules"])
+
+    def _restore_files(self, directory: Path) -> None:
+        path = directory / SURROGATES
+        self.surrogates = frozenset(json.loads(path.read_text())) if path.is_file() else frozenset()
+
+
+def metadata_schema(metadata: list[dict]) -> Schema:
+    """Codecs of the metadata fields: categories, numbers and dates are learned; free text and identifiers get
+    surrogates at output. No metadata at all is fine."""
+    frame = pd.DataFrame(metadata)
+    if frame.empty or not len(frame.columns):
+        return Schema(columns=[])
+    if len(frame) < MIN_ROWS:
+        raise DataError(f"{len(frame)} conversation(s); at least {MIN_ROWS} are needed to learn from")
+    columns = []
+    for name in frame.columns:
+        column = infer_column(str(name), frame[name])
+        columns.append(infer_column(str(name), frame[name], "identifier") if isinstance(column, TextColumn) else column)
+    return Schema(columns=columns)
+
+
+def _checked(data: list[dict] | str | os.PathLike) -> list[dict]:
+    if not isinstance(data, list):
+        return read_chats(data, dialogues=True).conversations
+    for number, record in enumerate(data, start=1):
+        problem = conversation_problem(record) or turn_problem(record)
+        if problem:
+            raise DataError(f"conversation {number}: {problem}")
+    return [{"messages": c["messages"], "metadata": c.get("metadata", {})} for c in data]
+
+
+def _words_and_values(surrogates) -> frozenset[str]:
+    values = {s.lower() for s in surrogates if s}
+    return frozenset(values | {word for value in values for word in value.split()})

@@ -1,0 +1,246 @@
+"""Conversations out of a trained model: a constrained metadata header, then turns under structural rules.
+
+The header is sampled like a table row (categories from the training values, conditions on any subset of
+fields, a requested mix of values). The turns are sampled with `TurnRules` enforced token by token: roles
+alternate, a turn is never empty, the number of turns and a turn's length are bounded, and the conversation
+always ends with its end-of-record token. Every conversation is structurally valid by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from tqdm.auto import tqdm
+from transformers import LogitsProcessor
+
+from llmsynth.data.schema import Schema
+from llmsynth.errors import GenerateError
+from llmsynth.generate.rows import condition_texts, values_frame
+from llmsynth.generate.sampler import ConstrainedSampler, row_orders
+from llmsynth.model.tokens import token_bytes
+from llmsynth.serialize.chat import NEXT_ROLE, ChatEncoder, ChatRecord
+
+
+class TurnRules(BaseModel):
+    """The structure every generated conversation keeps, learned from the training conversations."""
+
+    first_roles: list[str]
+    last_roles: list[str]
+    min_turns: int
+    max_turns: int
+    max_turn_tokens: int
+
+    @classmethod
+    def learn(cls, records: list[ChatRecord], encoder: ChatEncoder) -> "TurnRules":
+        turns = [len(r.turns) for r in records]
+        longest = max(len(encoder.content_ids(content)) for r in records for _, content in r.turns)
+        return cls(first_roles=sorted({r.turns[0][0] for r in records}),
+                   last_roles=sorted({r.turns[-1][0] for r in records}),
+                   min_turns=min(turns), max_turns=max(turns), max_turn_tokens=int(longest * 1.25) + 1)
+
+    def valid(self, conversation: dict) -> bool:
+        """Does a conversation (messages format) keep these rules? The evaluation's structure check."""
+        roles = [m.get("role") for m in conversation.get("messages", [])]
+        return (self.min_turns <= len(roles) <= self.max_turns and roles[0] in self.first_roles
+                and all(NEXT_ROLE[a] == b for a, b in zip(roles, roles[1:]))
+                and all(isinstance(m.get("content"), str) and m["content"].strip() for m in conversation["messages"])
+                and (roles[-1] in self.last_roles or len(roles) == self.max_turns))
+
+
+def _whole_text(piece: bytes) -> bool:
+    """A token that is text on its own: whole UTF-8 characters, no control characters but line breaks and tabs.
+    Turns built from such tokens always decode cleanly (no broken characters)."""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(text) and all(c.isprintable() or c in "\n\t" for c in text)
+
+
+class _Turns:
+    """Where one conversation stands: its current role, turns so far, and the current turn's tokens."""
+
+    def __init__(self):
+        self.role: str | None = None
+        self.turns = 0
+        self.tokens = 0
+        self.has_text = False
+        self.done = False
+
+
+class TurnConstraint(LogitsProcessor):
+    """Masks every token that would break the rules, then applies temperature and top-p (after the mask, so the
+    nucleus is drawn from valid tokens only)."""
+
+    def __init__(self, encoder: ChatEncoder, rules: TurnRules, vocab_size: int, temperature: float, top_p: float):
+        self.encoder, self.rules = encoder, rules
+        self.temperature, self.top_p = temperature, top_p
+        self.pieces = token_bytes(encoder.tokenizer)[:vocab_size] + [b""] * max(0, vocab_size - len(encoder.tokenizer))
+        header_tokens = {i for ids in encoder.header.first_segment_ids + encoder.header.next_segment_ids for i in ids}
+        self.content = torch.tensor([i not in header_tokens and _whole_text(b) for i, b in enumerate(self.pieces)])
+        self.text = torch.tensor([bool(b.strip()) and bool(c) for b, c in zip(self.pieces, self.content.tolist())])
+        self.text_bearing = set(torch.nonzero(self.text).flatten().tolist())
+        self.role_of = {token: role for role, token in encoder.role_ids.items()}
+        self.states: list[_Turns] | None = None
+
+    def _update(self, state: _Turns, token: int) -> None:
+        if token == self.encoder.end_id:
+            state.done = True
+        elif token in self.role_of:
+            state.role, state.turns, state.tokens, state.has_text = self.role_of[token], state.turns + 1, 0, False
+        elif state.role is not None:
+            state.tokens += 1
+            state.has_text = state.has_text or token in self.text_bearing
+
+    def _allowed(self, state: _Turns) -> torch.Tensor:
+        allowed = torch.zeros_like(self.content)
+        if state.done:
+            allowed[self.encoder.end_id] = True
+            return allowed
+        if state.role is None:
+            allowed[[self.encoder.role_ids[r] for r in self.rules.first_roles]] = True
+            return allowed
+        if state.tokens < self.rules.max_turn_tokens:
+            allowed |= self.content
+        elif not state.has_text:  # a turn at its length limit with only blanks so far: it must say something
+            allowed |= self.text
+        if state.has_text:
+            if state.turns < self.rules.max_turns:
+                allowed[self.encoder.role_ids[NEXT_ROLE[state.role]]] = True
+            if state.turns >= self.rules.min_turns and (state.role in self.rules.last_roles
+                                                        or state.turns == self.rules.max_turns):
+                allowed[self.encoder.end_id] = True
+        return allowed
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.states is None:
+            self.states = [_Turns() for _ in range(len(input_ids))]
+        else:
+            for state, token in zip(self.states, input_ids[:, -1].tolist()):
+                self._update(state, token)
+        allowed = torch.stack([self._allowed(s) for s in self.states]).to(scores.device)
+        scores = scores.float().masked_fill(~allowed, -torch.inf) / max(self.temperature, 1e-5)
+        if self.top_p < 1.0:
+            sorted_scores, order = scores.sort(dim=-1, descending=True)
+            probs = sorted_scores.softmax(dim=-1)
+            outside = probs.cumsum(dim=-1) - probs > self.top_p
+            scores = scores.scatter(1, order, sorted_scores.masked_fill(outside, -torch.inf))
+        return scores
+
+
+def _mix_assignments(n: int, mix: Mapping[str, Mapping[Any, float]], rng: np.random.Generator) -> list[dict]:
+    """Per conversation, the mixed fields it is conditioned on: round(n * share) of each value, in random order."""
+    assignments: list[dict] = [{} for _ in range(n)]
+    for field_name, shares in mix.items():
+        if sum(shares.values()) > 1 + 1e-9 or min(shares.values(), default=0) < 0:
+            raise GenerateError(f"mix for {field_name!r}: shares must be >= 0 and add up to at most 1, got {dict(shares)}")
+        values = [v for v, share in shares.items() for _ in range(round(n * share))][:n]
+        for index, value in zip(rng.permutation(n), values):
+            assignments[index][field_name] = value
+    return assignments
+
+
+def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules, n: int,
+                   conditions: Mapping[str, Any] | None = None, mix: Mapping[str, Mapping[Any, float]] | None = None,
+                   seed: int = 0, batch_size: int = 64, temperature: float = 1.0, top_p: float = 1.0,
+                   column_order: str = "conditional", progress: bool = True) -> Iterator[list[dict]]:
+    """Yield batches of conversations in the messages format; same seed, same conversations.
+
+    `conditions` fixes metadata fields in every conversation; `mix` asks for shares of values (e.g.
+    {"intent": {"refund": 0.3}}: 30% refunds, the rest drawn from the model).
+    """
+    if n < 1:
+        raise GenerateError(f"the number of conversations must be at least 1, got {n}")
+    conditions, mix = dict(conditions or {}), dict(mix or {})
+    both = sorted(set(conditions) & set(mix))
+    if both:
+        raise GenerateError(f"{both}: a field is either fixed by a condition or mixed, not both")
+    for field_name, shares in mix.items():  # every mixed value is checked up front, like a condition
+        for value in shares:
+            condition_texts(schema, {field_name: value}, noun="field")
+    condition_texts(schema, conditions, noun="field")
+    rng = np.random.default_rng(seed)
+    assignments = _mix_assignments(n, mix, rng)
+    header_sampler = ConstrainedSampler(model, encoder.header, schema.learned) if schema.learned else None
+    generator = torch.Generator().manual_seed(seed)
+    with tqdm(total=n, desc="generating", unit="conversation", disable=not progress) as bar:
+        for start in range(0, n, batch_size):
+            wanted = [{**conditions, **a} for a in assignments[start:start + batch_size]]
+            headers, metadata = _headers(header_sampler, encoder, schema, wanted, rng, generator, temperature,
+                                         top_p, column_order, seed + start)
+            bodies = _bodies(model, encoder, rules, headers, temperature, top_p, seed + start)
+            yield [{"messages": messages, "metadata": meta} for messages, meta in zip(bodies, metadata)]
+            bar.update(len(wanted))
+
+
+def _headers(sampler, encoder: ChatEncoder, schema: Schema, wanted: list[dict], rng, generator, temperature,
+             top_p, column_order, seed) -> tuple[list[list[int]], list[dict]]:
+    """Prompt ids (through the end-of-header marker) and metadata of each conversation, in request order."""
+    if sampler is None:
+        empty = encoder.header.encode([], [])[0]
+        frame = values_frame([{} for _ in wanted], schema, seed)
+        return [list(empty) for _ in wanted], _records(frame)
+    groups: dict[tuple, list[int]] = {}
+    for index, request in enumerate(wanted):
+        groups.setdefault(tuple(sorted(request.items(), key=lambda kv: kv[0])), []).append(index)
+    sampled: list[tuple[list[int], dict[int, bytes]] | None] = [None] * len(wanted)
+    for request, indices in groups.items():
+        fixed = condition_texts(schema, dict(request), noun="field")
+        orders = list(row_orders(len(indices), len(schema.learned), list(fixed), column_order, rng))
+        for index, order, values in zip(indices, orders, sampler.sample_batch(orders, fixed, generator, temperature,
+                                                                              top_p)):
+            sampled[index] = (order, values)
+    prompts = []
+    for order, values in sampled:
+        texts = [values[k][1:].decode() for k in range(len(schema.learned))]
+        prompts.append(encoder.header.encode(texts, order)[0])
+    frame = values_frame([values for _, values in sampled], schema, seed)
+    return prompts, _records(frame)
+
+
+def _records(frame) -> list[dict]:
+    """DataFrame rows as JSON-ready dicts (numpy scalars to Python, missing values left out)."""
+    records = []
+    for row in frame.to_dict(orient="records"):
+        records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
+                        if not (v is None or (isinstance(v, float) and np.isnan(v)))})
+    return records
+
+
+@torch.no_grad()
+def _bodies(model, encoder: ChatEncoder, rules: TurnRules, prompts: list[list[int]], temperature: float,
+            top_p: float, seed: int) -> list[list[dict]]:
+    width = max(len(p) for p in prompts)
+    pad = encoder.pad_id
+    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
+    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
+    vocab_size = model.get_output_embeddings().weight.shape[0]
+    constraint = TurnConstraint(encoder, rules, vocab_size, temperature, top_p)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        output = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=temperature > 0,
+                                temperature=1.0, top_p=1.0, top_k=0, logits_processor=[constraint],
+                                max_new_tokens=rules.max_turns * (rules.max_turn_tokens + 2) + 1,
+                                pad_token_id=pad, eos_token_id=encoder.end_id)
+    return [_messages(encoder, constraint.pieces, row.tolist()) for row in output[:, width:]]
+
+
+def _messages(encoder: ChatEncoder, pieces: list[bytes], ids: list[int]) -> list[dict]:
+    role_of = {token: role for role, token in encoder.role_ids.items()}
+    messages, content = [], b""
+    for token in ids + [encoder.end_id]:
+        if token in role_of or token == encoder.end_id:
+            if messages:
+                messages[-1]["content"] = content.decode("utf-8").strip()
+            if token == encoder.end_id:
+                break
+            messages.append({"role": role_of[token], "content": ""})
+            content = b""
+        else:
+            content += pieces[token]
+    return messages
+

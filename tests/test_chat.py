@@ -1,0 +1,193 @@
+"""Synthetic conversations: reading and validating, serialization, structurally valid generation, conditioning,
+save/load, the command line; real scrubber, real tiny models (network blocked by conftest)."""
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from llmsynth.chat_synthesizer import ChatSynthesizer
+from llmsynth.cli import main
+from llmsynth.data.chats import read_chats, write_chats
+from llmsynth.data.demo import CHAT_INTENTS, support_chats
+from llmsynth.errors import DataError, GenerateError
+from llmsynth.evaluate.text import distinct_n, label_agreement, replayed_values, verbatim_share
+from llmsynth.generate.chats import TurnRules, generate_chats
+from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
+from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord
+from llmsynth.serialize.tabular import IGNORE
+from llmsynth.synthesizer import read_manifest
+from llmsynth.train.config import Recipe, TrainConfig
+
+
+def chat_recipe(epochs: int = 3) -> Recipe:
+    return Recipe(tiny=TinyModelConfig(vocab_size=800, hidden_size=32, num_layers=2, num_heads=2,
+                                       intermediate_size=64, max_length=1024),
+                  train=TrainConfig(epochs=epochs, batch_size=16, learning_rate=3e-3))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return support_chats(70, seed=5)
+
+
+@pytest.fixture(scope="module")
+def chat_synth(demo):
+    return ChatSynthesizer(chat_recipe()).fit(demo.conversations, progress=False)
+
+
+def _jsonl(tmp_path, lines: list, name="chats.jsonl"):
+    path = tmp_path / name
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        "metadata": {"intent": "refund"}}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]},
+     "user messages only; it needs both user and assistant turns"),
+    ({"messages": []}, "the conversation has no messages"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"},
+                   {"role": "assistant", "content": "c"}]}, "messages 1 and 2 are both from the user"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "  "}]}, "message 2 is empty"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"},
+                   {"role": "assistant", "content": "c"}]}, "message 2: a system message may only open"),
+    ({"messages": GOOD["messages"], "metadata": {"tags": ["a", "b"]}}, "metadata must be flat"),
+])
+def test_training_input_that_is_no_dialogue_is_refused_with_its_line(tmp_path, bad, message):
+    path = _jsonl(tmp_path, [GOOD, bad])
+    with pytest.raises(DataError, match=rf"chats.jsonl: line 2: .*{message}"):
+        read_chats(path, dialogues=True)
+    assert len(read_chats(path, skip_bad_lines=True, dialogues=True).conversations) == 1
+
+
+def test_scrubbing_takes_conversations_that_training_refuses(tmp_path):
+    one_sided = {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}
+    assert len(read_chats(_jsonl(tmp_path, [GOOD, one_sided])).conversations) == 2
+
+
+def test_encoder_marks_turns_and_masks_the_user_side_when_asked():
+    record = ChatRecord(("refund",), (("user", "I want my money"), ("assistant", "Sure, done")))
+    tokenizer = train_tokenizer(["I want my money", "Sure, done", " intent is refund"], 300,
+                                whole_tokens=[" intent is", ", intent is"], markers=MARKERS)
+    everything = ChatEncoder(tokenizer, ["intent"], loss_on="all").encode(record, [0])
+    assistant = ChatEncoder(tokenizer, ["intent"], loss_on="assistant").encode(record, [0])
+    ids, labels = everything
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    assert text.startswith("<bos> intent is refund<|conversation|><|user|>I want my money<|assistant|>Sure, done")
+    assert text.endswith("<eor>") and labels[-1] == tokenizer.eos_token_id
+    user = ids.index(tokenizer.convert_tokens_to_ids("<|user|>"))
+    agent = ids.index(tokenizer.convert_tokens_to_ids("<|assistant|>"))
+    assert all(label != IGNORE for label in labels[user:agent])
+    masked = assistant[1]
+    assert masked[user] != IGNORE and all(label == IGNORE for label in masked[user + 1:agent])
+    assert all(label != IGNORE for label in masked[agent:])
+
+
+def test_an_untrained_model_still_writes_only_valid_conversations(demo):
+    """The rules hold by construction: random weights, short turns and few turns still give valid output."""
+    records = [ChatRecord((), tuple((m["role"], m["content"]) for m in c["messages"])) for c in demo.conversations]
+    tokenizer = train_tokenizer([t for r in records for _, t in r.turns], 400, markers=MARKERS)
+    torch.manual_seed(0)
+    model = tiny_model(TinyModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), tokenizer)
+    encoder = ChatEncoder(tokenizer, [])
+    rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=4, max_turn_tokens=6)
+    from llmsynth.data.schema import Schema
+
+    batches = list(generate_chats(model.eval(), encoder, Schema(columns=[]), rules, 24, seed=3, batch_size=8,
+                                  progress=False))
+    conversations = [c for batch in batches for c in batch]
+    assert len(conversations) == 24 and all(rules.valid(c) for c in conversations)
+    assert all(c["metadata"] == {} for c in conversations)
+
+
+def test_generated_conversations_are_valid_conditioned_and_seeded(chat_synth):
+    refunds = chat_synth.sample(12, conditions={"intent": "refund", "channel": "email"}, seed=4)
+    assert len(refunds) == 12 and all(chat_synth.rules.valid(c) for c in refunds)
+    assert {(c["metadata"]["intent"], c["metadata"]["channel"]) for c in refunds} == {("refund", "email")}
+    assert all(isinstance(c["metadata"]["resolved"], bool) for c in refunds)
+    assert chat_synth.sample(12, conditions={"intent": "refund", "channel": "email"}, seed=4) == refunds
+
+
+def test_a_requested_mix_of_intents_is_met_exactly(chat_synth):
+    mixed = chat_synth.sample(20, mix={"intent": {"refund": 0.3, "card_lost": 0.7}}, seed=1)
+    assert Counter(c["metadata"]["intent"] for c in mixed) == {"refund": 6, "card_lost": 14}
+    partly = Counter(c["metadata"]["intent"] for c in chat_synth.sample(20, mix={"intent": {"refund": 0.5}}, seed=1))
+    assert partly["refund"] >= 10 and set(partly) <= set(CHAT_INTENTS)  # the other half drawn by the model
+
+
+@pytest.mark.parametrize("conditions, mix, message", [
+    ({"mood": "angry"}, None, "unknown field 'mood'"),
+    ({"intent": "weather"}, None, "value not seen in training"),
+    (None, {"intent": {"refund": 0.8, "card_lost": 0.4}}, "add up to at most 1"),
+    ({"intent": "refund"}, {"intent": {"refund": 0.5}}, "either fixed by a condition or mixed"),
+])
+def test_bad_conditions_are_clear_errors(chat_synth, conditions, mix, message):
+    with pytest.raises(GenerateError, match=message):
+        chat_synth.sample(4, conditions=conditions, mix=mix)
+
+
+def test_no_source_pii_reaches_the_output_and_stray_pii_is_rescrubbed(chat_synth, demo):
+    output = chat_synth.sample(30, seed=2)
+    texts = [m["content"] for c in output for m in c["messages"]]
+    assert replayed_values(texts, {span.value for span in demo.pii}) == set()
+    stray = [{"messages": [{"role": "user", "content": "mail me at real.person@example.org"},
+                           {"role": "assistant", "content": "ok"}], "metadata": {}}]
+    from llmsynth.scrub import ScrubConfig, scrub_chats
+
+    cleaned, report, _ = scrub_chats(stray, ScrubConfig(), progress=False, keep=chat_synth.surrogates)
+    assert report["entities"] == {"EMAIL_ADDRESS": 1} and "real.person" not in json.dumps(cleaned)
+    kept_name = next(iter(w for w in chat_synth.surrogates if w.isalpha() and len(w) > 3)).title()
+    kept, report, _ = scrub_chats([{"messages": [{"role": "user", "content": f"I am {kept_name}."},
+                                                 {"role": "assistant", "content": "ok"}], "metadata": {}}],
+                                  ScrubConfig(), progress=False, keep=chat_synth.surrogates)
+    assert kept[0]["messages"][0]["content"] == f"I am {kept_name}."
+
+
+def test_save_and_load_give_the_same_conversations(chat_synth, tmp_path):
+    chat_synth.save(tmp_path / "model")
+    manifest = read_manifest(tmp_path / "model", "chat")
+    assert manifest["turn_rules"]["first_roles"] == ["user"] and manifest["scrub"]["entities"]
+    assert [c.name for c in ChatSynthesizer.load(tmp_path / "model").metadata_schema.columns] == \
+        ["intent", "channel", "resolved"]
+    loaded = ChatSynthesizer.load(tmp_path / "model")
+    assert loaded.sample(6, seed=9) == chat_synth.sample(6, seed=9)
+    with pytest.raises(Exception, match="holds a 'chat' synthesizer, not a 'tabular' one"):
+        read_manifest(tmp_path / "model", "tabular")
+
+
+def test_cli_trains_and_generates_conversations(tmp_path, demo):
+    source = tmp_path / "chats.jsonl"
+    write_chats(source, demo.conversations)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(json.dumps(chat_recipe(epochs=1).model_dump()))
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", str(source), "--kind", "chat", "-o", str(tmp_path / "m"),
+                                   "--recipe", str(recipe)])
+    assert trained.exit_code == 0, trained.output
+    assert "conversations" in trained.output and "scrubbed first" in trained.output
+    out = tmp_path / "synth.jsonl"
+    generated = runner.invoke(main, ["generate", str(tmp_path / "m"), "-n", "9", "-o", str(out), "--condition",
+                                     "intent=refund", "--mix", "channel=email:0.5,chat:0.5"])
+    assert generated.exit_code == 0, generated.output
+    conversations = read_chats(out, dialogues=True).conversations
+    assert len(conversations) == 9 and {c["metadata"]["intent"] for c in conversations} == {"refund"}
+    bad = runner.invoke(main, ["generate", str(tmp_path / "m"), "-n", "2", "-o", str(tmp_path / "x.jsonl"),
+                               "--condition", "intent=weather"])
+    assert bad.exit_code == 2 and "value not seen in training" in bad.output
+    assert not (tmp_path / "x.jsonl").exists()
+    wrong = runner.invoke(main, ["generate", str(tmp_path / "m"), "-n", "2", "-o", str(tmp_path / "x.csv")])
+    assert wrong.exit_code == 2 and "written as .jsonl" in wrong.output
+
+
+def test_text_figures_have_known_answers():
+    assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+    long_turn = "x" * 41
+    assert verbatim_share([long_turn, "y" * 41, "short"], [long_turn]) == 0.5
+    chats = support_chats(80, seed=2).conversations
+    assert label_agreement(chats, chats, "intent") > 0.9
