@@ -154,8 +154,9 @@ IoU >= 0.5 (for precision also a finding inside a labelled span); "masked": find
 
 {table(f['templates'])}
 
-**Demo support chats** ({s['chats']} conversations, names from non-US locales, scored after the
-conversation-level propagation that `scrub_chats` applies):
+**Demo support chats** ({s['chats']} conversations, names from non-US Faker locales, which the name list also holds: a check
+of the whole pipeline, not of unseen names; scored after the conversation-level propagation that `scrub_chats`
+applies):
 
 {table(f['chats'])}
 

@@ -24,6 +24,21 @@ HOLDOUT_FRACTION = 0.2
 CHAT_TEMPERATURE = 0.8
 
 
+def _train_and_generate(synth, train_path: Path, out_dir: Path, synthetic_path: Path, max_minutes: float,
+                        **sampling):
+    """Train within the time budget, save to out_dir/model, stream samples to `synthetic_path`; returns the
+    synthesizer and the training and generation seconds."""
+    synth.recipe.train.max_minutes = max_minutes
+    started = time.perf_counter()
+    synth.fit(train_path, workdir=out_dir / "model")
+    synth.save(out_dir / "model")
+    trained = time.perf_counter()
+    with TableWriter(synthetic_path) as writer:
+        for chunk in synth.iter_sample(**sampling):
+            writer.write(chunk)
+    return synth, trained - started, time.perf_counter() - trained
+
+
 def run_tabular_demo(out_dir: Path, rows: int = 4000, samples: int = 1000, max_minutes: float = 3.0,
                      seed: int = 0, echo: Callable[[str], None] = print) -> dict[str, float]:
     """Write the demo table, split a holdout, train, generate, compare; returns the headline figures."""
@@ -36,26 +51,19 @@ def run_tabular_demo(out_dir: Path, rows: int = 4000, samples: int = 1000, max_m
     echo(f"demo table: {len(source)} customers with PII -> {out_dir / 'customers.csv'} "
          f"({(~holdout_rows).sum()} train, {holdout_rows.sum()} holdout)")
 
-    recipe = load_recipe(None)
-    recipe.train.max_minutes = max_minutes
-    started = time.perf_counter()
-    synth = TabularSynthesizer(recipe).fit(out_dir / "train.csv", workdir=out_dir / "model")
-    synth.save(out_dir / "model")
-    trained = time.perf_counter()
     synthetic_path = out_dir / "synthetic.csv"
-    with TableWriter(synthetic_path) as writer:
-        for chunk in synth.iter_sample(samples, seed=seed):
-            writer.write(chunk)
-    generated = time.perf_counter()
+    synth, train_seconds, generate_seconds = _train_and_generate(
+        TabularSynthesizer(load_recipe(None)), out_dir / "train.csv", out_dir, synthetic_path, max_minutes,
+        n=samples, seed=seed)
 
     train = read_table(out_dir / "train.csv")
     synthetic = read_table(synthetic_path)
     shapes = column_shapes(train, synthetic, synth.schema)
     figures = {
         "valid_share": float(valid_rows(synthetic, synth.schema).mean()),
-        "train_seconds": trained - started,
-        "generate_seconds": generated - trained,
-        "rows_per_second": samples / (generated - trained),
+        "train_seconds": train_seconds,
+        "generate_seconds": generate_seconds,
+        "rows_per_second": samples / generate_seconds,
         "mean_column_shape": float(np.mean(list(shapes.values()))),
         "income_credit_corr_real": correlation(train, "annual_income", "credit_score"),
         "income_credit_corr_synthetic": correlation(synthetic, "annual_income", "credit_score"),
@@ -96,19 +104,11 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
     echo(f"demo chats: {conversations} support conversations with PII -> {out_dir / 'chats.jsonl'} "
          f"({len(train)} train, {holdout_rows.sum()} holdout)")
 
-    recipe = load_recipe(DEFAULT_CHAT_RECIPE)
-    recipe.train.max_minutes = max_minutes
-    started = time.perf_counter()
-    synth = ChatSynthesizer(recipe).fit(out_dir / "train.jsonl", workdir=out_dir / "model")
-    synth.save(out_dir / "model")
-    trained = time.perf_counter()
-    share = 1 / len(CHAT_INTENTS)
     synthetic_path = out_dir / "synthetic.jsonl"
-    with TableWriter(synthetic_path) as writer:
-        for batch in synth.iter_sample(samples, mix={"intent": {intent: share for intent in CHAT_INTENTS}},
-                                       seed=seed, temperature=temperature):
-            writer.write(batch)
-    generated = time.perf_counter()
+    synth, train_seconds, generate_seconds = _train_and_generate(
+        ChatSynthesizer(load_recipe(DEFAULT_CHAT_RECIPE)), out_dir / "train.jsonl", out_dir, synthetic_path,
+        max_minutes, n=samples, mix={"intent": {intent: 1 / len(CHAT_INTENTS) for intent in CHAT_INTENTS}},
+        seed=seed, temperature=temperature)
     synthetic = [json.loads(line) for line in synthetic_path.read_text().splitlines()]
 
     # The text the model learned from, and the holdout scrubbed alike: the real data's own figures.
@@ -118,9 +118,9 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
     holdout_turns = [m["content"] for c, held in zip(scrubbed, holdout_rows) if held for m in c["messages"]]
     synthetic_turns = [m["content"] for c in synthetic for m in c["messages"]]
     figures = {
-        "train_seconds": trained - started,
-        "generate_seconds": generated - trained,
-        "conversations_per_second": samples / (generated - trained),
+        "train_seconds": train_seconds,
+        "generate_seconds": generate_seconds,
+        "conversations_per_second": samples / generate_seconds,
         "structure_valid_share": float(np.mean([synth.rules.valid(c) for c in synthetic])),
         "intent_agreement": label_agreement(scrubbed_train, synthetic, "intent"),
         "distinct_2_real": distinct_n(train_turns, 2),

@@ -191,3 +191,14 @@ def test_text_figures_have_known_answers():
     assert verbatim_share([long_turn, "y" * 41, "short"], [long_turn]) == 0.5
     chats = support_chats(80, seed=2).conversations
     assert label_agreement(chats, chats, "intent") > 0.9
+
+
+def test_chat_demo_runs_the_whole_pipeline_and_reports(tmp_path):
+    """The real `llmsynth demo --kind chat`, on a small corpus and a few seconds of training."""
+    result = CliRunner().invoke(main, ["demo", "--kind", "chat", "-o", str(tmp_path), "--rows", "100",
+                                       "--samples", "14", "--max-minutes", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "structurally valid" in result.output and "100.0%" in result.output
+    synthetic = read_chats(tmp_path / "synthetic.jsonl", dialogues=True).conversations
+    assert len(synthetic) == 14 and Counter(c["metadata"]["intent"] for c in synthetic) == {i: 2 for i in CHAT_INTENTS}
+    assert (tmp_path / "model" / "manifest.json").is_file() and (tmp_path / "holdout.jsonl").is_file()

@@ -177,3 +177,10 @@ def test_killed_generate_leaves_no_file(cli_model, tmp_path):
     assert process.returncode == 130, stderr.decode()[-2000:]
     assert "interrupted" in stderr.decode()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tabular_demo_runs_the_whole_pipeline_and_reports(tmp_path):
+    result = run("demo", "-o", str(tmp_path), "--rows", "200", "--samples", "20", "--max-minutes", "0.05")
+    assert result.exit_code == 0, result.output
+    assert "100.0% valid" in result.output and "column shapes" in result.output
+    assert len(pd.read_csv(tmp_path / "synthetic.csv")) == 20
