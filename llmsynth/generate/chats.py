@@ -87,6 +87,11 @@ class TurnConstraint(LogitsProcessor):
         self.role_of = {token: role for role, token in encoder.role_ids.items()}
         self.states: list[_Turns] | None = None
 
+    def start(self) -> "TurnConstraint":
+        """Forget the last batch: the next call sees new prompts."""
+        self.states = None
+        return self
+
     def _update(self, state: _Turns, token: int) -> None:
         if token == self.encoder.end_id:
             state.done = True
@@ -166,13 +171,14 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
     rng = np.random.default_rng(seed)
     assignments = _mix_assignments(n, mix, rng)
     header_sampler = ConstrainedSampler(model, encoder.header, schema.learned) if schema.learned else None
+    constraint = TurnConstraint(encoder, rules, model.get_output_embeddings().weight.shape[0], temperature, top_p)
     generator = torch.Generator().manual_seed(seed)
     with tqdm(total=n, desc="generating", unit="conversation", disable=not progress) as bar:
         for start in range(0, n, batch_size):
             wanted = [{**conditions, **a} for a in assignments[start:start + batch_size]]
             headers, metadata = _headers(header_sampler, encoder, schema, wanted, rng, generator, temperature,
                                          top_p, column_order, seed + start)
-            bodies = _bodies(model, encoder, rules, headers, temperature, top_p, seed + start)
+            bodies = _bodies(model, encoder, constraint.start(), headers, temperature, seed + start)
             yield [{"messages": messages, "metadata": meta} for messages, meta in zip(bodies, metadata)]
             bar.update(len(wanted))
 
@@ -212,14 +218,13 @@ def _records(frame) -> list[dict]:
 
 
 @torch.no_grad()
-def _bodies(model, encoder: ChatEncoder, rules: TurnRules, prompts: list[list[int]], temperature: float,
-            top_p: float, seed: int) -> list[list[dict]]:
+def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: list[list[int]], temperature: float,
+            seed: int) -> list[list[dict]]:
     width = max(len(p) for p in prompts)
     pad = encoder.pad_id
+    rules = constraint.rules
     input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
     attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
-    vocab_size = model.get_output_embeddings().weight.shape[0]
-    constraint = TurnConstraint(encoder, rules, vocab_size, temperature, top_p)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         output = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=temperature > 0,

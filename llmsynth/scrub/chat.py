@@ -92,8 +92,11 @@ def _kept(value: str, keep: frozenset[str]) -> bool:
 
 
 def _start_worker(config: ScrubConfig, keep: frozenset[str] = frozenset()) -> None:
-    _worker.update(config=config, analyzer=build_analyzer(config), pseudonyms=Pseudonymizer(config.secret_env),
-                   keep=keep)
+    """Set up this process; the analyzer (seconds to build: spaCy) is reused while the config stays the same, so
+    scrubbing batch after batch, as generation does, builds it once."""
+    if _worker.get("config") != config:
+        _worker.update(config=config, analyzer=build_analyzer(config))
+    _worker.update(pseudonyms=Pseudonymizer(config.secret_env), keep=keep)
 
 
 def _scrub_chunk(conversations: list[dict]) -> tuple[list[dict], Findings, Counter, dict]:
