@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -26,7 +25,6 @@ from llmsynth.train.config import Recipe
 if TYPE_CHECKING:
     from llmsynth.scrub import ScrubConfig
 
-log = logging.getLogger(__name__)
 
 DEFAULT_CHAT_RECIPE = "tiny-chat"
 SURROGATES = "surrogates.json"
@@ -60,14 +58,12 @@ class ChatSynthesizer(Synthesizer):
         """Train on conversations (a list in the messages format, or a JSONL path); scrubbed first unless
         `scrub=False`. The scrub summary goes into the manifest, never the raw values found."""
         conversations = _checked(data)
-        if scrub is False:
-            log.warning("training on unscrubbed conversations: PII in them can be memorized and replayed")
-            self.scrub_summary = {"skipped": True}
-        else:
-            from llmsynth.scrub import ScrubConfig, scrub_chats
+        config = self._scrub_config(scrub, "training on unscrubbed conversations: PII in them can be memorized "
+                                           "and replayed")
+        if config is not None:
+            from llmsynth.scrub import scrub_chats
             from llmsynth.scrub.pseudonyms import Pseudonymizer
 
-            config = scrub if isinstance(scrub, ScrubConfig) else ScrubConfig()
             conversations, self.scrub_summary, raw = scrub_chats(conversations, config, progress=progress)
             if config.mode == "pseudonymize":  # what the model will learn instead of the PII: left alone later
                 pseudonyms = Pseudonymizer(config.secret_env)

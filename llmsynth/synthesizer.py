@@ -85,6 +85,17 @@ class Synthesizer:
             tokenizer.save_pretrained(kept)
         return tokenizer
 
+    def _scrub_config(self, scrub: ScrubConfig | bool, warning: str) -> ScrubConfig | None:
+        """The scrub config a fit asked for (True: the default one), or None, with `warning` logged and said in the
+        manifest, when scrubbing is skipped."""
+        if scrub is False:
+            log.warning(warning)
+            self.scrub_summary = {"skipped": True}
+            return None
+        from llmsynth.scrub import ScrubConfig  # Presidio loads only when scrubbing
+
+        return scrub if isinstance(scrub, ScrubConfig) else ScrubConfig()
+
     def _split(self, records: list) -> tuple[list, list]:
         """Training and validation (early stopping) records, by a seeded shuffle."""
         order = np.random.default_rng(self.recipe.train.seed).permutation(len(records))
@@ -206,13 +217,11 @@ class TabularSynthesizer(Synthesizer):
         table = data if isinstance(data, pd.DataFrame) else read_table(data)
         check_table(table, source)
         table = table.rename(columns=str)
-        if scrub is False:
-            log.warning("training on unscrubbed data: PII in free-text columns can be memorized and replayed")
-            self.scrub_summary = {"skipped": True}
-        else:
-            from llmsynth.scrub import ScrubConfig, scrub_table  # Presidio loads only when scrubbing
+        config = self._scrub_config(scrub, "training on unscrubbed data: PII in free-text columns can be memorized "
+                                           "and replayed")
+        if config is not None:
+            from llmsynth.scrub import scrub_table
 
-            config = scrub if isinstance(scrub, ScrubConfig) else ScrubConfig()
             table, self.scrub_summary, _ = scrub_table(table, config, self.column_kinds, progress=progress)
         try:
             self.schema = infer_schema(table, self.column_kinds)
