@@ -97,13 +97,15 @@ class ChatSynthesizer(Synthesizer):
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None,
                     mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
                     top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True,
-                    progress: bool = True) -> Iterator[list[dict]]:
+                    progress: bool = True, shard: tuple[int, int] = (0, 1)) -> Iterator[list[dict]]:
         """Conversations in batches, for streaming writes. With `rescrub`, PII the scrubber finds in them that is
-        not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity."""
+        not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity. `shard` (i, k)
+        keeps batches i, i + k, ... (for data-parallel generation)."""
         self._require_fitted()
         encoder = ChatEncoder(self.tokenizer, [c.name for c in self.metadata_schema.learned], self.loss_on)
         batches = generate_chats(self._ready_model(), encoder, self.metadata_schema, self.rules, n, conditions, mix,
-                                 seed, batch_size, temperature, top_p, self.recipe.train.column_order, progress)
+                                 seed, batch_size, temperature, top_p, self.recipe.train.column_order, progress,
+                                 shard)
         self.rescrub_counts = Counter()
         if not rescrub:
             yield from batches

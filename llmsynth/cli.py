@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -208,6 +209,10 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
                                    column_kinds=_key_values(column_kinds, "--column-kind"))
     synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub)
     synth.save(model_dir)
+    from llmsynth.processes import process_state
+
+    if not process_state().is_main_process:
+        return  # under `accelerate launch`, one process reports
     if not no_scrub:
         if kind == "chat":
             replaced = synth.scrub_summary["entities"]
@@ -246,15 +251,27 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
               help="Rows (default 256) or conversations (default 64) sampled together.")
 @click.option("--no-rescrub", is_flag=True, help="Chats: skip scanning the output for PII that is not one of the "
               "training surrogates.")
-def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, batch_size, no_rescrub):
+@click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Split the batches between N processes started with `accelerate launch` (one per GPU, or CPU "
+              "processes where there is no GPU). The output is the same as one process's for the same seed and "
+              "batch size. Under `accelerate launch` the launcher's process count is used.")
+def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, batch_size, no_rescrub,
+             num_processes):
     """Sample N valid rows or conversations from the synthesizer in MODEL_DIR and stream them to OUTPUT."""
-    from llmsynth.data.io import TableWriter, table_format
+    from llmsynth.data.io import table_format
+    from llmsynth.generate.parallel import write_batches
+    from llmsynth.processes import process_state
     from llmsynth.synthesizer import MANIFEST
 
     _quiet_libraries()
     table_format(output)
     kind = _manifest_kind(model_dir / MANIFEST)
     fixed = _key_values(conditions, "--condition")
+    processes = process_state()
+    if num_processes > 1 and processes.num_processes == 1:
+        sys.exit(_relaunch(num_processes))
+    shard = (processes.process_index, processes.num_processes)
+    progress = processes.is_local_main_process
     if kind == "chat":
         from llmsynth.chat_synthesizer import ChatSynthesizer
 
@@ -262,7 +279,8 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
             raise click.UsageError(f"{output}: conversations are written as .jsonl")
         synth = ChatSynthesizer.load(model_dir)
         chunks = synth.iter_sample(n, fixed, _mixes(mixes), seed=seed, temperature=temperature, top_p=top_p,
-                                   batch_size=batch_size or 64, rescrub=not no_rescrub)
+                                   batch_size=batch_size or 64, rescrub=not no_rescrub, progress=progress,
+                                   shard=shard)
         unit = "conversations"
     else:
         from llmsynth.synthesizer import TabularSynthesizer
@@ -271,19 +289,58 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
             raise click.UsageError("--mix is for conversations; condition a table's rows with --condition")
         synth = TabularSynthesizer.load(model_dir)
         chunks = synth.iter_sample(n, fixed, seed=seed, temperature=temperature, top_p=top_p,
-                                   batch_size=batch_size or 256)
+                                   batch_size=batch_size or 256, progress=progress, shard=shard)
         unit = "rows"
     started = time.perf_counter()
-    with TableWriter(output) as writer:
-        for chunk in chunks:
-            writer.write(chunk)
+    write_batches(chunks, output, processes)
     seconds = time.perf_counter() - started
-    click.echo(f"wrote {n} {unit} to {output} in {seconds:.1f}s ({n / seconds:.1f} {unit}/s)")
     if kind == "chat" and not no_rescrub:
-        found = synth.rescrub_counts
+        from accelerate.utils import gather_object
+
+        found = sum(gather_object([synth.rescrub_counts]), Counter())
+    if not processes.is_main_process:
+        return
+    parallel = f" by {processes.num_processes} processes" if processes.num_processes > 1 else ""
+    click.echo(f"wrote {n} {unit} to {output}{parallel} in {seconds:.1f}s ({n / seconds:.1f} {unit}/s)")
+    if kind == "chat" and not no_rescrub:
         click.echo("re-scrubbed the output: " + (", ".join(f"{e} {c}" for e, c in found.most_common())
                                                  + " replaced (not training surrogates)" if found
                                                  else "no PII beyond the training surrogates"))
+
+
+def _relaunch(num_processes: int) -> int:
+    """This same command under `accelerate launch` with N processes (GPUs where there are, else CPU processes)."""
+    import socket
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available() and num_processes > torch.cuda.device_count():
+        raise click.UsageError(f"--num-processes {num_processes}: this machine has {torch.cuda.device_count()} "
+                               "GPU(s); use at most one process per GPU")
+    with socket.socket() as probe:  # a free port for the processes to meet on, so that runs side by side never clash
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
+               "--num_processes", str(num_processes), "--main_process_port", str(port), "--mixed_precision", "no",
+               "--dynamo_backend", "no", "-m", "llmsynth", *_command_line(click.get_current_context())]
+    return subprocess.run(command).returncode
+
+
+def _command_line(ctx: click.Context) -> list[str]:
+    """The running subcommand's arguments, rebuilt from what click parsed (sys.argv is not ours when embedded)."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            args.append(str(value))
+        elif param.is_flag:
+            args += [param.opts[0]] if value else []
+        elif param.multiple:
+            args += [item for v in value for item in (param.opts[0], str(v))]
+        elif value is not None:
+            args += [param.opts[0], str(value)]
+    return args
 
 
 def _manifest_kind(path: Path) -> str | None:

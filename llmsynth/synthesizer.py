@@ -25,6 +25,7 @@ from llmsynth.errors import DataError, ModelError
 from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.model import load_base, tiny_model, train_tokenizer, with_lora
+from llmsynth.processes import process_state
 from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
 from llmsynth.train.config import Recipe, load_recipe
 from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
@@ -131,9 +132,14 @@ class Synthesizer:
         """Read back what `_write_files` wrote."""
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write the self-describing synthesizer directory; the manifest goes last, marking it complete."""
+        """Write the self-describing synthesizer directory; the manifest goes last, marking it complete.
+        Under `accelerate launch` the main process writes and the others wait for it."""
         self._require_fitted()
         directory = Path(directory)
+        processes = process_state()
+        if not processes.is_main_process:
+            processes.wait_for_everyone()
+            return directory
         directory.mkdir(parents=True, exist_ok=True)
         (directory / MANIFEST).unlink(missing_ok=True)
         for part in ("model", "adapter", "tokenizer"):
@@ -159,6 +165,7 @@ class Synthesizer:
         }
         write_text(directory / MANIFEST, json.dumps(manifest, indent=2))
         shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)
+        processes.wait_for_everyone()
         return directory
 
     @classmethod
@@ -184,9 +191,8 @@ class Synthesizer:
         return synth
 
     def _ready_model(self):
-        """The model on the fastest device, in eval mode, for sampling."""
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return self.model.to(device).eval()
+        """The model on this process's device (its GPU under `accelerate launch`), in eval mode, for sampling."""
+        return self.model.to(process_state().device).eval()
 
 
 class TabularSynthesizer(Synthesizer):
@@ -250,11 +256,12 @@ class TabularSynthesizer(Synthesizer):
     # -- sample ------------------------------------------------------------------------------------------------
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
                     temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 256,
-                    progress: bool = True) -> Iterator[pd.DataFrame]:
-        """Rows in chunks of `batch_size`, for streaming writes."""
+                    progress: bool = True, shard: tuple[int, int] = (0, 1)) -> Iterator[pd.DataFrame]:
+        """Rows in chunks of `batch_size`, for streaming writes; `shard` (i, k) keeps batches i, i + k, ... (for
+        data-parallel generation: the k shards together are the unsharded output)."""
         self._require_fitted()
         return generate_rows(self._get_sampler(), self.schema, n, conditions, seed, batch_size, temperature, top_p,
-                             progress, self.recipe.train.column_order)
+                             progress, self.recipe.train.column_order, shard)
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
                top_p: float = 1.0, batch_size: int = 256, progress: bool = False) -> pd.DataFrame:

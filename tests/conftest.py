@@ -1,7 +1,8 @@
-"""Shared fixtures: no network, a tiny recipe, and one small synthesizer trained once per session."""
+"""Shared fixtures: no network, a tiny recipe, and small synthesizers (Python and command line) trained once."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 
@@ -9,6 +10,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
 
 _real_connect = socket.socket.connect
 
@@ -23,6 +26,7 @@ def _local_only_connect(self, address):
 socket.socket.connect = _local_only_connect
 
 from llmsynth import TabularSynthesizer  # noqa: E402
+from llmsynth.cli import main  # noqa: E402
 from llmsynth.data.demo import customers  # noqa: E402
 from llmsynth.model import TinyModelConfig  # noqa: E402
 from llmsynth.train.config import Recipe, TrainConfig  # noqa: E402
@@ -43,3 +47,27 @@ def demo_table():
 @pytest.fixture(scope="session")
 def trained(demo_table) -> TabularSynthesizer:
     return TabularSynthesizer(tiny_recipe(epochs=3)).fit(demo_table)
+
+
+@pytest.fixture(scope="session")
+def recipe_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("recipe") / "test.yaml"
+    path.write_text(yaml.safe_dump({
+        "tiny": {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+        "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.003},
+    }))
+    return path
+
+
+@pytest.fixture(scope="session")
+def cli_model(tmp_path_factory, demo_table, recipe_file):
+    folder = tmp_path_factory.mktemp("cli")
+    demo_table.head(300).to_csv(folder / "customers.csv", index=False)
+    result = CliRunner().invoke(main, ["train", str(folder / "customers.csv"), "-o", str(folder / "model"),
+                                       "--recipe", str(recipe_file)])
+    assert result.exit_code == 0, result.output
+    assert "synthesizer saved to" in result.output and "scrubbed first: customer_id 300, name 300" in result.output
+    assert not (folder / "model" / ".checkpoint").exists()
+    scrub = json.loads((folder / "model" / "manifest.json").read_text())["scrub"]
+    assert scrub["columns"]["ssn"]["policy"].startswith("identifier") and scrub["columns"]["age"]["policy"] == "kept"
+    return folder / "model"

@@ -19,30 +19,6 @@ from llmsynth.data import read_table
 LLMSYNTH = [sys.executable, "-m", "llmsynth.cli"]
 
 
-@pytest.fixture(scope="module")
-def recipe_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("recipe") / "test.yaml"
-    path.write_text(yaml.safe_dump({
-        "tiny": {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
-        "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.003},
-    }))
-    return path
-
-
-@pytest.fixture(scope="module")
-def cli_model(tmp_path_factory, demo_table, recipe_file):
-    folder = tmp_path_factory.mktemp("cli")
-    demo_table.head(300).to_csv(folder / "customers.csv", index=False)
-    result = CliRunner().invoke(main, ["train", str(folder / "customers.csv"), "-o", str(folder / "model"),
-                                       "--recipe", str(recipe_file)])
-    assert result.exit_code == 0, result.output
-    assert "synthesizer saved to" in result.output and "scrubbed first: customer_id 300, name 300" in result.output
-    assert not (folder / "model" / ".checkpoint").exists()
-    scrub = json.loads((folder / "model" / "manifest.json").read_text())["scrub"]
-    assert scrub["columns"]["ssn"]["policy"].startswith("identifier") and scrub["columns"]["age"]["policy"] == "kept"
-    return folder / "model"
-
-
 def run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 

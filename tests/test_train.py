@@ -9,7 +9,7 @@ from llmsynth import TabularSynthesizer
 from llmsynth.model import tiny_model, train_tokenizer
 from llmsynth.model.tiny import TinyModelConfig
 from llmsynth.serialize.tabular import IGNORE, RowEncoder
-from llmsynth.train.loop import pad_batch
+from llmsynth.train.loop import pack_batch, pad_batch
 
 
 def test_padding_does_not_change_a_rows_loss():
@@ -29,6 +29,30 @@ def test_padding_does_not_change_a_rows_loss():
     alone, padded = pad_batch([short], encoder.pad_id), pad_batch([short, long], encoder.pad_id)
     assert padded["labels"][0, len(short[0]):].eq(IGNORE).all()
     assert torch.allclose(row_loss(alone, 0), row_loss(padded, 0), atol=1e-5)
+
+
+def test_packed_records_do_not_see_each_other():
+    tokenizer = train_tokenizer([" a is 1, b is xyz"] * 10, 300)
+    encoder = RowEncoder(tokenizer, ["a", "b"])
+    rows = [encoder.encode([str(10 ** k), "xyz" * k], [k % 2, 1 - k % 2]) for k in range(1, 7)]
+    torch.manual_seed(0)
+    model = tiny_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tokenizer)
+    model.eval()
+    longest = max(len(ids) for ids, _ in rows)
+    padded, packed = pad_batch(rows, encoder.pad_id), pack_batch(rows, encoder.pad_id, 2 * longest)
+    assert packed["input_ids"].shape[0] < len(rows) and int(packed["tokens"]) == int(padded["tokens"])
+    assert packed["labels"].ne(IGNORE).sum() == padded["labels"].ne(IGNORE).sum()
+    # A packed row's logits for each record equal that record's logits alone, and so does the batch loss.
+    packed_logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False).logits
+    for ids, _ in rows:
+        alone = model(input_ids=torch.tensor([ids])).logits[0]
+        row, start = next((r, s) for r in range(packed["input_ids"].shape[0])
+                          for s in range(packed["input_ids"].shape[1] - len(ids) + 1)
+                          if packed["input_ids"][r, s:s + len(ids)].tolist() == ids
+                          and packed["position_ids"][r, s] == 0)
+        assert torch.allclose(packed_logits[row, start:start + len(ids)], alone, atol=1e-5)
+    loss_of = lambda batch: model(**{k: v for k, v in batch.items() if k != "tokens"}, use_cache=False).loss  # noqa: E731
+    assert torch.allclose(loss_of(packed), loss_of(padded), atol=1e-5)
 
 
 def test_training_learns_and_reports(trained):
@@ -60,3 +84,11 @@ def test_lora_on_a_local_pretrained_base(demo_table, tmp_path):
     assert (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").is_file()
     rows = TabularSynthesizer.load(tmp_path / "lora").sample(40, conditions={"state": "NY"})
     assert (rows["state"] == "NY").all() and rows["age"].between(18, 85).all()
+
+
+def test_every_shipped_recipe_loads_by_name():
+    from llmsynth.train.config import RECIPE_DIR, load_recipe
+
+    recipes = {p.stem: load_recipe(p.stem) for p in RECIPE_DIR.glob("*.yaml")}
+    assert {"tiny-cpu", "tiny-chat", "smollm2-135m-lora", "smollm2-360m-lora", "qwen2.5-0.5b-lora"} <= set(recipes)
+    assert recipes["qwen2.5-0.5b-lora"].lora.target_modules[0] == "q_proj"

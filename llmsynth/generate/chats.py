@@ -20,7 +20,7 @@ from transformers import LogitsProcessor
 from llmsynth.data.schema import Schema
 from llmsynth.errors import GenerateError
 from llmsynth.generate.rows import condition_texts, values_frame
-from llmsynth.generate.sampler import ConstrainedSampler, row_orders
+from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, row_orders
 from llmsynth.model.tokens import token_bytes
 from llmsynth.serialize.chat import NEXT_ROLE, ChatEncoder, ChatRecord
 
@@ -152,11 +152,13 @@ def _mix_assignments(n: int, mix: Mapping[str, Mapping[Any, float]], rng: np.ran
 def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules, n: int,
                    conditions: Mapping[str, Any] | None = None, mix: Mapping[str, Mapping[Any, float]] | None = None,
                    seed: int = 0, batch_size: int = 64, temperature: float = 1.0, top_p: float = 1.0,
-                   column_order: str = "conditional", progress: bool = True) -> Iterator[list[dict]]:
+                   column_order: str = "conditional", progress: bool = True,
+                   shard: tuple[int, int] = (0, 1)) -> Iterator[list[dict]]:
     """Yield batches of conversations in the messages format; same seed, same conversations.
 
     `conditions` fixes metadata fields in every conversation; `mix` asks for shares of values (e.g.
-    {"intent": {"refund": 0.3}}: 30% refunds, the rest drawn from the model).
+    {"intent": {"refund": 0.3}}: 30% refunds, the rest drawn from the model). `shard` (i, k): only batches
+    i, i + k, ... (see `batch_plan`).
     """
     if n < 1:
         raise GenerateError(f"the number of conversations must be at least 1, got {n}")
@@ -168,14 +170,14 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
         for value in shares:
             condition_texts(schema, {field_name: value}, noun="field")
     condition_texts(schema, conditions, noun="field")
-    rng = np.random.default_rng(seed)
-    assignments = _mix_assignments(n, mix, rng)
+    assignments = _mix_assignments(n, mix, np.random.default_rng(seed))
     header_sampler = ConstrainedSampler(model, encoder.header, schema.learned) if schema.learned else None
     constraint = TurnConstraint(encoder, rules, model.get_output_embeddings().weight.shape[0], temperature, top_p)
-    generator = torch.Generator().manual_seed(seed)
-    with tqdm(total=n, desc="generating", unit="conversation", disable=not progress) as bar:
-        for start in range(0, n, batch_size):
-            wanted = [{**conditions, **a} for a in assignments[start:start + batch_size]]
+    plan = list(batch_plan(n, batch_size, seed, shard))
+    with tqdm(total=sum(count for _, count, _, _ in plan), desc="generating", unit="conversation",
+              disable=not progress) as bar:
+        for start, count, rng, generator in plan:
+            wanted = [{**conditions, **a} for a in assignments[start:start + count]]
             headers, metadata = _headers(header_sampler, encoder, schema, wanted, rng, generator, temperature,
                                          top_p, column_order, seed + start)
             bodies = _bodies(model, encoder, constraint.start(), headers, temperature, seed + start)

@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from llmsynth.data.schema import Schema
 from llmsynth.errors import GenerateError
 from llmsynth.generate.identifiers import fill_identifiers
-from llmsynth.generate.sampler import ConstrainedSampler, row_orders
+from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, row_orders
 from llmsynth.serialize.codecs import CategoricalColumn, IdentifierColumn, NumericColumn, is_null
 
 
@@ -64,18 +62,19 @@ def generate_rows(
     top_p: float = 1.0,
     progress: bool = True,
     column_order: str = "conditional",
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[pd.DataFrame]:
-    """Yield typed DataFrame chunks of `batch_size` rows, in schema column order; same seed, same rows."""
+    """Yield typed DataFrame chunks of `batch_size` rows, in schema column order; same seed, same rows.
+    `shard` (i, k): only batches i, i + k, ... (see `batch_plan`)."""
     if n < 1:
         raise GenerateError(f"the number of rows must be at least 1, got {n}")
     fixed = condition_texts(schema, conditions)
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-    orders = row_orders(n, len(schema.learned), list(fixed), column_order, rng)
-    with tqdm(total=n, desc="generating", unit="row", disable=not progress) as bar:
-        for start in range(0, n, batch_size):
-            count = min(batch_size, n - start)
-            batch = sampler.sample_batch([next(orders) for _ in range(count)], fixed, generator, temperature, top_p)
+    plan = list(batch_plan(n, batch_size, seed, shard))
+    with tqdm(total=sum(count for _, count, _, _ in plan), desc="generating", unit="row",
+              disable=not progress) as bar:
+        for start, count, rng, generator in plan:
+            orders = list(row_orders(count, len(schema.learned), list(fixed), column_order, rng))
+            batch = sampler.sample_batch(orders, fixed, generator, temperature, top_p)
             yield values_frame(batch, schema, seed + start)
             bar.update(count)
 

@@ -171,3 +171,20 @@ def row_orders(n: int, columns: int, conditioned: Sequence[int], mode: str,
     free = np.array([c for c in range(columns) if c not in set(conditioned)], dtype=int)
     for _ in range(n):
         yield list(conditioned) + (rng.permutation(free) if mode == "random" else free).tolist()
+
+
+def batch_plan(n: int, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)
+               ) -> Iterator[tuple[int, int, np.random.Generator, torch.Generator]]:
+    """The batches one process samples, as (first record, count, numpy rng, torch generator).
+
+    Each batch draws from generators seeded by the seed and the batch's index alone, so the batches are
+    independent: process i of k takes batches i, i + k, ... and together they sample exactly what one process does.
+    """
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist")
+    for number, start in enumerate(range(0, n, batch_size)):
+        if number % count == index:
+            rng = np.random.default_rng([seed, number])
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            yield start, min(batch_size, n - start), rng, generator

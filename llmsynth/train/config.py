@@ -34,6 +34,9 @@ class TrainConfig(BaseModel):
     evals_per_epoch: int = Field(1, ge=1, description="Validation passes (and checkpoints) per epoch.")
     patience: int = Field(5, ge=1, description="Validation passes without improvement before stopping.")
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; stops at the next validation past it.")
+    packing: bool = Field(False, description="Lay short records end to end in rows of `pack_length` tokens (no "
+                          "attention across records) instead of padding each one: fewer wasted tokens per step.")
+    pack_length: int = Field(1024, ge=16, description="Longest packed row in tokens.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the GPU supports it.")
     seed: int = 0
 
@@ -52,14 +55,14 @@ def load_recipe(name_or_path: str | None) -> Recipe:
     """A recipe by name (a file in training/recipes/) or by path to a YAML file."""
     if name_or_path is None:
         name_or_path = DEFAULT_RECIPE
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = RECIPE_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            if name_or_path == DEFAULT_RECIPE:
-                return Recipe()
-            known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
-            raise TrainError(f"unknown recipe {name_or_path!r}; known recipes: {known}, or give a YAML file path")
+    named, path = RECIPE_DIR / f"{name_or_path}.yaml", Path(name_or_path)
+    if named.is_file():  # a name first: "qwen2.5-0.5b-lora" has a dot but is no file name
+        path = named
+    elif path.suffix.lower() not in (".yaml", ".yml") and not path.exists():
+        if name_or_path == DEFAULT_RECIPE:
+            return Recipe()
+        known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+        raise TrainError(f"unknown recipe {name_or_path!r}; known recipes: {known}, or give a YAML file path")
     if not path.is_file():
         raise TrainError(f"{path}: recipe file not found")
     try:

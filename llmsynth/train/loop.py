@@ -1,8 +1,8 @@
 """The training loop: batches, forward, loss, backward, clip, step, log, validate, checkpoint.
 
-Accelerate handles devices, processes and bf16. Rows are re-serialized every epoch with a fresh
-seeded column order (see `column_order`); padding and the
-column-name prefixes the sampler writes itself are masked out of the loss.
+Accelerate handles devices, processes (DDP under `accelerate launch`) and bf16. Rows are re-serialized every
+epoch with a fresh seeded column order (see `column_order`); padding and the column-name prefixes the sampler
+writes itself are masked out of the loss. Batches are padded, or packed with no attention across records.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 from pydantic import BaseModel
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from llmsynth.errors import TrainError
+from llmsynth.processes import on_cpu
 from llmsynth.serialize.tabular import IGNORE
 from llmsynth.train.config import TrainConfig
 
@@ -46,7 +48,8 @@ class TrainSummary(BaseModel):
     trainable_parameters: int
 
 
-def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor | int]:
+    """One record per row, padded to the longest; `tokens` counts the real ones (not a model input)."""
     width = max(len(ids) for ids, _ in examples)
     input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
@@ -55,7 +58,53 @@ def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> d
         input_ids[row, : len(ids)] = torch.tensor(ids)
         labels[row, : len(ids)] = torch.tensor(row_labels)
         attention[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention,
+            "tokens": int(attention.sum())}
+
+
+def pack_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int,
+               length: int) -> dict[str, torch.Tensor | int]:
+    """The same records laid end to end in as few rows of at most `length` tokens as first-fit decreasing finds.
+
+    Each record's position ids start at 0 again, and no attention mask is passed: transformers reads the restarts
+    as sequence boundaries and builds a block-diagonal causal mask, so no token sees another record. A record's
+    first label is ignored already (its start token), so nothing is predicted across a boundary either; the tail
+    padding is a segment of its own with ignored labels. The step's loss is the padded batch's loss.
+    """
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for index in sorted(range(len(examples)), key=lambda i: -len(examples[i][0])):
+        size = len(examples[index][0])
+        row = next((r for r, used in enumerate(fill) if used + size <= length), None)
+        if row is None:
+            rows.append([])
+            fill.append(0)
+            row = len(rows) - 1
+        rows[row].append(index)
+        fill[row] += size
+    width = max(fill)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, members in enumerate(rows):
+        start = 0
+        for index in members:
+            ids, row_labels = examples[index]
+            end = start + len(ids)
+            input_ids[row, start:end] = torch.tensor(ids)
+            labels[row, start:end] = torch.tensor(row_labels)
+            positions[row, start:end] = torch.arange(len(ids))
+            start = end
+        positions[row, start:] = torch.arange(width - start)
+    return {"input_ids": input_ids, "labels": labels, "position_ids": positions,
+            "tokens": sum(fill)}
+
+
+def collate(config: TrainConfig, pad_id: int):
+    """The batch builder the config asks for."""
+    if config.packing:
+        return lambda examples: pack_batch(examples, pad_id, config.pack_length)
+    return lambda examples: pad_batch(examples, pad_id)
 
 
 def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarray:
@@ -101,7 +150,7 @@ def train_model(
 ) -> TrainSummary:
     """Train in place; on return the model holds the weights with the best validation loss."""
     precision = resolve_precision(config.precision)
-    accelerator = Accelerator(mixed_precision="bf16" if precision == "bf16" else "no")
+    accelerator = Accelerator(cpu=on_cpu(), mixed_precision="bf16" if precision == "bf16" else "no")
     torch.manual_seed(config.seed)
     checkpoint = Path(workdir) / CHECKPOINT_DIR
 
@@ -110,7 +159,8 @@ def train_model(
     total_steps = steps_per_epoch * config.epochs
     eval_steps = {math.ceil(steps_per_epoch * (k + 1) / config.evals_per_epoch) for k in range(config.evals_per_epoch)}
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  fused=accelerator.device.type == "cuda")
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
 
     def learning_rate(step: int, elapsed: float) -> float:
@@ -125,9 +175,12 @@ def train_model(
 
     validation = DataLoader(epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order,
                                            shuffle_rows=False),
-                            batch_size=batch_size, collate_fn=lambda b: pad_batch(b, encoder.pad_id))
+                            batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
     validation = accelerator.prepare(validation)
     if resume:
+        if accelerator.distributed_type == DistributedType.FSDP:
+            raise TrainError("--resume under FSDP is not supported: checkpoints hold the main process's optimizer "
+                             "shard only; start again, or resume under DDP (training/accelerate/multi-gpu.yaml)")
         state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
         log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
     else:
@@ -139,30 +192,26 @@ def train_model(
                  "tokens": 0, "fingerprint": fingerprint,
                  "initial_validation_loss": validation_loss(model, validation, accelerator)}
     started = time.perf_counter() - state["seconds"]
-    last_loss, stopped = math.nan, ""
+    loss, last_loss, shown, stopped = None, math.nan, 0.0, ""
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
                disable=not accelerator.is_local_main_process)
     while state["epoch"] < config.epochs:
         loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
-                            batch_size=batch_size,
-                            collate_fn=lambda b: pad_batch(b, encoder.pad_id))
+                            batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
         loader = accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
         model.train()
         for batch in loader:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(state["global_step"], time.perf_counter() - started)
-            loss = model(**batch).loss
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            state["tokens"] += batch.pop("tokens") * accelerator.num_processes
+            loss = training_step(model, batch, optimizer, accelerator, trainable, config.max_grad_norm)
             state["step_in_epoch"] += 1
             state["global_step"] += 1
-            state["tokens"] += int(batch["attention_mask"].sum()) * accelerator.num_processes
-            last_loss = loss.item()
             elapsed = time.perf_counter() - started
             bar.update(1)
-            bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
+            if elapsed - shown > 1:  # reading the loss waits for the device: once a second, not every step
+                shown, last_loss = elapsed, loss.item()
+                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
             if state["step_in_epoch"] in eval_steps:
                 stopped = _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed)
                 bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{state['last_val']:.3f}",
@@ -175,6 +224,7 @@ def train_model(
         state["epoch"] += 1
         state["step_in_epoch"] = 0
     bar.close()
+    last_loss = loss.item() if loss is not None else last_loss
     stopped = stopped or "epochs"
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
@@ -195,13 +245,32 @@ def train_model(
     )
 
 
+def training_step(model, batch: dict, optimizer, accelerator: Accelerator, parameters: list, max_grad_norm: float):
+    """Forward, backward, clip, step; returns the loss without waiting for the device to finish.
+
+    The loss is a sum over this process's predicted tokens divided by the count over all processes, times the
+    number of processes (which DDP's gradient averaging divides out again): N processes take exactly the step
+    one process takes on the same global batch, however the tokens fall between them.
+    """
+    targets = batch["labels"][:, 1:].ne(IGNORE).sum()
+    if accelerator.num_processes > 1:
+        targets = accelerator.reduce(targets, "sum")
+    loss = model(**batch, use_cache=False, num_items_in_batch=targets).loss * accelerator.num_processes
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 @torch.no_grad()
 def validation_loss(model, batches, accelerator: Accelerator) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
     for batch in batches:
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-        labels = batch["labels"][:, 1:]
+        batch.pop("tokens")
+        labels = batch.pop("labels")[:, 1:]
+        logits = model(**batch, use_cache=False).logits.float()
         losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE,
                                                    reduction="sum")
         total += losses
@@ -226,17 +295,20 @@ def _validate(model, validation, accelerator, state, checkpoint, optimizer, conf
     return ""
 
 
-def _trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().float().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+def _trainable_state(accelerator: Accelerator, model) -> dict[str, torch.Tensor]:
+    """The trainable weights, whole: under FSDP every process takes part in gathering them."""
+    names = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    return {n: t.detach().float().cpu().clone() for n, t in accelerator.get_state_dict(model).items() if n in names}
 
 
 def _save_checkpoint(path: Path, accelerator, model, optimizer, state, save_best: bool) -> None:
-    """Each checkpoint is a folder renamed into place when complete, so an interrupt never leaves a torn one."""
+    """Each checkpoint is a folder renamed into place when complete, so an interrupt never leaves a torn one.
+    Written once, by the main process."""
     accelerator.wait_for_everyone()
+    weights = _trainable_state(accelerator, model)
     if not accelerator.is_main_process:
         return
     path.mkdir(parents=True, exist_ok=True)
-    weights = _trainable_state(accelerator.unwrap_model(model))
     if save_best:
         save_file(weights, path / "best.safetensors.tmp")
         (path / "best.safetensors.tmp").replace(path / "best.safetensors")
