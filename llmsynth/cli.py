@@ -310,11 +310,14 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
 
 def _relaunch(num_processes: int) -> int:
     """This same command under `accelerate launch` with N processes (GPUs where there are, else CPU processes)."""
+    import os
     import socket
     import subprocess
 
     import torch
 
+    if os.environ.get("LOCAL_RANK") is not None:  # launched already, yet alone: never launch again from here
+        raise click.UsageError(f"--num-processes {num_processes}: the launched processes did not join one group")
     if torch.cuda.is_available() and num_processes > torch.cuda.device_count():
         raise click.UsageError(f"--num-processes {num_processes}: this machine has {torch.cuda.device_count()} "
                                "GPU(s); use at most one process per GPU")
