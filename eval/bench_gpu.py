@@ -31,7 +31,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from llmsynth.data.demo import customers, support_chats
 from llmsynth.model import LoraSettings, train_tokenizer, with_lora
 from llmsynth.serialize.tabular import IGNORE, row_text
-from llmsynth.train.loop import pack_batch, pad_batch, training_step
+from llmsynth.train.config import TrainConfig
+from llmsynth.train.loop import make_optimizer, pack_batch, pad_batch, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, versions, write_section  # noqa: E402
@@ -59,10 +60,11 @@ def records(kind: str, count: int, tokenizer) -> list[tuple[list[int], list[int]
     return encoded
 
 
-def model_flops_per_record(model, config: LlamaConfig, length: int, lora: bool) -> float:
+def model_flops(model, config: LlamaConfig, lengths: list[int], lora: bool) -> float:
+    """Model FLOPs of one training pass over records of these lengths."""
     matmul = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-    attention = 6 * config.num_hidden_layers * config.hidden_size * length * (length + 1)
-    return (4 if lora else 6) * matmul * length + attention
+    attention = 6 * config.num_hidden_layers * config.hidden_size * sum(n * (n + 1) for n in lengths)
+    return (4 if lora else 6) * matmul * sum(lengths) + attention
 
 
 def train_figures(config: LlamaConfig, examples, batch_records: int, pack_length: int, packing: bool, lora: bool,
@@ -73,14 +75,14 @@ def train_figures(config: LlamaConfig, examples, batch_records: int, pack_length
         model = with_lora(model, LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0))
     accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=accelerator.device.type == "cuda")
+    optimizer = make_optimizer(trainable, TrainConfig(), accelerator)
+    batches = [examples[(i * batch_records) % len(examples):][:batch_records] for i in range(warmup + steps)]
+    flops = model_flops(model, config, [len(ids) for chunk in batches[warmup:] for ids, _ in chunk], lora)
     model, optimizer = accelerator.prepare(model, optimizer)
-    flops_model = accelerator.unwrap_model(model)
     if compiled:
         model = torch.compile(model, dynamic=True)
     model.train()
-    batches = [examples[(i * batch_records) % len(examples):][:batch_records] for i in range(warmup + steps)]
-    tokens, flops, seconds = 0, 0.0, []
+    tokens, seconds = 0, []
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     for step, chunk in enumerate(batches):
@@ -94,7 +96,6 @@ def train_figures(config: LlamaConfig, examples, batch_records: int, pack_length
         training_step(model, batch, optimizer, accelerator, trainable, 1.0)
         if step >= warmup:
             tokens += real
-            flops += sum(model_flops_per_record(flops_model, config, len(ids), lora) for ids, _ in chunk)
             _sync()
             seconds.append(time.perf_counter())
     elapsed = seconds[-1] - started
@@ -113,7 +114,7 @@ def _sync() -> None:
 def generation_figures(config: LlamaConfig, rows: int, new_tokens: int, smoke: bool) -> dict:
     """Rows/s of the constrained row sampler on the demo table, and of plain HF generate with row-length outputs."""
     from llmsynth import TabularSynthesizer
-    from llmsynth.train.config import Recipe, TrainConfig
+    from llmsynth.train.config import Recipe
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32

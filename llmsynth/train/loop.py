@@ -159,8 +159,7 @@ def train_model(
     total_steps = steps_per_epoch * config.epochs
     eval_steps = {math.ceil(steps_per_epoch * (k + 1) / config.evals_per_epoch) for k in range(config.evals_per_epoch)}
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
-                                  fused=accelerator.device.type == "cuda")
+    optimizer = make_optimizer(trainable, config, accelerator)
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
 
     def learning_rate(step: int, elapsed: float) -> float:
@@ -243,6 +242,12 @@ def train_model(
         parameters=sum(p.numel() for p in unwrapped.parameters()),
         trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
     )
+
+
+def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerator) -> torch.optim.Optimizer:
+    """AdamW, with the fused kernel on GPUs."""
+    return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay,
+                             fused=accelerator.device.type == "cuda")
 
 
 def training_step(model, batch: dict, optimizer, accelerator: Accelerator, parameters: list, max_grad_norm: float):
