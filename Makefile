@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install demo test bench bench-pii clean
+.PHONY: install browser demo test bench bench-pii clean
 
 install: $(VENV)/.installed
 
@@ -20,8 +20,14 @@ $(VENV)/.installed: pyproject.toml requirements/pii-pins.txt
 demo: install
 	$(BIN)/llmsynth demo -o demo-output
 
-test: install
+test: install browser
 	$(BIN)/pytest -q
+
+# Debian's Chromium: the evaluation report is opened headless in a test.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 
 # Side-by-side sampling speed against GReaT, in its own environment (be-great from PyPI).
 bench:

@@ -372,6 +372,84 @@ def _mixes(pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
     return mixes
 
 
+@main.command("eval")
+@click.option("--real", "real_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The (scrubbed) records the model was trained on.")
+@click.option("--holdout", "holdout_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Real records split off before training and never seen by the model.")
+@click.option("--synthetic", "synthetic_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The generated records (from llmsynth or any other generator).")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for metrics.json and report.html.")
+@click.option("--kind", type=KIND, default=None,
+              help="tabular or chat (default: the model's kind, else chat for JSONL in the messages format).")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="The synthesizer directory: its schema decides the column types.")
+@click.option("--target", default=None, help="Tables: the column to predict for the utility (TSTR) figures.")
+@click.option("--label", default="intent", show_default=True,
+              help="Chats: the metadata field for the label distribution and classifier figures.")
+@click.option("--raw-pii", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Raw PII values from `llmsynth scrub --raw-pii`: look for them in the synthetic output.")
+@click.option("--thresholds", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="YAML file overriding pass/warn thresholds, e.g. 'privacy.dcr_share: {pass: 0.52, warn: 0.6}'.")
+@click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="never", show_default=True,
+              help="Exit with status 1 when any check is at or worse than this verdict (a gate for pipelines).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and classifiers.")
+def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, target, label, raw_pii, thresholds,
+             fail_on, seed):
+    """Measure fidelity, utility and privacy of SYNTHETIC against the real training records and a holdout; write
+    metrics.json and a self-contained report.html to OUTPUT and print pass/warn/fail per check."""
+    from llmsynth.evaluate import evaluate_files, write_report
+
+    _quiet_libraries()
+    started = time.perf_counter()
+    evaluation = evaluate_files(real_path, holdout_path, synthetic_path, kind=kind, model=model_dir, target=target,
+                                label=label, raw_pii=raw_pii, thresholds=thresholds, seed=seed, progress=True)
+    metrics_path, report_path = write_report(evaluation, out_dir)
+    click.echo(f"done in {time.perf_counter() - started:.1f}s -> {metrics_path}, {report_path}")
+    _print_checks(evaluation, fail_on)
+
+
+def _print_checks(evaluation, fail_on: str) -> None:
+    """One coloured line per check; exit status 1 when a verdict reaches `fail_on` (a gate in a pipeline)."""
+    from llmsynth.evaluate.report import summary_lines
+
+    for warning in evaluation.metrics["warnings"]:
+        click.secho(f"warning: {warning}", err=True, fg="yellow")
+    colors = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for verdict, line in summary_lines(evaluation):
+        click.secho(line, fg=colors[verdict])
+    gate = {"fail": ("fail",), "warn": ("warn", "fail"), "never": ()}[fail_on]
+    if evaluation.worst in gate:
+        click.secho(f"failing: a check is at {evaluation.worst!r} (fail on {fail_on})", err=True, fg="red")
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("pipeline", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False, path_type=Path))
+def run(pipeline):
+    """Every stage from one config: split a holdout off, scrub, train, generate, evaluate.
+
+    \b
+    kind: tabular                 # or chat
+    input: customers.csv          # paths relative to the YAML file
+    output: run/
+    split: {holdout_fraction: 0.2, seed: 0}
+    scrub: true                   # or a scrub config (as for scrub --config), or false
+    train: {recipe: tiny-cpu, max_minutes: 3}
+    generate: {n: 1000}
+    evaluate: {target: is_fraud, fail_on: fail}
+
+    Writes split.json, train/holdout (scrubbed), private/raw_pii.jsonl, model/, synthetic output and
+    report/ (metrics.json, report.html) to the output folder."""
+    from llmsynth.pipeline import load_pipeline, run_pipeline
+
+    _quiet_libraries()
+    config = load_pipeline(pipeline)
+    evaluation = run_pipeline(config, echo=click.echo)
+    _print_checks(evaluation, config.evaluate.fail_on)
+
+
 @main.command()
 @click.option("--kind", type=KIND, default="tabular", show_default=True,
               help="Which demo: the customers table, or support-chat conversations.")

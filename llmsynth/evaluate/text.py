@@ -30,15 +30,21 @@ def verbatim_share(turns: Sequence[str], training_turns: Iterable[str], min_char
     return sum(t in known for t in long_turns) / len(long_turns) if long_turns else 0.0
 
 
-def label_agreement(real: Sequence[dict], synthetic: Sequence[dict], field: str = "intent") -> float:
-    """Share of synthetic conversations whose `field` a TF-IDF + logistic-regression classifier, trained on the
-    real conversations' text, predicts as the value in their metadata: does the text follow the conditioning?"""
+def _vectorizer():
+    """Word uni- and bigrams seen at least twice, log-scaled: the text features every text metric shares."""
     from sklearn.feature_extraction.text import TfidfVectorizer
+
+    return TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+
+
+def label_agreement(real: Sequence[dict], synthetic: Sequence[dict], field: str = "intent") -> float:
+    """Share of `synthetic` conversations whose `field` a TF-IDF + logistic-regression classifier, trained on the
+    `real` conversations' text, predicts as the value in their metadata: does the text follow the conditioning?
+    (With the roles swapped, trained on synthetic and tested on real, it measures utility.)"""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    classifier = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                               LogisticRegression(max_iter=2000))
+    classifier = make_pipeline(_vectorizer(), LogisticRegression(max_iter=2000))
     classifier.fit([conversation_text(c) for c in real], [str(c["metadata"][field]) for c in real])
     predicted = classifier.predict([conversation_text(c) for c in synthetic])
     return float((predicted == [str(c["metadata"][field]) for c in synthetic]).mean())
@@ -50,3 +56,56 @@ def replayed_values(texts: Iterable[str], values: Iterable[str]) -> set[str]:
     corpus = "\n".join(texts).lower()
     return {v for v in values if v and v.lower() in corpus
             and re.search(rf"(?<!\w){re.escape(v.lower())}(?!\w)", corpus)}
+
+
+def _tfidf(real: Sequence[dict]):
+    return _vectorizer().fit([conversation_text(c) for c in real])
+
+
+def nearest_similarity(train: Sequence[dict], queries: Sequence[dict], vectorizer=None,
+                       chunk: int = 1000) -> list[float]:
+    """Each query conversation's TF-IDF cosine similarity to its most similar training conversation (1 = a copy),
+    in chunks so that no queries x train matrix is held at once."""
+    vectorizer = vectorizer or _tfidf(train)
+    reference = vectorizer.transform([conversation_text(c) for c in train]).T.tocsr()
+    similarities = []
+    for start in range(0, len(queries), chunk):
+        block = vectorizer.transform([conversation_text(c) for c in queries[start:start + chunk]])
+        similarities.extend((block @ reference).max(axis=1).toarray().ravel().tolist())
+    return similarities
+
+
+def embedding_distances(real: Sequence[dict], others: dict[str, Sequence[dict]], dimensions: int = 64,
+                        max_items: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Fréchet distance and MMD (RBF kernel, bandwidth by the median heuristic on the real set) between the real
+    conversations' embeddings and each other set's, on TF-IDF + SVD embeddings fitted on the real set."""
+    import numpy as np
+    from scipy.linalg import sqrtm
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
+
+    rng = np.random.default_rng(seed)
+
+    def subset(items: Sequence[dict]) -> list[dict]:
+        chosen = rng.choice(len(items), min(max_items, len(items)), replace=False)
+        return [items[i] for i in sorted(chosen)]
+
+    real = subset(real)
+    vectorizer = _tfidf(real)
+    matrix = vectorizer.transform([conversation_text(c) for c in real])
+    svd = TruncatedSVD(n_components=min(dimensions, matrix.shape[1] - 1), random_state=seed).fit(matrix)
+    reference = svd.transform(matrix)
+    pairwise = euclidean_distances(reference, squared=True)
+    gamma = 1 / np.median(pairwise[pairwise > 0]) if (pairwise > 0).any() else 1.0
+    mean_r, cov_r = reference.mean(0), np.cov(reference, rowvar=False)
+    figures = {}
+    for name, items in others.items():
+        embedded = svd.transform(vectorizer.transform([conversation_text(c) for c in subset(items)]))
+        mean_o, cov_o = embedded.mean(0), np.cov(embedded, rowvar=False)
+        root = sqrtm(cov_r @ cov_o).real
+        frechet = float(((mean_r - mean_o) ** 2).sum() + np.trace(cov_r + cov_o - 2 * root))
+        mmd = (rbf_kernel(reference, reference, gamma=gamma).mean() + rbf_kernel(embedded, embedded, gamma=gamma).mean()
+               - 2 * rbf_kernel(reference, embedded, gamma=gamma).mean())
+        figures[name] = {"frechet": max(frechet, 0.0), "mmd": float(max(mmd, 0.0))}
+    return figures
+

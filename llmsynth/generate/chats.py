@@ -213,7 +213,8 @@ def _headers(sampler, encoder: ChatEncoder, schema: Schema, wanted: list[dict], 
 def _records(frame) -> list[dict]:
     """DataFrame rows as JSON-ready dicts (numpy scalars to Python, missing values left out)."""
     records = []
-    for row in frame.to_dict(orient="records"):
+    rows = frame.to_dict(orient="records") if len(frame.columns) else [{}] * len(frame)  # pandas 2 gives [] there
+    for row in rows:
         records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()
                         if not (v is None or (isinstance(v, float) and np.isnan(v)))})
     return records
