@@ -65,6 +65,14 @@ def test_synthetic_from_the_real_distribution_scores_as_unseen_data(split):
     assert {c["verdict"] for c in metrics["checks"]} <= {"pass", "warn"}
 
 
+def test_a_copy_of_the_holdout_is_undetectable_and_closer_to_the_holdout(split):
+    train, holdout, _ = split
+    metrics = evaluate_tables(train, holdout, holdout.copy()).metrics
+    assert metrics["fidelity"]["detection_auc"] == pytest.approx(0.5, abs=0.02)
+    assert metrics["privacy"]["dcr_share"] < 0.01  # every row is a holdout row: nearer the holdout than train
+    assert metrics["privacy"]["membership_auc"] < 0.01
+
+
 def test_shuffled_columns_keep_shapes_and_lose_pair_trends(split):
     train, holdout, fresh = split
     intact = evaluate_tables(train, holdout, fresh, target="is_fraud").metrics

@@ -12,7 +12,7 @@ from scipy.stats import ks_2samp, pearsonr
 from scipy.stats.contingency import association
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from llmsynth.data.schema import Schema
 from llmsynth.evaluate.features import as_numbers, classifier_frames, is_continuous, typed
@@ -106,13 +106,21 @@ def correlation(table: pd.DataFrame, a: str, b: str) -> float:
 def detection_auc(holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, seed: int = 0,
                   folds: int = 5) -> float:
     """Cross-validated ROC AUC of gradient boosting telling synthetic rows from real rows it never saw (C2ST):
-    0.5 means indistinguishable, 1.0 means always told apart. Classes balanced by subsampling the larger."""
+    0.5 means indistinguishable, 1.0 means always told apart. Classes balanced by subsampling the larger.
+
+    Folds are drawn at random per distinct row, so identical rows share a fold: otherwise a synthetic copy of a holdout row would be scored by a model that saw
+    its twin labelled the other way, and a perfect copy of the holdout would score near 0 instead of 0.5."""
     size = min(len(holdout), len(synthetic))
+    if size < 2:
+        return float("nan")
     real_rows = typed(holdout, schema).sample(size, random_state=seed)
     fake_rows = typed(synthetic, schema).sample(size, random_state=seed)
     features = pd.concat(classifier_frames([real_rows, fake_rows], schema), ignore_index=True)
     labels = np.r_[np.zeros(size), np.ones(size)]
+    twins = pd.util.hash_pandas_object(pd.concat([real_rows, fake_rows]).astype(str), index=False).to_numpy()
+    _, row_group = np.unique(twins, return_inverse=True)
+    group_fold = np.random.default_rng(seed).integers(0, min(folds, size), row_group.max() + 1)
     classifier = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
-    folds = StratifiedKFold(n_splits=min(folds, size), shuffle=True, random_state=seed)
-    scores = cross_val_predict(classifier, features, labels, cv=folds, method="predict_proba")[:, 1]
+    scores = cross_val_predict(classifier, features, labels, cv=PredefinedSplit(group_fold[row_group]),
+                               method="predict_proba")[:, 1]
     return float(roc_auc_score(labels, scores))
