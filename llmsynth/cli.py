@@ -183,10 +183,8 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
 
     INPUT is a table (CSV, Parquet or JSONL) or, with --kind chat, conversations (JSONL, one
     {"messages": [{"role", "content"}...], "metadata": {...}} per line, user and assistant alternating)."""
-    from llmsynth.chat_synthesizer import DEFAULT_CHAT_RECIPE, ChatSynthesizer
     from llmsynth.scrub import load_scrub_config
-    from llmsynth.synthesizer import MANIFEST, TabularSynthesizer
-    from llmsynth.train.config import load_recipe
+    from llmsynth.synthesizer import MANIFEST, new_synthesizer
 
     _quiet_libraries()
     if (model_dir / MANIFEST).exists() and not (overwrite or resume):
@@ -199,14 +197,8 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     scrub = False if no_scrub else (load_scrub_config(scrub_config) if scrub_config else True)
     if kind == "chat" and column_kinds:
         raise click.UsageError("--column-kind is for tables; a conversation's metadata kinds are inferred")
-    config = load_recipe(recipe or (DEFAULT_CHAT_RECIPE if kind == "chat" else None))
-    overrides = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "seed": seed}.items() if v is not None}
-    config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
-    if kind == "chat":
-        synth = ChatSynthesizer(config, base_model=base_model, loss_on=loss_on)
-    else:
-        synth = TabularSynthesizer(config, base_model=base_model,
-                                   column_kinds=_key_values(column_kinds, "--column-kind"))
+    synth = new_synthesizer(kind, recipe, base_model, _key_values(column_kinds, "--column-kind"), loss_on,
+                            epochs=epochs, max_minutes=max_minutes, seed=seed)
     synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub)
     synth.save(model_dir)
     from llmsynth.processes import process_state

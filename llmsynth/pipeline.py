@@ -127,9 +127,7 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     split.json (the holdout's record numbers), train.* and holdout.* (scrubbed), private/raw_pii.jsonl (raw PII
     found in the source: keep it private), model/ (the synthesizer), synthetic.*, report/ (metrics.json,
     report.html) and pipeline.json (the resolved config and the seconds per stage)."""
-    from llmsynth.chat_synthesizer import DEFAULT_CHAT_RECIPE, ChatSynthesizer
-    from llmsynth.synthesizer import TabularSynthesizer
-    from llmsynth.train.config import load_recipe
+    from llmsynth.synthesizer import new_synthesizer
 
     out = config.output
     chat = config.kind == "chat"
@@ -167,11 +165,8 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     seconds["split_and_scrub"] = time.perf_counter() - started
 
     stage = config.train
-    recipe = load_recipe(stage.recipe or (DEFAULT_CHAT_RECIPE if chat else None))
-    overrides = {k: v for k, v in {"epochs": stage.epochs, "max_minutes": stage.max_minutes}.items() if v is not None}
-    recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
-    synth = (ChatSynthesizer(recipe, base_model=stage.base_model, loss_on=stage.loss_on) if chat else
-             TabularSynthesizer(recipe, base_model=stage.base_model, column_kinds=stage.column_kinds))
+    synth = new_synthesizer(config.kind, stage.recipe, stage.base_model, stage.column_kinds, stage.loss_on,
+                            epochs=stage.epochs, max_minutes=stage.max_minutes)
     started = time.perf_counter()
     synth.fit(train_raw, workdir=out / "model", scrub=scrub if scrub is not None else False)
     synth.save(out / "model")

@@ -286,6 +286,21 @@ class TabularSynthesizer(Synthesizer):
         self.schema = Schema.model_validate(manifest["schema"])
 
 
+def new_synthesizer(kind: str, recipe: str | None = None, base_model: str | None = None,
+                    column_kinds: dict[str, str] | None = None, loss_on: str = "all",
+                    **train_overrides: Any) -> Synthesizer:
+    """An untrained synthesizer of `kind` ('tabular' or 'chat') from a recipe name or file (default by kind), with
+    the recipe's training settings overridden where a value is given (epochs, max_minutes, seed...)."""
+    from llmsynth.chat_synthesizer import DEFAULT_CHAT_RECIPE, ChatSynthesizer
+
+    config = load_recipe(recipe or (DEFAULT_CHAT_RECIPE if kind == "chat" else None))
+    overrides = {k: v for k, v in train_overrides.items() if v is not None}
+    config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
+    if kind == "chat":
+        return ChatSynthesizer(config, base_model=base_model, loss_on=loss_on)
+    return TabularSynthesizer(config, base_model=base_model, column_kinds=column_kinds)
+
+
 def read_manifest(directory: str | os.PathLike, kind: str) -> dict:
     """The manifest of a complete synthesizer directory of the given kind, or a ModelError saying why not."""
     path = Path(directory) / MANIFEST

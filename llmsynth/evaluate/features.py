@@ -56,6 +56,14 @@ def as_numbers(values: pd.Series) -> pd.Series:
     return values.astype(float)
 
 
+def row_keys(frame: pd.DataFrame, schema: Schema) -> pd.Series:
+    """One hash per row of a typed frame over the learned columns (numbers to 9 digits), so that '34' from a CSV
+    and 34.0 from Parquet are the same row."""
+    values = pd.DataFrame({c.name: as_numbers(frame[c.name]).round(9) if is_continuous(c) else frame[c.name]
+                           for c in schema.learned}, index=frame.index)
+    return pd.util.hash_pandas_object(values.astype(str), index=False)
+
+
 def classifier_frames(frames: list[pd.DataFrame], schema: Schema, drop: str | None = None) -> list[pd.DataFrame]:
     """Features for sklearn's gradient boosting (which takes NaN as is): categories as a shared pandas category
     dtype (native splits), or as codes when there are more than it can bin."""

@@ -15,12 +15,22 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import PredefinedSplit, cross_val_predict
 
 from llmsynth.data.schema import Schema
-from llmsynth.evaluate.features import as_numbers, classifier_frames, is_continuous, typed
+from llmsynth.evaluate.features import as_numbers, classifier_frames, is_continuous, row_keys, typed
 
 _ROUND = 9  # SDMetrics rounds numbers to 9 decimals before the KS test
 # A pair counts in the mean trend score when the real data relate it at least this strongly (SDMetrics' defaults).
 STRONG_CORRELATION = 0.5
 STRONG_ASSOCIATION = 0.3
+
+
+def tv_complement(real: pd.Series, synthetic: pd.Series) -> float:
+    """1 - total variation distance of two frequency tables (value -> share, or (a, b) -> share)."""
+    return float(1 - 0.5 * real.subtract(synthetic, fill_value=0).abs().sum())
+
+
+def ks_complement(real, synthetic) -> float:
+    """1 - the two-sample Kolmogorov-Smirnov statistic."""
+    return float(1 - ks_2samp(real, synthetic).statistic)
 
 
 def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict[str, float]:
@@ -33,10 +43,9 @@ def column_shapes(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -
         if len(r) == 0 or len(s) == 0:
             scores[column.name] = float("nan")
         elif is_continuous(column):
-            scores[column.name] = float(1 - ks_2samp(as_numbers(r).round(_ROUND), as_numbers(s).round(_ROUND)).statistic)
+            scores[column.name] = ks_complement(as_numbers(r).round(_ROUND), as_numbers(s).round(_ROUND))
         else:
-            p, q = r.value_counts(normalize=True), s.value_counts(normalize=True)
-            scores[column.name] = float(1 - 0.5 * p.subtract(q, fill_value=0).abs().sum())
+            scores[column.name] = tv_complement(r.value_counts(normalize=True), s.value_counts(normalize=True))
     return scores
 
 
@@ -70,7 +79,7 @@ def _contingency_similarity(real: pd.DataFrame, synthetic: pd.DataFrame) -> Pair
     p, q = counts / len(real), synthetic.groupby(columns, dropna=False).size() / len(synthetic)
     table = counts.unstack(fill_value=0)
     strength = association(table.to_numpy(), method="cramer") if min(table.shape) >= 2 else float("nan")
-    return PairTrend(float(1 - 0.5 * p.subtract(q, fill_value=0).abs().sum()), float(strength),
+    return PairTrend(tv_complement(p, q), float(strength),
                      bool(strength > STRONG_ASSOCIATION))
 
 
@@ -117,8 +126,7 @@ def detection_auc(holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema
     fake_rows = typed(synthetic, schema).sample(size, random_state=seed)
     features = pd.concat(classifier_frames([real_rows, fake_rows], schema), ignore_index=True)
     labels = np.r_[np.zeros(size), np.ones(size)]
-    twins = pd.util.hash_pandas_object(pd.concat([real_rows, fake_rows]).astype(str), index=False).to_numpy()
-    _, row_group = np.unique(twins, return_inverse=True)
+    _, row_group = np.unique(row_keys(pd.concat([real_rows, fake_rows]), schema), return_inverse=True)
     group_fold = np.random.default_rng(seed).integers(0, min(folds, size), row_group.max() + 1)
     classifier = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
     scores = cross_val_predict(classifier, features, labels, cv=PredefinedSplit(group_fold[row_group]),

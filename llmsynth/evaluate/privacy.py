@@ -19,24 +19,16 @@ from sklearn.neighbors import NearestNeighbors
 
 from llmsynth.data.schema import Schema
 from llmsynth.errors import DataError
-from llmsynth.evaluate.features import as_numbers, distance_vectors, is_continuous, typed
+from llmsynth.evaluate.features import distance_vectors, row_keys, typed
 from llmsynth.evaluate.text import replayed_values
-
-
-def _row_keys(frame: pd.DataFrame, schema: Schema) -> pd.Series:
-    """One hash per row over the learned columns' typed values (numbers to 9 digits), so that '34' from a CSV
-    and 34.0 from Parquet are the same row."""
-    values = pd.DataFrame({c.name: as_numbers(frame[c.name]).round(9) if is_continuous(c) else frame[c.name]
-                           for c in schema.learned}, index=frame.index)
-    return pd.util.hash_pandas_object(values.astype(str), index=False)
 
 
 def exact_match_rates(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
                       schema: Schema) -> dict[str, float]:
     """Share of synthetic rows that equal a training row, and the same share for holdout rows (the rate at which
     real data repeats itself, which a good generator need not beat)."""
-    known = set(_row_keys(typed(train, schema), schema))
-    return {role: float(_row_keys(typed(frame, schema), schema).isin(known).mean())
+    known = set(row_keys(typed(train, schema), schema))
+    return {role: float(row_keys(typed(frame, schema), schema).isin(known).mean())
             for role, frame in (("synthetic", synthetic), ("holdout", holdout))}
 
 

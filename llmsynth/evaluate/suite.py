@@ -12,14 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ks_2samp
 from tqdm.auto import tqdm
 
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, VERDICTS, Check, run_checks
 from llmsynth.evaluate.features import check_columns, typed
-from llmsynth.evaluate.fidelity import column_pair_trends, column_shapes, detection_auc, mean_pair_trend
+from llmsynth.evaluate.fidelity import (
+    column_pair_trends,
+    column_shapes,
+    detection_auc,
+    ks_complement,
+    mean_pair_trend,
+    tv_complement,
+)
 from llmsynth.evaluate.privacy import distance_figures, exact_match_rates, pii_replay, row_texts
 from llmsynth.evaluate.text import (
     conversation_text,
@@ -143,10 +149,6 @@ def _turns(conversations: Sequence[dict]) -> list[str]:
     return [m["content"] for c in conversations for m in c["messages"]]
 
 
-def _ks_complement(real: Sequence[float], synthetic: Sequence[float]) -> float:
-    return float(1 - ks_2samp(real, synthetic).statistic)
-
-
 def _labels(conversations: Sequence[dict], label: str) -> pd.Series:
     return pd.Series([str(c.get("metadata", {}).get(label)) for c in conversations])
 
@@ -166,8 +168,8 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
     real_counts = [len(c["messages"]) for c in train]
     synthetic_counts = [len(c["messages"]) for c in synthetic]
     fidelity = steps("lengths", lambda: {
-        "turn_length_shape": _ks_complement(real_lengths, synthetic_lengths),
-        "turn_count_shape": _ks_complement(real_counts, synthetic_counts),
+        "turn_length_shape": ks_complement(real_lengths, synthetic_lengths),
+        "turn_count_shape": ks_complement(real_counts, synthetic_counts),
         "mean_turn_length": {"real": float(np.mean(real_lengths)), "synthetic": float(np.mean(synthetic_lengths))},
         "mean_turns": {"real": float(np.mean(real_counts)), "synthetic": float(np.mean(synthetic_counts))},
     })
@@ -182,9 +184,9 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
                      "fidelity": fidelity}
     real_labels, synthetic_labels = _labels(train, label), _labels(synthetic, label)
     if has_label:
-        p, q = real_labels.value_counts(normalize=True), synthetic_labels.value_counts(normalize=True)
         fidelity["label"] = label
-        fidelity["label_shape"] = float(1 - 0.5 * p.subtract(q, fill_value=0).abs().sum())
+        fidelity["label_shape"] = tv_complement(real_labels.value_counts(normalize=True),
+                                                synthetic_labels.value_counts(normalize=True))
         metrics["utility"] = steps("labels", lambda: _label_utility(train, holdout, synthetic, label))
     similarity = steps("similarity", lambda: {
         role: nearest_similarity(train, corpus) for role, corpus in (("synthetic", synthetic), ("holdout", holdout))})
