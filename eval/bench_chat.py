@@ -16,7 +16,6 @@ from llmsynth.data.chats import read_chats
 from llmsynth.data.demo import CHAT_INTENTS
 from llmsynth.demo import CHAT_TEMPERATURE, run_chat_demo
 from llmsynth.evaluate.text import label_agreement
-from llmsynth.scrub import scrub_chats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, versions, write_section  # noqa: E402
@@ -29,10 +28,10 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=3.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        figures = run_chat_demo(Path(out), conversations=args.conversations, samples=args.samples,
+        figures, _ = run_chat_demo(Path(out), conversations=args.conversations, samples=args.samples,
                                 max_minutes=args.max_minutes)
         # The same model at temperature 1, against the same real conversations (the demo's train split).
-        real, _, _ = scrub_chats(read_chats(Path(out) / "train.jsonl").conversations, progress=False)
+        real = read_chats(Path(out) / "train.jsonl").conversations  # scrubbed by the pipeline
         plain = ChatSynthesizer.load(Path(out) / "model").sample(
             args.samples, mix={"intent": {i: 1 / len(CHAT_INTENTS) for i in CHAT_INTENTS}}, temperature=1.0)
         figures["intent_agreement_temperature_1"] = label_agreement(real, plain, "intent")

@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--large-sample", type=int, default=10000, help="Rows drawn again to measure shares.")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        figures = run_tabular_demo(Path(out), rows=args.rows, samples=args.samples, max_minutes=args.max_minutes)
+        figures, _ = run_tabular_demo(Path(out), rows=args.rows, samples=args.samples, max_minutes=args.max_minutes)
         # The demo's 1,000 rows leave about +-0.6 points of sampling noise on a 4% share; a larger draw
         # from the same model measures the model itself.
         large = TabularSynthesizer.load(Path(out) / "model").sample(args.large_sample, seed=1)

@@ -438,8 +438,7 @@ def run(pipeline):
 
     _quiet_libraries()
     config = load_pipeline(pipeline)
-    evaluation = run_pipeline(config, echo=click.echo)
-    _print_checks(evaluation, config.evaluate.fail_on)
+    _print_checks(run_pipeline(config, echo=click.echo).evaluation, config.evaluate.fail_on)
 
 
 @main.command()
@@ -454,19 +453,18 @@ def run(pipeline):
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="Training time budget.")
 def demo(kind, out_dir, rows, samples, max_minutes):
-    """Whole pipeline on bundled data with PII: split a holdout, scrub, train the tiny model, generate, compare."""
+    """Whole pipeline on bundled data with PII, through `llmsynth run`: split a holdout, scrub, train the tiny
+    model, generate, evaluate (report in OUTPUT/report/)."""
+    from llmsynth.demo import run_chat_demo, run_tabular_demo
+
     _quiet_libraries()
     if kind == "chat":
-        from llmsynth.demo import run_chat_demo
-
-        run_chat_demo(out_dir, conversations=rows or 600, samples=samples or 210, max_minutes=max_minutes,
-                      echo=click.echo)
+        _, run = run_chat_demo(out_dir, conversations=rows or 600, samples=samples or 210, max_minutes=max_minutes,
+                               echo=click.echo)
     else:
-        from llmsynth.demo import run_tabular_demo
-
-        run_tabular_demo(out_dir, rows=rows or 4000, samples=samples or 1000, max_minutes=max_minutes,
-                         echo=click.echo)
-
+        _, run = run_tabular_demo(out_dir, rows=rows or 4000, samples=samples or 1000, max_minutes=max_minutes,
+                                  echo=click.echo)
+    _print_checks(run.evaluation, "never")
 
 if __name__ == "__main__":
     main()

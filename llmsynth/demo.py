@@ -1,22 +1,23 @@
-"""`llmsynth demo`: the whole pipeline on bundled data (a customers table, or support chats), offline on a CPU."""
+"""`llmsynth demo`: the whole pipeline on bundled data (a customers table, or support chats), offline on a CPU.
+
+The demo writes its data and a pipeline config to the output folder and runs `llmsynth run` on them, so what it
+shows is what a user's own run does; `llmsynth run demo-output/pipeline.yaml` repeats it."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import yaml
 
-from llmsynth.data import TableWriter, read_table, write_table
-from llmsynth.data.chats import write_chats
+from llmsynth.data import read_table, write_table
+from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, customers, support_chats
-from llmsynth.evaluate.fidelity import column_shapes, correlation
-from llmsynth.evaluate.text import distinct_n, label_agreement, replayed_values, verbatim_share
+from llmsynth.evaluate.fidelity import correlation
+from llmsynth.evaluate.text import replayed_values
 from llmsynth.evaluate.validity import valid_rows
-from llmsynth.synthesizer import TabularSynthesizer
-from llmsynth.train.config import load_recipe
+from llmsynth.pipeline import PipelineRun, load_pipeline, run_pipeline
 
 HOLDOUT_FRACTION = 0.2
 # The chat demo samples a little below temperature 1: a model trained for three CPU minutes puts some mass on
@@ -24,57 +25,45 @@ HOLDOUT_FRACTION = 0.2
 CHAT_TEMPERATURE = 0.8
 
 
-def _train_and_generate(synth, train_path: Path, out_dir: Path, synthetic_path: Path, max_minutes: float,
-                        **sampling):
-    """Train within the time budget, save to out_dir/model, stream samples to `synthetic_path`; returns the
-    synthesizer and the training and generation seconds."""
-    synth.recipe.train.max_minutes = max_minutes
-    started = time.perf_counter()
-    synth.fit(train_path, workdir=out_dir / "model")
-    synth.save(out_dir / "model")
-    trained = time.perf_counter()
-    with TableWriter(synthetic_path) as writer:
-        for chunk in synth.iter_sample(**sampling):
-            writer.write(chunk)
-    return synth, trained - started, time.perf_counter() - trained
+def _run_demo(out_dir: Path, config: dict, echo: Callable[[str], None]) -> PipelineRun:
+    """Write `config` as out_dir/pipeline.yaml and run it (paths in it are relative to out_dir)."""
+    path = out_dir / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    echo(f"pipeline config -> {path} (`llmsynth run {path}` runs it again)")
+    return run_pipeline(load_pipeline(path), echo=echo)
 
 
 def run_tabular_demo(out_dir: Path, rows: int = 4000, samples: int = 1000, max_minutes: float = 3.0,
-                     seed: int = 0, echo: Callable[[str], None] = print) -> dict[str, float]:
-    """Write the demo table, split a holdout, train, generate, compare; returns the headline figures."""
+                     seed: int = 0, echo: Callable[[str], None] = print) -> tuple[dict[str, float], PipelineRun]:
+    """Demo customers -> `run` (holdout split, scrub, train, generate 'samples' rows, evaluate with is_fraud as the
+    utility target); returns the headline figures and the run."""
     out_dir = Path(out_dir)
-    source = customers(rows, seed=seed)
-    holdout_rows = np.random.default_rng(seed).random(len(source)) < HOLDOUT_FRACTION
-    write_table(source, out_dir / "customers.csv")
-    write_table(source[~holdout_rows], out_dir / "train.csv")
-    write_table(source[holdout_rows], out_dir / "holdout.csv")
-    echo(f"demo table: {len(source)} customers with PII -> {out_dir / 'customers.csv'} "
-         f"({(~holdout_rows).sum()} train, {holdout_rows.sum()} holdout)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_table(customers(rows, seed=seed), out_dir / "customers.csv")
+    echo(f"demo table: {rows} customers with PII -> {out_dir / 'customers.csv'}")
+    run = _run_demo(out_dir, {
+        "kind": "tabular", "input": "customers.csv", "output": ".",
+        "split": {"holdout_fraction": HOLDOUT_FRACTION, "seed": seed},
+        "train": {"max_minutes": max_minutes}, "generate": {"n": samples, "seed": seed},
+        "evaluate": {"target": "is_fraud", "seed": seed}}, echo)
 
-    synthetic_path = out_dir / "synthetic.csv"
-    synth, train_seconds, generate_seconds = _train_and_generate(
-        TabularSynthesizer(load_recipe(None)), out_dir / "train.csv", out_dir, synthetic_path, max_minutes,
-        n=samples, seed=seed)
-
-    train = read_table(out_dir / "train.csv")
-    synthetic = read_table(synthetic_path)
-    shapes = column_shapes(train, synthetic, synth.schema)
+    train, synthetic = read_table(out_dir / "train.csv"), read_table(out_dir / "synthetic.csv")
+    fidelity = run.evaluation.metrics["fidelity"]
+    shapes = fidelity["column_shapes_by_column"]
     figures = {
-        "valid_share": float(valid_rows(synthetic, synth.schema).mean()),
-        "train_seconds": train_seconds,
-        "generate_seconds": generate_seconds,
-        "rows_per_second": samples / generate_seconds,
-        "mean_column_shape": float(np.mean(list(shapes.values()))),
+        "valid_share": float(valid_rows(synthetic, run.synthesizer.schema).mean()),
+        "train_seconds": run.seconds["train"],
+        "generate_seconds": run.seconds["generate"],
+        "rows_per_second": samples / run.seconds["generate"],
+        "mean_column_shape": fidelity["column_shapes"],
         "income_credit_corr_real": correlation(train, "annual_income", "credit_score"),
         "income_credit_corr_synthetic": correlation(synthetic, "annual_income", "credit_score"),
         "fraud_share_real": float(train["is_fraud"].astype(int).mean()),
         "fraud_share_synthetic": float(synthetic["is_fraud"].astype(int).mean()),
     }
-    summary = synth.summary
-    echo(f"trained the tiny model in {figures['train_seconds']:.0f}s ({summary.epochs:g} epochs, "
-         f"{summary.tokens_per_second:.0f} tokens/s, stopped by {summary.stopped_because}) -> {out_dir / 'model'}")
-    echo(f"generated {samples} rows in {figures['generate_seconds']:.1f}s "
-         f"({figures['rows_per_second']:.0f} rows/s, {figures['valid_share']:.1%} valid) -> {synthetic_path}")
+    summary = run.synthesizer.summary
+    echo(f"the tiny model trained at {summary.tokens_per_second:.0f} tokens/s; generation ran at "
+         f"{figures['rows_per_second']:.0f} rows/s, {figures['valid_share']:.1%} of rows valid")
     echo("column shapes (1 = identical distribution; KS complement for numbers/dates, TV complement for categories):")
     for name, score in shapes.items():
         echo(f"  {name:<18} {score:.3f}")
@@ -83,67 +72,54 @@ def run_tabular_demo(out_dir: Path, rows: int = 4000, samples: int = 1000, max_m
          f"synthetic {figures['income_credit_corr_synthetic']:.3f}")
     echo(f"is_fraud share: real {figures['fraud_share_real']:.2%}, synthetic {figures['fraud_share_synthetic']:.2%}")
     echo("identifier columns (name, email, phone, ssn, address, id) were not learned: they hold Faker surrogates")
-    return figures
+    return figures, run
 
 
 def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, max_minutes: float = 3.0,
                   temperature: float = CHAT_TEMPERATURE, seed: int = 0,
-                  echo: Callable[[str], None] = print) -> dict[str, float]:
-    """Demo chats with PII -> holdout split -> scrub -> train the tiny model -> generate conversations with an even
-    mix of intents -> structure, conditioning, diversity, copying and PII replay figures."""
-    from llmsynth.chat_synthesizer import DEFAULT_CHAT_RECIPE, ChatSynthesizer
-    from llmsynth.scrub import scrub_chats
-
+                  echo: Callable[[str], None] = print) -> tuple[dict[str, float], PipelineRun]:
+    """Demo chats with PII -> `run` (holdout split, scrub, train, generate conversations with an even mix of
+    intents, evaluate) -> structure, conditioning, diversity, copying and ground-truth PII replay figures."""
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     demo = support_chats(conversations, seed=seed)
-    holdout_rows = np.random.default_rng(seed).random(conversations) < HOLDOUT_FRACTION
-    train = [c for c, held in zip(demo.conversations, holdout_rows) if not held]
     write_chats(out_dir / "chats.jsonl", demo.conversations)
-    write_chats(out_dir / "train.jsonl", train)
-    write_chats(out_dir / "holdout.jsonl", [c for c, held in zip(demo.conversations, holdout_rows) if held])
-    echo(f"demo chats: {conversations} support conversations with PII -> {out_dir / 'chats.jsonl'} "
-         f"({len(train)} train, {holdout_rows.sum()} holdout)")
+    echo(f"demo chats: {conversations} support conversations with PII -> {out_dir / 'chats.jsonl'}")
+    even_mix = {"intent": {intent: 1 / len(CHAT_INTENTS) for intent in CHAT_INTENTS}}
+    run = _run_demo(out_dir, {
+        "kind": "chat", "input": "chats.jsonl", "output": ".",
+        "split": {"holdout_fraction": HOLDOUT_FRACTION, "seed": seed},
+        "train": {"max_minutes": max_minutes},
+        "generate": {"n": samples, "seed": seed, "temperature": temperature, "mix": even_mix},
+        "evaluate": {"label": "intent", "seed": seed}}, echo)
 
-    synthetic_path = out_dir / "synthetic.jsonl"
-    synth, train_seconds, generate_seconds = _train_and_generate(
-        ChatSynthesizer(load_recipe(DEFAULT_CHAT_RECIPE)), out_dir / "train.jsonl", out_dir, synthetic_path,
-        max_minutes, n=samples, mix={"intent": {intent: 1 / len(CHAT_INTENTS) for intent in CHAT_INTENTS}},
-        seed=seed, temperature=temperature)
-    synthetic = [json.loads(line) for line in synthetic_path.read_text().splitlines()]
-
-    # The text the model learned from, and the holdout scrubbed alike: the real data's own figures.
-    scrubbed, _, _ = scrub_chats(demo.conversations, progress=False)
-    scrubbed_train = [c for c, held in zip(scrubbed, holdout_rows) if not held]
-    train_turns = [m["content"] for c in scrubbed_train for m in c["messages"]]
-    holdout_turns = [m["content"] for c, held in zip(scrubbed, holdout_rows) if held for m in c["messages"]]
+    metrics = run.evaluation.metrics
+    synthetic = read_chats(out_dir / "synthetic.jsonl").conversations
     synthetic_turns = [m["content"] for c in synthetic for m in c["messages"]]
+    synth = run.synthesizer
     figures = {
-        "train_seconds": train_seconds,
-        "generate_seconds": generate_seconds,
-        "conversations_per_second": samples / generate_seconds,
+        "train_seconds": run.seconds["train"],
+        "generate_seconds": run.seconds["generate"],
+        "conversations_per_second": samples / run.seconds["generate"],
         "structure_valid_share": float(np.mean([synth.rules.valid(c) for c in synthetic])),
-        "intent_agreement": label_agreement(scrubbed_train, synthetic, "intent"),
-        "distinct_2_real": distinct_n(train_turns, 2),
-        "distinct_2_synthetic": distinct_n(synthetic_turns, 2),
-        "verbatim_turn_share": verbatim_share(synthetic_turns, train_turns),
-        "verbatim_turn_share_holdout": verbatim_share(holdout_turns, train_turns),
+        "intent_agreement": metrics["utility"]["label_agreement"],
+        "distinct_2_real": metrics["fidelity"]["distinct_2"]["real"],
+        "distinct_2_synthetic": metrics["fidelity"]["distinct_2"]["synthetic"],
+        "verbatim_turn_share": metrics["privacy"]["verbatim_share"],
+        "verbatim_turn_share_holdout": metrics["privacy"]["verbatim_share_holdout"],
         "pii_values_replayed": len(replayed_values(synthetic_turns, {span.value for span in demo.pii})),
         "rescrubbed": sum(synth.rescrub_counts.values()),
     }
     summary = synth.summary
-    echo(f"trained the tiny model in {figures['train_seconds']:.0f}s ({summary.epochs:g} epochs, "
-         f"{summary.tokens_per_second:.0f} tokens/s, validation loss {summary.initial_validation_loss:.2f} -> "
-         f"{summary.best_validation_loss:.2f}, stopped by {summary.stopped_because}) -> {out_dir / 'model'}")
-    echo(f"generated {samples} conversations in {figures['generate_seconds']:.1f}s "
-         f"({figures['conversations_per_second']:.1f}/s, temperature {temperature:g}), an even mix of "
-         f"{len(CHAT_INTENTS)} intents -> "
-         f"{synthetic_path}")
+    echo(f"validation loss {summary.initial_validation_loss:.2f} -> {summary.best_validation_loss:.2f}; "
+         f"{figures['conversations_per_second']:.1f} conversations/s at temperature {temperature:g}, an even mix of "
+         f"{len(CHAT_INTENTS)} intents")
     echo(f"  structurally valid (roles alternate, no empty turn, {synth.rules.min_turns}-{synth.rules.max_turns} "
          f"turns, closed): {figures['structure_valid_share']:.1%}")
     echo(f"  requested intent recognized by a classifier trained on the real chats: {figures['intent_agreement']:.1%}")
     echo(f"  distinct-2: real {figures['distinct_2_real']:.3f}, synthetic {figures['distinct_2_synthetic']:.3f}")
     echo(f"  turns over 40 characters copied verbatim from training: {figures['verbatim_turn_share']:.1%} "
          f"(real holdout conversations: {figures['verbatim_turn_share_holdout']:.1%}; the demo's turns are templates)")
-    echo(f"  source PII values found in the output: {figures['pii_values_replayed']}; PII re-scrubbed in the "
-         f"output (not training surrogates): {figures['rescrubbed']}")
-    return figures
+    echo(f"  ground-truth PII values of the source found in the output: {figures['pii_values_replayed']}; PII "
+         f"re-scrubbed in the output (not training surrogates): {figures['rescrubbed']}")
+    return figures, run

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +106,13 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     return config.model_copy(update={"input": base / config.input, "output": base / config.output})
 
 
+@dataclass
+class PipelineRun:
+    evaluation: Evaluation
+    synthesizer: Any  # the fitted TabularSynthesizer or ChatSynthesizer, as saved to output/model
+    seconds: dict[str, float]  # per stage, as in pipeline.json
+
+
 def _scrub_config(config: PipelineConfig) -> ScrubConfig | None:
     return None if config.scrub is False else (config.scrub if isinstance(config.scrub, ScrubConfig) else ScrubConfig())
 
@@ -121,8 +129,8 @@ def _take(records, mask: np.ndarray):
     return records[mask].reset_index(drop=True) if hasattr(records, "iloc") else [r for r, m in zip(records, mask) if m]
 
 
-def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) -> Evaluation:
-    """Run every stage; returns the evaluation. Writes to `config.output`:
+def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) -> PipelineRun:
+    """Run every stage; returns the evaluation, the synthesizer and the seconds per stage. Writes to `config.output`:
 
     split.json (the holdout's record numbers), train.* and holdout.* (scrubbed), private/raw_pii.jsonl (raw PII
     found in the source: keep it private), model/ (the synthesizer), synthetic.*, report/ (metrics.json,
@@ -207,4 +215,4 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     write_text(out / "pipeline.json", json.dumps({"config": config.model_dump(mode="json"), "seconds": seconds},
                                                  indent=2))
     echo(f"evaluated in {seconds['evaluate']:.1f}s -> {out / 'report' / 'report.html'}")
-    return evaluation
+    return PipelineRun(evaluation, synth, seconds)

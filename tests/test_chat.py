@@ -202,3 +202,6 @@ def test_chat_demo_runs_the_whole_pipeline_and_reports(tmp_path):
     synthetic = read_chats(tmp_path / "synthetic.jsonl", dialogues=True).conversations
     assert len(synthetic) == 14 and Counter(c["metadata"]["intent"] for c in synthetic) == {i: 2 for i in CHAT_INTENTS}
     assert (tmp_path / "model" / "manifest.json").is_file() and (tmp_path / "holdout.jsonl").is_file()
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["kind"] == "chat" and metrics["conversations"]["synthetic"] == 14
+    assert "privacy.verbatim_excess" in result.output

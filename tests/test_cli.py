@@ -158,5 +158,10 @@ def test_killed_generate_leaves_no_file(cli_model, tmp_path):
 def test_tabular_demo_runs_the_whole_pipeline_and_reports(tmp_path):
     result = run("demo", "-o", str(tmp_path), "--rows", "200", "--samples", "20", "--max-minutes", "0.05")
     assert result.exit_code == 0, result.output
-    assert "100.0% valid" in result.output and "column shapes" in result.output
+    assert "100.0% of rows valid" in result.output and "column shapes" in result.output
     assert len(pd.read_csv(tmp_path / "synthetic.csv")) == 20
+    # It went through `llmsynth run`: the config it wrote, the split, the report and the checks it printed.
+    assert yaml.safe_load((tmp_path / "pipeline.yaml").read_text())["evaluate"]["target"] == "is_fraud"
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["rows"]["synthetic"] == 20 and "utility" in metrics
+    assert all(check["metric"] in result.output for check in metrics["checks"])
