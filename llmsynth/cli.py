@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from llmsynth.errors import LlmsynthError
+from llmsynth.errors import DataError, LlmsynthError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -39,6 +39,15 @@ def _quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+
+
+def _canary_counts(context, parameter, text: str | None) -> list[int]:
+    from llmsynth.evaluate.canary import parse_counts
+
+    try:
+        return parse_counts(text) if text is not None else []
+    except DataError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _key_values(pairs: tuple[str, ...], option: str) -> dict[str, str]:
@@ -177,8 +186,16 @@ def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, p
               help="YAML scrub config (see `llmsynth scrub --help`).")
 @click.option("--loss-on", type=click.Choice(["all", "assistant"]), default="all", show_default=True,
               help="Chats: learn both sides of each conversation, or only the assistant's turns.")
+@click.option("--canaries", "canary_counts", default=None, metavar="N,N,...", callback=_canary_counts,
+              help="Memorization test: put one canary (a random secret in the data's own shape) into the training "
+              "data N times for each N, after scrubbing, e.g. 1,4,16,64; the secrets go to MODEL_DIR.canaries.json "
+              "beside the model, and `llmsynth eval --model MODEL_DIR` measures their exposure and extraction.")
+@click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Differentially private training (DP-SGD with Opacus: per-record clipping, Poisson sampling, "
+              "RDP accountant) to this epsilon, delta 1/n^1.2. The noise is set for the recipe's epochs: set "
+              "--epochs to what you will train. Slower than plain training.")
 def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, resume, overwrite,
-          seed, no_scrub, scrub_config, loss_on):
+          seed, no_scrub, scrub_config, loss_on, canary_counts, dp_epsilon):
     """Scrub INPUT, learn it and save the synthesizer to MODEL_DIR.
 
     INPUT is a table (CSV, Parquet or JSONL) or, with --kind chat, conversations (JSONL, one
@@ -198,8 +215,8 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     if kind == "chat" and column_kinds:
         raise click.UsageError("--column-kind is for tables; a conversation's metadata kinds are inferred")
     synth = new_synthesizer(kind, recipe, base_model, _key_values(column_kinds, "--column-kind"), loss_on,
-                            epochs=epochs, max_minutes=max_minutes, seed=seed)
-    synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub)
+                            epochs=epochs, max_minutes=max_minutes, seed=seed, dp_epsilon=dp_epsilon)
+    synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub, canaries=canary_counts)
     synth.save(model_dir)
     from llmsynth.processes import process_state
 
@@ -219,7 +236,17 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     click.echo(f"trained on {trained_on} ({summary.epochs:g} epochs, "
                f"{summary.seconds:.0f}s, stopped by {summary.stopped_because}); "
                f"validation loss {summary.initial_validation_loss:.3f} -> {summary.best_validation_loss:.3f}")
+    if summary.privacy:
+        dp = summary.privacy
+        click.echo(f"differentially private: epsilon {dp['epsilon']:.2f} spent (target {dp['target_epsilon']:g}), "
+                   f"delta {dp['delta']:.2g}, noise multiplier {dp['noise_multiplier']:.3f}, clipping norm "
+                   f"{dp['max_grad_norm']:g}, {dp['steps']} steps (in the manifest)")
     click.echo(f"synthesizer saved to {model_dir}")
+    if synth.canaries is not None:
+        from llmsynth.evaluate.canary import canary_path
+
+        click.echo(f"canaries inserted {', '.join(map(str, canary_counts))} times; their secrets are in "
+                   f"{canary_path(model_dir)} (keep it beside, not inside, the model)")
 
 
 @main.command()
@@ -376,7 +403,10 @@ def _mixes(pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
 @click.option("--kind", type=KIND, default=None,
               help="tabular or chat (default: the model's kind, else chat for JSONL in the messages format).")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="The synthesizer directory: its schema decides the column types.")
+              help="The synthesizer directory: its schema decides the column types; canaries it was trained with "
+              "(MODEL.canaries.json beside it) are measured: exposure and extraction.")
+@click.option("--canaries", "canary_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The canary file of --model, where it is not beside the model.")
 @click.option("--target", default=None, help="Tables: the column to predict for the utility (TSTR) figures.")
 @click.option("--label", default="intent", show_default=True,
               help="Chats: the metadata field for the label distribution and classifier figures.")
@@ -388,7 +418,7 @@ def _mixes(pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
               help="Exit with status 1 when any check is at or worse than this verdict (a gate for pipelines).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and classifiers.")
 def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, target, label, raw_pii, thresholds,
-             fail_on, seed):
+             fail_on, seed, canary_file):
     """Measure fidelity, utility and privacy of SYNTHETIC against the real training records and a holdout; write
     metrics.json and a self-contained report.html to OUTPUT and print pass/warn/fail per check."""
     from llmsynth.evaluate import evaluate_files, write_report
@@ -396,7 +426,8 @@ def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, 
     _quiet_libraries()
     started = time.perf_counter()
     evaluation = evaluate_files(real_path, holdout_path, synthetic_path, kind=kind, model=model_dir, target=target,
-                                label=label, raw_pii=raw_pii, thresholds=thresholds, seed=seed, progress=True)
+                                label=label, raw_pii=raw_pii, thresholds=thresholds, seed=seed, progress=True,
+                                canaries=canary_file)
     metrics_path, report_path = write_report(evaluation, out_dir)
     click.echo(f"done in {time.perf_counter() - started:.1f}s -> {metrics_path}, {report_path}")
     _print_checks(evaluation, fail_on)
@@ -452,7 +483,9 @@ def run(pipeline):
               help="Rows (default 1000) or conversations (default 210) to generate.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
               help="Training time budget.")
-def demo(kind, out_dir, rows, samples, max_minutes):
+@click.option("--canaries", "canary_counts", default=None, metavar="N,N,...", callback=_canary_counts,
+              help="Also run the memorization test: canaries inserted N times each (e.g. 1,4,16,64).")
+def demo(kind, out_dir, rows, samples, max_minutes, canary_counts):
     """Whole pipeline on bundled data with PII, through `llmsynth run`: split a holdout, scrub, train the tiny
     model, generate, evaluate (report in OUTPUT/report/)."""
     from llmsynth.demo import run_chat_demo, run_tabular_demo
@@ -460,10 +493,10 @@ def demo(kind, out_dir, rows, samples, max_minutes):
     _quiet_libraries()
     if kind == "chat":
         _, run = run_chat_demo(out_dir, conversations=rows or 600, samples=samples or 210, max_minutes=max_minutes,
-                               echo=click.echo)
+                               train_options={"canaries": canary_counts}, echo=click.echo)
     else:
         _, run = run_tabular_demo(out_dir, rows=rows or 4000, samples=samples or 1000, max_minutes=max_minutes,
-                                  echo=click.echo)
+                                  train_options={"canaries": canary_counts}, echo=click.echo)
     _print_checks(run.evaluation, "never")
 
 if __name__ == "__main__":

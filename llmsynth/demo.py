@@ -5,8 +5,9 @@ shows is what a user's own run does; `llmsynth run demo-output/pipeline.yaml` re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import yaml
@@ -33,10 +34,21 @@ def _run_demo(out_dir: Path, config: dict, echo: Callable[[str], None]) -> Pipel
     return run_pipeline(load_pipeline(path), echo=echo)
 
 
+def _echo_canaries(run: PipelineRun, echo: Callable[[str], None]) -> None:
+    canaries = run.evaluation.metrics.get("canaries")
+    if canaries:
+        exposures = ", ".join(f"{g['inserted']}x {g['exposure']:.1f}" if g["inserted"] else
+                              f"never inserted {g['exposure']:.1f}" for g in canaries["by_insertions"])
+        echo(f"canary exposure in bits (of {canaries['space_bits']:.1f}): {exposures}; secrets extracted by "
+             f"sampling: {canaries['extracted']}")
+
+
 def run_tabular_demo(out_dir: Path, rows: int = 4000, samples: int = 1000, max_minutes: float = 3.0,
-                     seed: int = 0, echo: Callable[[str], None] = print) -> tuple[dict[str, float], PipelineRun]:
+                     seed: int = 0, train_options: Mapping[str, Any] | None = None,
+                     echo: Callable[[str], None] = print) -> tuple[dict[str, float], PipelineRun]:
     """Demo customers -> `run` (holdout split, scrub, train, generate 'samples' rows, evaluate with is_fraud as the
-    utility target); returns the headline figures and the run."""
+    utility target); returns the headline figures and the run. `train_options` adds to the pipeline's train stage
+    (canaries, dp_epsilon, epochs...)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_table(customers(rows, seed=seed), out_dir / "customers.csv")
@@ -44,7 +56,7 @@ def run_tabular_demo(out_dir: Path, rows: int = 4000, samples: int = 1000, max_m
     run = _run_demo(out_dir, {
         "kind": "tabular", "input": "customers.csv", "output": ".",
         "split": {"holdout_fraction": HOLDOUT_FRACTION, "seed": seed},
-        "train": {"max_minutes": max_minutes}, "generate": {"n": samples, "seed": seed},
+        "train": {"max_minutes": max_minutes, **(train_options or {})}, "generate": {"n": samples, "seed": seed},
         "evaluate": {"target": "is_fraud", "seed": seed}}, echo)
 
     train, synthetic = read_table(out_dir / "train.csv"), read_table(out_dir / "synthetic.csv")
@@ -72,11 +84,12 @@ def run_tabular_demo(out_dir: Path, rows: int = 4000, samples: int = 1000, max_m
          f"synthetic {figures['income_credit_corr_synthetic']:.3f}")
     echo(f"is_fraud share: real {figures['fraud_share_real']:.2%}, synthetic {figures['fraud_share_synthetic']:.2%}")
     echo("identifier columns (name, email, phone, ssn, address, id) were not learned: they hold Faker surrogates")
+    _echo_canaries(run, echo)
     return figures, run
 
 
 def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, max_minutes: float = 3.0,
-                  temperature: float = CHAT_TEMPERATURE, seed: int = 0,
+                  temperature: float = CHAT_TEMPERATURE, seed: int = 0, train_options: Mapping[str, Any] | None = None,
                   echo: Callable[[str], None] = print) -> tuple[dict[str, float], PipelineRun]:
     """Demo chats with PII -> `run` (holdout split, scrub, train, generate conversations with an even mix of
     intents, evaluate) -> structure, conditioning, diversity, copying and ground-truth PII replay figures."""
@@ -89,7 +102,7 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
     run = _run_demo(out_dir, {
         "kind": "chat", "input": "chats.jsonl", "output": ".",
         "split": {"holdout_fraction": HOLDOUT_FRACTION, "seed": seed},
-        "train": {"max_minutes": max_minutes},
+        "train": {"max_minutes": max_minutes, **(train_options or {})},
         "generate": {"n": samples, "seed": seed, "temperature": temperature, "mix": even_mix},
         "evaluate": {"label": "intent", "seed": seed}}, echo)
 
@@ -122,4 +135,5 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
          f"(real holdout conversations: {figures['verbatim_turn_share_holdout']:.1%}; the demo's turns are templates)")
     echo(f"  ground-truth PII values of the source found in the output: {figures['pii_values_replayed']}; PII "
          f"re-scrubbed in the output (not training surrogates): {figures['rescrubbed']}")
+    _echo_canaries(run, echo)
     return figures, run

@@ -5,7 +5,7 @@
     output: run/                   # everything lands here (see `run_pipeline`)
     split: {holdout_fraction: 0.2, seed: 0}
     scrub: {score_threshold: 0.4}  # a scrub config (see `llmsynth scrub --config`), true for the default, or false
-    train: {recipe: tiny-cpu, max_minutes: 3}
+    train: {recipe: tiny-cpu, max_minutes: 3, canaries: [1, 4, 16, 64]}   # canaries: optional memorization test
     generate: {n: 1000, temperature: 1.0}
     evaluate: {target: is_fraud, fail_on: fail, thresholds: {privacy.dcr_share: {pass: 0.52}}}
 
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
@@ -34,6 +34,7 @@ from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.io import table_format, write_text
 from llmsynth.errors import DataError
 from llmsynth.evaluate import Evaluation, evaluate_chats, evaluate_tables, write_report
+from llmsynth.evaluate.canary import CanaryTest
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, apply_thresholds
 from llmsynth.scrub import ScrubConfig
 
@@ -56,6 +57,9 @@ class TrainStage(_Stage):
     max_minutes: float | None = Field(None, gt=0, description="Training time budget.")
     column_kinds: dict[str, str] = Field(default_factory=dict, description="Tables: column kind overrides.")
     loss_on: Literal["all", "assistant"] = Field("all", description="Chats: learn both sides or the agent only.")
+    dp_epsilon: float | None = Field(None, gt=0, description="Differentially private training to this epsilon.")
+    canaries: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list, description="Memorization test: insert one canary this many times each, e.g. [1, 4, 16, 64].")
 
 
 class GenerateStage(_Stage):
@@ -174,13 +178,16 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
 
     stage = config.train
     synth = new_synthesizer(config.kind, stage.recipe, stage.base_model, stage.column_kinds, stage.loss_on,
-                            epochs=stage.epochs, max_minutes=stage.max_minutes)
+                            epochs=stage.epochs, max_minutes=stage.max_minutes, dp_epsilon=stage.dp_epsilon)
     started = time.perf_counter()
-    synth.fit(train_raw, workdir=out / "model", scrub=scrub if scrub is not None else False)
+    synth.fit(train_raw, workdir=out / "model", scrub=scrub if scrub is not None else False, canaries=stage.canaries)
     synth.save(out / "model")
     seconds["train"] = time.perf_counter() - started
+    private = synth.summary.privacy
     echo(f"trained in {seconds['train']:.0f}s ({synth.summary.epochs:g} epochs, stopped by "
-         f"{synth.summary.stopped_because}) -> {out / 'model'}")
+         f"{synth.summary.stopped_because}"
+         + (f"; differentially private, epsilon {private['epsilon']:.2f} spent" if private else "")
+         + f") -> {out / 'model'}")
 
     generation = config.generate
     n = generation.n or len(train)
@@ -202,14 +209,15 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     checks = apply_thresholds(evaluation_config.thresholds, CHAT_CHECKS if chat else TABLE_CHECKS, "evaluate.thresholds")
     started = time.perf_counter()
     pii = sorted(raw_pii) if scrub is not None else None
+    canaries = CanaryTest(synth, synth.canaries, generation.temperature) if synth.canaries is not None else None
+    shared = {"raw_pii": pii, "checks": checks, "seed": evaluation_config.seed, "progress": True,
+              "canaries": canaries}
     if chat:
         evaluation = evaluate_chats(train, holdout, read_chats(synthetic_path).conversations,
-                                    label=evaluation_config.label, raw_pii=pii, checks=checks,
-                                    seed=evaluation_config.seed, progress=True)
+                                    label=evaluation_config.label, **shared)
     else:
         evaluation = evaluate_tables(train, holdout, read_table(synthetic_path), schema=synth.schema,
-                                     target=evaluation_config.target, raw_pii=pii, checks=checks,
-                                     seed=evaluation_config.seed, progress=True)
+                                     target=evaluation_config.target, **shared)
     write_report(evaluation, out / "report")
     seconds["evaluate"] = time.perf_counter() - started
     write_text(out / "pipeline.json", json.dumps({"config": config.model_dump(mode="json"), "seconds": seconds},

@@ -9,8 +9,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import Counter
 from contextlib import nullcontext
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,11 +27,13 @@ from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.model import load_base, tiny_model, train_tokenizer, with_lora
 from llmsynth.processes import process_state
+from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
 from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
 from llmsynth.train.config import Recipe, load_recipe
 from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
 
 if TYPE_CHECKING:
+    from llmsynth.evaluate.canary import CanarySet
     from llmsynth.scrub import ScrubConfig
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,7 @@ class Synthesizer:
         self.summary: TrainSummary | None = None
         self.data_summary: dict[str, Any] = {}
         self.scrub_summary: dict[str, Any] | None = None
+        self.canaries: CanarySet | None = None  # inserted by fit(canaries=...); saved beside the directory
 
     def _build_model(self, texts: Iterator[str], whole_tokens: list[str], workdir, resume: bool,
                      markers: list[str] = ()) -> None:
@@ -102,6 +106,31 @@ class Synthesizer:
         order = np.random.default_rng(self.recipe.train.seed).permutation(len(records))
         n_validation = max(1, round(len(records) * self.recipe.train.validation_fraction))
         return [records[i] for i in order[n_validation:]], [records[i] for i in order[:n_validation]]
+
+    def _canary_records(self, records: list, counts: Sequence[int]) -> list:
+        """Copies of canary records to add to the training records (after scrubbing and the validation split, so
+        that every copy is trained on); the secrets stay in `self.canaries` for save()."""
+        if not counts:
+            self.canaries = None
+            return []
+        from llmsynth.evaluate.canary import make_canaries
+
+        self.canaries = make_canaries(self.KIND, counts, seed=self.recipe.train.seed)
+        self.canaries.template = self._canary_template(records)
+        return [self._canary_record(records, number, secret) for number, secret in enumerate(self.canaries.copies)]
+
+    def _canary_template(self, records: list) -> dict[str, Any]:
+        """Where the secret goes, built from the commonest values rather than a real record (the file is kept
+        beside the model)."""
+        raise NotImplementedError
+
+    def _canary_record(self, records: list, number: int, secret: str):
+        """The `number`-th training copy of a canary with `secret`."""
+        raise NotImplementedError
+
+    def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]:
+        """Token ids of a canary's record up to the end of its secret; with `secret=None`, up to its prefix."""
+        raise NotImplementedError
 
     def _train(self, train_records, validation_records, encoder, workdir, resume: bool, identity: list) -> None:
         """Train in a checkpoint folder (`workdir`, or a temporary one); `identity` is what a resumed run must
@@ -161,12 +190,23 @@ class Synthesizer:
             "training": self.summary.model_dump(mode="json") if self.summary else None,
             "data": self.data_summary,
             "scrub": self.scrub_summary,
+            "canaries": self._canary_manifest(directory),
             "versions": _versions(),
         }
         write_text(directory / MANIFEST, json.dumps(manifest, indent=2))
         shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)
         processes.wait_for_everyone()
         return directory
+
+    def _canary_manifest(self, directory: Path) -> dict[str, Any] | None:
+        """Write the canary secrets beside the directory; the manifest says only how many went in, and where."""
+        if self.canaries is None:
+            return None
+        from llmsynth.evaluate.canary import canary_path, write_canaries
+
+        path = write_canaries(self.canaries, canary_path(directory))
+        return {"inserted": [c.inserted for c in self.canaries.inserted], "references": len(self.canaries.canaries)
+                - len(self.canaries.inserted), "file": path.name}
 
     @classmethod
     def load(cls, directory: str | os.PathLike):
@@ -213,11 +253,13 @@ class TabularSynthesizer(Synthesizer):
 
     # -- fit ---------------------------------------------------------------------------------------------------
     def fit(self, data: pd.DataFrame | str | os.PathLike, workdir: str | os.PathLike | None = None,
-            resume: bool = False, scrub: ScrubConfig | bool = True, progress: bool = True) -> "TabularSynthesizer":
+            resume: bool = False, scrub: ScrubConfig | bool = True, progress: bool = True,
+            canaries: Sequence[int] = ()) -> "TabularSynthesizer":
         """Train on a DataFrame or a table file; `workdir` keeps checkpoints so that `resume=True` can go on.
 
         The table is scrubbed first (`scrub`: True, a ScrubConfig, or False to skip, with a warning); what the
-        scrubber did goes into the manifest, never the raw values it found.
+        scrubber did goes into the manifest, never the raw values it found. `canaries` (e.g. [1, 4, 16, 64]) puts a
+        canary row into training that many times each, after scrubbing (see llmsynth.evaluate.canary).
         """
         source = "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)
         table = data if isinstance(data, pd.DataFrame) else read_table(data)
@@ -241,12 +283,13 @@ class TabularSynthesizer(Synthesizer):
         self._build_model((row_text(names, r) for r in train_rows),
                           [text for name in names for text in segment_texts(name)], workdir, resume)
         encoder = RowEncoder(self.tokenizer, names)
-        longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in rows)
+        canary_rows = self._canary_records(train_rows, canaries)
+        longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in rows + canary_rows)
         if self.base_model is None and longest > self.recipe.tiny.max_length:
             raise DataError(f"a row takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
-        self._train(train_rows, validation_rows, encoder, workdir, resume,
-                    [self.schema.model_dump(mode="json"), rows[:1000], len(rows)])
+        self._train(train_rows + canary_rows, validation_rows, encoder, workdir, resume,
+                    [self.schema.model_dump(mode="json"), rows[:1000], len(rows), list(canaries)])
         self.data_summary = {"rows": len(rows), "train_rows": len(train_rows), "validation_rows": len(validation_rows),
                              "columns": len(self.schema.columns), "learned_columns": len(learned),
                              "longest_row_tokens": longest}
@@ -275,6 +318,36 @@ class TabularSynthesizer(Synthesizer):
             encoder = RowEncoder(self.tokenizer, [c.name for c in self.schema.learned])
             self._sampler = ConstrainedSampler(self.model, encoder, self.schema.learned)
         return self._sampler
+
+    # -- canaries ----------------------------------------------------------------------------------------------
+    def _canary_template(self, records: list) -> dict[str, Any]:
+        """The canary row: each column's commonest value, the secret in the first free-text column, else in the
+        categorical column with the most categories."""
+        learned = self.schema.learned
+        text = [i for i, c in enumerate(learned) if isinstance(c, TextColumn)]
+        categorical = sorted((len(c.categories), i) for i, c in enumerate(learned) if isinstance(c, CategoricalColumn))
+        if not text and not categorical:
+            raise DataError("canaries need a free-text or categorical column to carry the secret; this table has "
+                            "only numbers and dates")
+        column = text[0] if text else categorical[-1][1]
+        values = [Counter(row[j] for row in records).most_common(1)[0][0] for j in range(len(learned))]
+        return {"values": values, "column": column, "free_text": bool(text)}
+
+    def _canary_values(self, canaries: CanarySet, secret: str | None) -> list[str]:
+        template = canaries.template
+        values = list(template["values"])
+        prefix = canaries.prefix if template["free_text"] else ""
+        values[template["column"]] = " ".join(part for part in (prefix, secret) if part)
+        return values
+
+    def _canary_record(self, records: list, number: int, secret: str) -> list[str]:
+        return self._canary_values(self.canaries, secret)
+
+    def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]:
+        column = canaries.template["column"]
+        order = [i for i in range(len(self.schema.learned)) if i != column] + [column]
+        encoder = RowEncoder(self.tokenizer, [c.name for c in self.schema.learned])
+        return encoder.encode(self._canary_values(canaries, secret), order)[0][:-1]
 
     def _manifest(self) -> dict[str, Any]:
         return {"schema": self.schema.model_dump(mode="json"),

@@ -50,6 +50,20 @@ def trained(demo_table) -> TabularSynthesizer:
 
 
 @pytest.fixture(scope="session")
+def lora_base(tmp_path_factory):
+    """A local "pretrained" base: a tiny Llama-style model and its tokenizer saved as a hub model would be."""
+    from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
+    from llmsynth.serialize.tabular import row_text
+
+    base_dir = tmp_path_factory.mktemp("base")
+    tokenizer = train_tokenizer([row_text(["x"], ["1"])] * 5 + ["state is CA, age is 33"] * 5, 400)
+    model = tiny_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tokenizer)
+    model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    return base_dir
+
+
+@pytest.fixture(scope="session")
 def recipe_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("recipe") / "test.yaml"
     path.write_text(yaml.safe_dump({

@@ -23,6 +23,7 @@ from llmsynth.errors import DataError
 from llmsynth.evaluate import evaluate_chats, evaluate_tables, write_report
 from llmsynth.evaluate.features import typed
 from llmsynth.evaluate.fidelity import column_pair_trends, column_shapes, mean_pair_trend
+from llmsynth.evaluate.text import longest_common_words, ngram_overlap
 from llmsynth.serialize.codecs import DatetimeColumn, NumericColumn
 
 ROWS = 600
@@ -227,6 +228,10 @@ def test_chat_figures_tell_copies_from_fresh_conversations(chats):
     copied = evaluate_chats(train, holdout, train).metrics
     assert copied["privacy"]["verbatim_share"] == 1.0
     assert copied["privacy"]["similarity_synthetic"] == pytest.approx(1.0)
+    assert copied["privacy"]["ngram8_overlap"] == 1.0 and unseen["privacy"]["ngram8_excess"] < 0.05
+    longest = {name: m["privacy"]["longest_common_words"] for name, m in (("copied", copied), ("unseen", unseen))}
+    assert longest["copied"]["synthetic"]["median"] > 3 * longest["unseen"]["synthetic"]["median"]
+    assert longest["unseen"]["synthetic"]["median"] == pytest.approx(longest["unseen"]["holdout"]["median"], rel=0.3)
     assert copied["privacy"]["similarity_excess"] > unseen["privacy"]["similarity_excess"] + 0.1
     assert abs(unseen["privacy"]["similarity_excess"]) < 0.05
     assert unseen["fidelity"]["label_shape"] > 0.7 and unseen["utility"]["ratio"] > 0.8
@@ -252,7 +257,7 @@ def test_chat_eval_from_the_command_line(chats, tmp_path):
 
 
 def _pipeline(folder, recipe_file, **overrides) -> Path:
-    config = {"input": "customers.csv", "output": "run", "train": {"recipe": str(recipe_file)},
+    config = {"input": "customers.csv", "output": "run", "train": {"recipe": str(recipe_file), "canaries": [1, 8]},
               "generate": {"n": 120}, "evaluate": {"target": "is_fraud"}, **overrides}
     (folder / "pipeline.yaml").write_text(yaml.safe_dump(config))
     return folder / "pipeline.yaml"
@@ -279,6 +284,8 @@ def test_run_splits_scrubs_trains_generates_and_evaluates(tmp_path, recipe_file)
     metrics = json.loads((run / "report" / "metrics.json").read_text())
     assert metrics["rows"] == {"train": len(train), "holdout": len(holdout), "synthetic": 120}
     assert metrics["privacy"]["pii_replay"]["raw_values"] == len(raw)
+    assert [g["inserted"] for g in metrics["canaries"]["by_insertions"]] == [8, 1, 0]  # train.canaries measured
+    assert (run / "model.canaries.json").is_file()
     assert (run / "report" / "report.html").is_file() and (run / "pipeline.json").is_file()
 
 
@@ -290,3 +297,11 @@ def test_run_rejects_a_bad_config_by_field(tmp_path, recipe_file):
     path = _pipeline(tmp_path, recipe_file)  # customers.csv does not exist
     result = CliRunner().invoke(main, ["run", str(path)])
     assert result.exit_code == 2 and "customers.csv: no such file" in result.output
+
+
+def test_longest_common_words_and_ngram_overlap_have_known_answers():
+    train = ["the quick brown fox jumps over the lazy dog", "hello there my friend"]
+    queries = ["a quick brown fox jumps high", "hello there friend", "nothing here", "over the lazy dog hello there my"]
+    assert longest_common_words(queries, train) == [4, 2, 0, 4]  # no match runs across two training texts
+    assert ngram_overlap(["the quick brown fox jumps over the lazy dog", "x y z a b c d e f"], train, 8) == 0.5
+    assert ngram_overlap(["too short"], train, 8) == 0.0

@@ -69,16 +69,9 @@ def test_early_stopping_stops_before_the_epoch_limit(demo_table):
     assert synth.summary.stopped_because == "early stopping" and synth.summary.epochs < 50
 
 
-def test_lora_on_a_local_pretrained_base(demo_table, tmp_path):
-    from llmsynth.serialize.tabular import row_text
-
-    base_dir = tmp_path / "base"
-    tokenizer = train_tokenizer([row_text(["x"], ["1"])] * 5 + ["state is CA, age is 33"] * 5, 400)
-    model = tiny_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64), tokenizer)
-    model.save_pretrained(base_dir)
-    tokenizer.save_pretrained(base_dir)
+def test_lora_on_a_local_pretrained_base(demo_table, lora_base, tmp_path):
     table = demo_table[["state", "age", "is_fraud"]].head(200)
-    synth = TabularSynthesizer(tiny_recipe(epochs=1), base_model=str(base_dir)).fit(table)
+    synth = TabularSynthesizer(tiny_recipe(epochs=1), base_model=str(lora_base)).fit(table)
     assert synth.summary.trainable_parameters < synth.summary.parameters
     synth.save(tmp_path / "lora")
     assert (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").is_file()

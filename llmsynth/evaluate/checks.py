@@ -46,6 +46,9 @@ def _check(metric: str, better: str, pass_at: float, warn_at: float, meaning: st
 _SHARED = [
     _check("privacy.pii_replay.excess", "lower", 0.005, 0.02,
            "raw PII values found in synthetic output beyond those found in as many holdout records"),
+    _check("canaries.exposure_excess", "lower", 4, 8,
+           "bits of exposure of the most-inserted canaries over never-inserted ones (Carlini et al.)"),
+    _check("canaries.extracted", "lower", 0, 0, "inserted canaries whose secret came out of sampling"),
 ]
 TABLE_CHECKS = [
     _check("fidelity.column_shapes", "higher", 0.85, 0.75, "mean KS / TV complement over columns (1 = same)"),

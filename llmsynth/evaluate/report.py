@@ -44,7 +44,13 @@ means no signal.</li>
 output, against as many holdout records; only counts are shown.</li>
 <li><b>Conversations</b>: KS complement of turn lengths and turns per conversation, TV complement of the label,
 distinct-2 (Li et al. 2016), Fr&eacute;chet distance and MMD on TF-IDF + SVD embeddings, nearest training conversation
-similarity (TF-IDF cosine), verbatim copies of training turns longer than 40 characters.</li>
+similarity (TF-IDF cosine), verbatim copies of training turns longer than 40 characters, word 8-grams shared with the
+training conversations and the longest run of words shared with one of them (holdout figures beside).</li>
+<li><b>Canaries</b> (Carlini et al. 2019, "The Secret Sharer"): random secrets put into the training data a chosen number
+of times after scrubbing. Exposure = log<sub>2</sub>|R| - log<sub>2</sub> rank of the secret's likelihood among all |R|
+secrets of its format; never-inserted references show chance (about 1.4 bits). Extraction: sampling after the canary's
+prefix, and the bulk synthetic sample, searched for the secret; 1 - (1 - p)<sup>N</sup> is the chance of emitting it in N
+prompted samples.</li>
 </ul>
 """
 
@@ -182,6 +188,39 @@ def _chat_figures(plots: dict) -> list[str]:
     return parts
 
 
+def _canary_section(canaries: dict) -> list[str]:
+    """Exposure per insertion count beside the never-inserted references, and what sampling gave away."""
+    import matplotlib.pyplot as plt
+
+    groups = canaries["by_insertions"]
+    header = ("inserted", "canaries", "exposure (bits)", "highest", "empirical", "p(secret | prefix)",
+              "prompted hits", "bulk hits", "P(emitted in 10^6 prompts)")
+    keys = ("inserted", "canaries", "exposure", "exposure_max", "exposure_empirical", "p_secret", "prompted_hits",
+            "bulk_hits", "emission_probability_1m")
+    rows = "".join("<tr>" + "".join(f"<td>{g[k]:.3g}</td>" if isinstance(g[k], float) else f"<td>{g[k]}</td>"
+                                    for k in keys) + "</tr>" for g in groups)
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    inserted = [g for g in groups if g["inserted"]]
+    axis.plot([g["inserted"] for g in inserted], [g["exposure"] for g in inserted], "o-", color=_COLORS["synthetic"],
+              label="inserted canaries")
+    reference = next((g["exposure"] for g in groups if not g["inserted"]), None)
+    if reference is not None:
+        axis.axhline(reference, color=_COLORS["holdout"], linestyle="--", label="never inserted (references)")
+    axis.axhline(canaries["space_bits"], color="#888", linestyle=":", label="most possible (secret fully exposed)")
+    axis.set_xscale("log")
+    axis.set_xlabel("copies in the training data")
+    axis.set_ylabel("exposure (bits)")
+    axis.legend(fontsize=8)
+    return ["<h2>Canaries: what the model memorized</h2>",
+            f"<p>Secrets of the format {html.escape(canaries['format'])}, ranked among "
+            f"{canaries['candidates_scored']:,} random candidates (skew-normal extrapolation to all 2^"
+            f"{canaries['space_bits']:.1f}); {canaries['prompted_samples']} samples after each canary's prefix at "
+            f"temperature {canaries['temperature']:g}, and {canaries['bulk_records']:,} synthetic records searched."
+            "</p>",
+            "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{rows}</table>",
+            _figure_html(figure, "canary exposure")]
+
+
 def _figures_table(section: dict) -> str:
     rows = []
     for key, value in section.items():
@@ -225,6 +264,8 @@ def report_html(evaluation: Evaluation, title: str = "llmsynth evaluation") -> s
         if section in metrics:
             parts += [f"<h2>{section.capitalize()}</h2>", _figures_table(metrics[section])]
     parts += _table_figures(evaluation.plots) if metrics["kind"] == "tabular" else _chat_figures(evaluation.plots)
+    if "canaries" in metrics:
+        parts += _canary_section(metrics["canaries"])
     parts.append(_DEFINITIONS)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n")

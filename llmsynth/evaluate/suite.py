@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError
+from llmsynth.evaluate.canary import CanaryTest, canary_path
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, VERDICTS, Check, run_checks
 from llmsynth.evaluate.features import check_columns, typed
 from llmsynth.evaluate.fidelity import (
@@ -32,7 +33,9 @@ from llmsynth.evaluate.text import (
     distinct_n,
     embedding_distances,
     label_agreement,
+    longest_common_words,
     nearest_similarity,
+    ngram_overlap,
     verbatim_share,
 )
 from llmsynth.evaluate.utility import tstr
@@ -99,16 +102,17 @@ def _replay(raw_pii, synthetic_texts: list[str], holdout_texts: list[str], seed:
 
 def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema | None = None,
                     target: str | None = None, raw_pii: Sequence[tuple[str, str]] | None = None,
-                    checks: list[Check] = TABLE_CHECKS, seed: int = 0, progress: bool = False) -> Evaluation:
-    """Fidelity, utility (with a target column) and privacy of a synthetic table. `schema` defaults to the one
-    inferred from `train`; identifier and free-text columns are left out (they hold surrogates, not learned
-    values), except from PII replay, which reads every cell."""
+                    checks: list[Check] = TABLE_CHECKS, seed: int = 0, progress: bool = False,
+                    canaries: CanaryTest | None = None) -> Evaluation:
+    """Fidelity, utility (with a target column) and privacy of a synthetic table, and with `canaries` what the
+    model memorized. `schema` defaults to the one inferred from `train`; identifier and free-text columns are left
+    out (they hold surrogates, not learned values), except from PII replay, which reads every cell."""
     schema = schema or infer_schema(train)
     for role, table in (("real", train), ("holdout", holdout), ("synthetic", synthetic)):
         check_columns(table, schema, role)
     if target is not None and target not in schema.names:
         raise DataError(f"target column {target!r} is not in the real table; its columns are {schema.names}")
-    steps = _Steps(5 + (target is not None) + (raw_pii is not None), progress)
+    steps = _Steps(5 + (target is not None) + (raw_pii is not None) + (canaries is not None), progress)
     shapes = steps("column shapes", lambda: column_shapes(train, synthetic, schema))
     pairs = steps("pair trends", lambda: column_pair_trends(train, synthetic, schema))
     metrics: dict = {
@@ -138,6 +142,8 @@ def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.Da
     if raw_pii is not None:
         metrics["privacy"]["pii_replay"] = steps(
             "PII replay", lambda: _replay(raw_pii, row_texts(synthetic), row_texts(holdout), seed))
+    if canaries is not None:
+        metrics["canaries"] = steps("canaries", lambda: canaries.figures(row_texts(synthetic), seed))
     steps.bar.close()
     metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)))
     plots = {"real": typed(train, schema), "synthetic": typed(synthetic, schema), "schema": schema,
@@ -155,14 +161,15 @@ def _labels(conversations: Sequence[dict], label: str) -> pd.Series:
 
 def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Sequence[dict], label: str = "intent",
                    raw_pii: Sequence[tuple[str, str]] | None = None, checks: list[Check] = CHAT_CHECKS,
-                   seed: int = 0, progress: bool = False) -> Evaluation:
-    """Fidelity, utility and privacy of synthetic conversations; `label` is the metadata field the conditioning
-    and utility figures use (left out where the real conversations lack it)."""
+                   seed: int = 0, progress: bool = False, canaries: CanaryTest | None = None) -> Evaluation:
+    """Fidelity, utility and privacy of synthetic conversations, and with `canaries` what the model memorized;
+    `label` is the metadata field the conditioning and utility figures use (left out where the real conversations
+    lack it)."""
     for role, corpus in (("real", train), ("holdout", holdout), ("synthetic", synthetic)):
         if not corpus:
             raise DataError(f"the {role} conversations are empty")
     has_label = all(label in c.get("metadata", {}) for corpus in (train, holdout, synthetic) for c in corpus)
-    steps = _Steps(4 + has_label + (raw_pii is not None), progress)
+    steps = _Steps(5 + has_label + (raw_pii is not None) + (canaries is not None), progress)
     real_turns, synthetic_turns = _turns(train), _turns(synthetic)
     real_lengths, synthetic_lengths = [len(t) for t in real_turns], [len(t) for t in synthetic_turns]
     real_counts = [len(c["messages"]) for c in train]
@@ -192,6 +199,11 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
         role: nearest_similarity(train, corpus) for role, corpus in (("synthetic", synthetic), ("holdout", holdout))})
     verbatim = {"synthetic": verbatim_share(synthetic_turns, real_turns),
                 "holdout": verbatim_share(_turns(holdout), real_turns)}
+    texts = {role: [conversation_text(c) for c in corpus]
+             for role, corpus in (("train", train), ("synthetic", synthetic), ("holdout", holdout))}
+    overlap, common = steps("memorized text", lambda: (
+        {role: ngram_overlap(texts[role], texts["train"], 8) for role in ("synthetic", "holdout")},
+        {role: longest_common_words(texts[role], texts["train"]) for role in ("synthetic", "holdout")}))
     metrics["privacy"] = {
         "verbatim_share": verbatim["synthetic"],
         "verbatim_share_holdout": verbatim["holdout"],
@@ -199,10 +211,17 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
         "similarity_synthetic": float(np.mean(similarity["synthetic"])),
         "similarity_holdout": float(np.mean(similarity["holdout"])),
         "similarity_excess": float(np.mean(similarity["synthetic"]) - np.mean(similarity["holdout"])),
+        "ngram8_overlap": overlap["synthetic"],
+        "ngram8_overlap_holdout": overlap["holdout"],
+        "ngram8_excess": overlap["synthetic"] - overlap["holdout"],
+        "longest_common_words": {role: {"median": float(np.median(lengths)), "p95": float(np.quantile(lengths, 0.95)),
+                                        "max": int(max(lengths))} for role, lengths in common.items()},
     }
     if raw_pii is not None:
         metrics["privacy"]["pii_replay"] = steps("PII replay", lambda: _replay(
-            raw_pii, [conversation_text(c) for c in synthetic], [conversation_text(c) for c in holdout], seed))
+            raw_pii, texts["synthetic"], texts["holdout"], seed))
+    if canaries is not None:
+        metrics["canaries"] = steps("canaries", lambda: canaries.figures(texts["synthetic"], seed))
     steps.bar.close()
     metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)))
     plots = {"turn_lengths": (real_lengths, synthetic_lengths), "turn_counts": (real_counts, synthetic_counts),
@@ -247,9 +266,11 @@ def guess_kind(real: Path, model: Path | None = None) -> str:
 
 def evaluate_files(real: Path, holdout: Path, synthetic: Path, kind: str | None = None, model: Path | None = None,
                    target: str | None = None, label: str = "intent", raw_pii: Path | None = None,
-                   thresholds: Path | None = None, seed: int = 0, progress: bool = False) -> Evaluation:
+                   thresholds: Path | None = None, seed: int = 0, progress: bool = False,
+                   canaries: Path | None = None) -> Evaluation:
     """The suite on files: tables as CSV / Parquet / JSONL, conversations as JSONL; with a synthesizer directory,
-    its schema decides the column types."""
+    its schema decides the column types, and the canaries it was trained with (their file beside it, or
+    `canaries`) are measured."""
     from llmsynth.data import read_table
     from llmsynth.data.chats import read_chats
     from llmsynth.evaluate.checks import load_thresholds
@@ -261,10 +282,16 @@ def evaluate_files(real: Path, holdout: Path, synthetic: Path, kind: str | None 
     if thresholds is not None:
         checks = load_thresholds(thresholds, checks)
     pii = read_raw_pii(raw_pii) if raw_pii is not None else None
+    if canaries is not None and model is None:
+        raise DataError("--canaries needs --model: the canaries are measured on the model they went into")
+    canary_test = None
+    if model is not None and (canaries is not None or canary_path(model).is_file()):
+        canary_test = CanaryTest.load(model, canaries)
     if kind == "chat":
         corpora = [read_chats(path).conversations for path in (real, holdout, synthetic)]
-        return evaluate_chats(*corpora, label=label, raw_pii=pii, checks=checks, seed=seed, progress=progress)
+        return evaluate_chats(*corpora, label=label, raw_pii=pii, checks=checks, seed=seed, progress=progress,
+                              canaries=canary_test)
     schema = Schema.model_validate(read_manifest(model, "tabular")["schema"]) if model is not None else None
     tables = [read_table(path) for path in (real, holdout, synthetic)]
     return evaluate_tables(*tables, schema=schema, target=target, raw_pii=pii, checks=checks, seed=seed,
-                           progress=progress)
+                           progress=progress, canaries=canary_test)

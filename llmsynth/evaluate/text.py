@@ -109,3 +109,69 @@ def embedding_distances(real: Sequence[dict], others: dict[str, Sequence[dict]],
         figures[name] = {"frechet": max(frechet, 0.0), "mmd": float(max(mmd, 0.0))}
     return figures
 
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def ngram_overlap(texts: Iterable[str], training_texts: Iterable[str], n: int = 8) -> float:
+    """Share of the word n-grams of `texts` that also occur in the training texts (0 when none is that long)."""
+    known = {gram for text in training_texts for gram in zip(*(_words(text)[i:] for i in range(n)))}
+    grams = [gram for text in texts for gram in zip(*(_words(text)[i:] for i in range(n)))]
+    return sum(gram in known for gram in grams) / len(grams) if grams else 0.0
+
+
+class _SuffixAutomaton:
+    """All substrings of the training word sequences (each text ends in a separator of its own, so no match spans
+    two texts), for the longest match of a query in time linear in its length."""
+
+    def __init__(self, sequences: Iterable[Sequence[int]]):
+        self.next: list[dict[int, int]] = [{}]
+        self.link, self.length, self.last = [-1], [0], 0
+        for number, sequence in enumerate(sequences):
+            for token in (*sequence, -1 - number):
+                self._extend(token)
+
+    def _extend(self, token: int) -> None:
+        current = len(self.length)
+        self.next.append({})
+        self.length.append(self.length[self.last] + 1)
+        self.link.append(0)
+        state = self.last
+        while state != -1 and token not in self.next[state]:
+            self.next[state][token] = current
+            state = self.link[state]
+        if state != -1:
+            following = self.next[state][token]
+            if self.length[state] + 1 == self.length[following]:
+                self.link[current] = following
+            else:
+                clone = len(self.length)
+                self.next.append(dict(self.next[following]))
+                self.length.append(self.length[state] + 1)
+                self.link.append(self.link[following])
+                while state != -1 and self.next[state].get(token) == following:
+                    self.next[state][token] = clone
+                    state = self.link[state]
+                self.link[following] = self.link[current] = clone
+        self.last = current
+
+    def longest_match(self, sequence: Sequence[int]) -> int:
+        state, length, best = 0, 0, 0
+        for token in sequence:
+            while state and token not in self.next[state]:
+                state = self.link[state]
+                length = self.length[state]
+            if token in self.next[state]:
+                state, length = self.next[state][token], length + 1
+            best = max(best, length)
+        return best
+
+
+def longest_common_words(texts: Sequence[str], training_texts: Iterable[str]) -> list[int]:
+    """Per text, the length in words of its longest run of words that also occurs, in order, in a training text."""
+    vocabulary: dict[str, int] = {}
+    automaton = _SuffixAutomaton([vocabulary.setdefault(w, len(vocabulary)) for w in _words(t)]
+                                 for t in training_texts)
+    return [automaton.longest_match([vocabulary.get(w, -1 - 2**40) for w in _words(t)]) for t in texts]

@@ -39,6 +39,10 @@ class TrainConfig(BaseModel):
     pack_length: int = Field(1024, ge=16, description="Longest packed row in tokens.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the GPU supports it.")
     seed: int = 0
+    dp_epsilon: float | None = Field(None, gt=0, description="Differentially private training (DP-SGD, Opacus) to "
+                                     "this epsilon over `epochs`; off when not set.")
+    dp_delta: float | None = Field(None, gt=0, lt=1, description="DP delta; default 1 / records^1.2.")
+    dp_max_grad_norm: float = Field(1.0, gt=0, description="DP: each record's gradient is clipped to this norm.")
 
 
 class Recipe(BaseModel):

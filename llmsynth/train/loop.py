@@ -46,6 +46,7 @@ class TrainSummary(BaseModel):
     precision: str
     parameters: int
     trainable_parameters: int
+    privacy: dict | None = None  # with DP: epsilon spent, delta, noise multiplier, clipping norm, sample rate, steps
 
 
 def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor | int]:
@@ -149,7 +150,7 @@ def train_model(
     fingerprint: str = "",
 ) -> TrainSummary:
     """Train in place; on return the model holds the weights with the best validation loss."""
-    precision = resolve_precision(config.precision)
+    precision = "fp32" if config.dp_epsilon is not None else resolve_precision(config.precision)
     accelerator = Accelerator(cpu=on_cpu(), mixed_precision="bf16" if precision == "bf16" else "no")
     torch.manual_seed(config.seed)
     checkpoint = Path(workdir) / CHECKPOINT_DIR
@@ -170,7 +171,18 @@ def train_model(
         remaining = (progress - config.warmup_ratio) / (1 - config.warmup_ratio)
         return config.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, remaining))))
 
-    model, optimizer = accelerator.prepare(model, optimizer)
+    private = None
+    if config.dp_epsilon is None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:  # Opacus wraps the plain model and optimizer; it draws the batches itself
+        from llmsynth.train.dp import PrivateTraining
+
+        if resume:
+            raise TrainError("--resume is not available with differential privacy: the accountant's record of the "
+                             "steps taken is not checkpointed; start again")
+        private = PrivateTraining(model.to(accelerator.device), optimizer, train_rows, encoder, config, batch_size,
+                                  accelerator.num_processes)
+        optimizer = private.optimizer
 
     validation = DataLoader(epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order,
                                            shuffle_rows=False),
@@ -195,15 +207,23 @@ def train_model(
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
                disable=not accelerator.is_local_main_process)
     while state["epoch"] < config.epochs:
-        loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
-                            batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
-        loader = accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
+        if private is None:
+            loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
+                                batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
+            loader = accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
+        else:
+            loader = private.loader
         model.train()
         for batch in loader:
+            if not isinstance(batch, dict):
+                continue  # an empty Poisson batch under DP (probability e^-batch_size): nothing to learn from
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(state["global_step"], time.perf_counter() - started)
             state["tokens"] += batch.pop("tokens") * accelerator.num_processes
-            loss = training_step(model, batch, optimizer, accelerator, trainable, config.max_grad_norm)
+            if private is None:
+                loss = training_step(model, batch, optimizer, accelerator, trainable, config.max_grad_norm)
+            else:
+                loss = private.step(batch)
             state["step_in_epoch"] += 1
             state["global_step"] += 1
             elapsed = time.perf_counter() - started
@@ -223,6 +243,7 @@ def train_model(
         state["epoch"] += 1
         state["step_in_epoch"] = 0
     bar.close()
+    privacy = private.finish() if private is not None else None
     last_loss = loss.item() if loss is not None else last_loss
     stopped = stopped or "epochs"
     accelerator.wait_for_everyone()
@@ -241,6 +262,7 @@ def train_model(
         precision=precision,
         parameters=sum(p.numel() for p in unwrapped.parameters()),
         trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
+        privacy=privacy,
     )
 
 
