@@ -2,7 +2,7 @@
 
 Runs the chat demo's pipeline (`llmsynth demo --kind chat`: split, scrub, train the tiny-chat recipe, generate 210
 conversations at temperature 0.8, evaluate) twice with canaries inserted 1, 4, 16 and 64 times: once plainly within
-the demo's 3-minute budget, once with DP-SGD at epsilon 8 for a fixed number of epochs. Writes exposure, extraction
+the demo's 3-minute budget, once with DP-SGD at epsilon 8 (the tiny-chat-dp recipe: fixed epochs, larger batches). Writes exposure, extraction
 and the evaluation's main figures of both runs to docs/benchmarks.md and eval/results/bench_canary.json.
 """
 
@@ -54,12 +54,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=210)
     parser.add_argument("--max-minutes", type=float, default=3.0, help="Training budget of the run without DP.")
     parser.add_argument("--canaries", default="1,4,16,64")
-    parser.add_argument("--dp-epsilon", type=float, default=8.0)
-    parser.add_argument("--dp-epochs", type=int, default=7, help="Epochs of the DP run (the noise is set for them).")
+    parser.add_argument("--dp-recipe", default="tiny-chat-dp", help="Recipe of the DP run (epochs, batch, epsilon).")
     args = parser.parse_args()
     counts = parse_counts(args.canaries)
     runs = {"plain": _run(args, counts, {}, args.max_minutes),
-            "dp": _run(args, counts, {"dp_epsilon": args.dp_epsilon, "epochs": args.dp_epochs}, 60.0)}
+            "dp": _run(args, counts, {"recipe": args.dp_recipe}, 60.0)}
     figures = {**runs, "machine": machine(), "versions": versions("llmsynth", "torch", "transformers", "opacus"),
                "setting": vars(args)}
 
@@ -81,24 +80,26 @@ def main() -> None:
     body = f"""Machine: {figures['machine']}. Versions: {', '.join(f'{k} {v}' for k, v in figures['versions'].items())}.
 Demo support chats, {args.conversations} conversations (80% train), scrubbed; one canary conversation per count put
 into the training part {args.canaries} times (a training conversation opening with "{plain['format']}"), 8 reference
-canaries never inserted; tiny-chat recipe. Without DP: the demo's {args.max_minutes:g}-minute budget. With DP: DP-SGD
-(Opacus, per-conversation clipping at norm {privacy['max_grad_norm']:g}, Poisson sampling at rate
-{privacy['sample_rate']:.3f}, RDP accountant) for {args.dp_epochs} epochs, epsilon {privacy['epsilon']:.2f} spent of
+canaries never inserted. Without DP: the tiny-chat recipe in the demo's {args.max_minutes:g}-minute budget. With DP: the
+{args.dp_recipe} recipe, DP-SGD (Opacus, per-conversation clipping at norm {privacy['max_grad_norm']:g}, Poisson sampling at
+rate {privacy['sample_rate']:.3f}, RDP accountant) for {runs['dp']['epochs']:g} epochs, epsilon {privacy['epsilon']:.2f} spent of
 {privacy['target_epsilon']:g}, delta {privacy['delta']:.1e} (1/n^1.2), noise multiplier {privacy['noise_multiplier']:.3f}.
 Exposure ranks each secret among {plain['candidates_scored']:,} random candidates (skew-normal extrapolation; at most
 {plain['space_bits']:.1f} bits); extraction samples {plain['prompted_samples']} continuations of each canary's prefix
 at temperature {plain['temperature']:g} and searches the {plain['bulk_records']} generated conversations.
 
-| canary inserted | exposure, no DP (bits) | exposure, DP eps {args.dp_epsilon:g} | p(secret after prefix), no DP | DP | prompted hits, no DP / DP | bulk hits, no DP / DP |
+| canary inserted | exposure, no DP (bits) | exposure, DP eps {privacy['target_epsilon']:g} | p(secret after prefix), no DP | DP | prompted hits, no DP / DP | bulk hits, no DP / DP |
 |---|---:|---:|---:|---:|---:|---:|
 {nl.join(rows)}
 
 Exposure of the 64x canary over the references: **{plain['exposure_excess']:.1f} bits without DP, {dp['exposure_excess']:.1f}
-bits with DP**; inserted canaries extracted: {plain['extracted']} without DP, {dp['extracted']} with DP.
+bits with DP**; inserted canaries extracted: {plain['extracted']} without DP, {dp['extracted']} with DP. DP bounds what
+one record can do to the model; a canary put in k times is a group of k records, covered only at k x epsilon, so the
+most-repeated canaries can stay above the references while the once-inserted ones sit at chance.
 
 The cost in utility (same data, same canaries; evaluation suite against the holdout):
 
-| figure | no DP | DP eps {args.dp_epsilon:g} |
+| figure | no DP | DP eps {privacy['target_epsilon']:g} |
 |---|---:|---:|
 {nl.join(utility)}
 
