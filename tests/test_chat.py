@@ -13,7 +13,7 @@ from llmsynth.cli import main
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
 from llmsynth.errors import DataError, GenerateError
-from llmsynth.evaluate.text import distinct_n, label_agreement, replayed_values, verbatim_share
+from llmsynth.evaluate.text import conversation_text, distinct_n, distinct_n_matched, label_agreement, replayed_values, verbatim_share
 from llmsynth.generate.chats import TurnRules, generate_chats
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
 from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord
@@ -187,6 +187,7 @@ def test_cli_trains_and_generates_conversations(tmp_path, demo):
 
 def test_text_figures_have_known_answers():
     assert distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+    assert distinct_n(["a b a b", "c d"], 2, limit=2) == 1.0
     long_turn = "x" * 41
     assert verbatim_share([long_turn, "y" * 41, "short"], [long_turn]) == 0.5
     chats = support_chats(80, seed=2).conversations
@@ -205,3 +206,13 @@ def test_chat_demo_runs_the_whole_pipeline_and_reports(tmp_path):
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["kind"] == "chat" and metrics["conversations"]["synthetic"] == 14
     assert "privacy.verbatim_excess" in result.output
+
+
+def test_distinct_2_compares_corpora_of_unequal_size_fairly():
+    """A random quarter of a corpus has the corpus's diversity: on all n-grams it would look 1.2x+ more diverse."""
+    texts = [conversation_text(c) for c in support_chats(400, seed=3).conversations]
+    quarter = texts[::4]
+    assert distinct_n(quarter) / distinct_n(texts) > 1.2
+    matched = distinct_n_matched(texts, quarter)
+    assert abs(matched["synthetic"] / matched["real"] - 1) < 0.05
+    assert matched["ngrams"] == distinct_n_matched(quarter, quarter)["ngrams"]  # the smaller corpus's count

@@ -43,7 +43,7 @@ means no signal.</li>
 <li><b>PII replay</b>: raw source PII values (<code>llmsynth scrub --raw-pii</code>) found as whole words in the synthetic
 output, against as many holdout records; only counts are shown.</li>
 <li><b>Conversations</b>: KS complement of turn lengths and turns per conversation, TV complement of the label,
-distinct-2 (Li et al. 2016), Fr&eacute;chet distance and MMD on TF-IDF + SVD embeddings, nearest training conversation
+distinct-2 (Li et al. 2016) on equal numbers of bigrams, Fr&eacute;chet distance and MMD on TF-IDF + SVD embeddings, nearest training conversation
 similarity (TF-IDF cosine), verbatim copies of training turns longer than 40 characters, word 8-grams shared with the
 training conversations and the longest run of words shared with one of them (holdout figures beside).</li>
 <li><b>Canaries</b> (Carlini et al. 2019, "The Secret Sharer"): random secrets put into the training data a chosen number

@@ -30,7 +30,7 @@ from llmsynth.evaluate.fidelity import (
 from llmsynth.evaluate.privacy import distance_figures, exact_match_rates, pii_replay, row_texts
 from llmsynth.evaluate.text import (
     conversation_text,
-    distinct_n,
+    distinct_n_matched,
     embedding_distances,
     label_agreement,
     longest_common_words,
@@ -180,8 +180,8 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
         "mean_turn_length": {"real": float(np.mean(real_lengths)), "synthetic": float(np.mean(synthetic_lengths))},
         "mean_turns": {"real": float(np.mean(real_counts)), "synthetic": float(np.mean(synthetic_counts))},
     })
-    diversity = steps("diversity", lambda: {
-        "real": distinct_n(map(conversation_text, train)), "synthetic": distinct_n(map(conversation_text, synthetic))})
+    diversity = steps("diversity", lambda: distinct_n_matched(
+        [conversation_text(c) for c in train], [conversation_text(c) for c in synthetic], seed=seed))
     fidelity["distinct_2"] = diversity
     fidelity["distinct_2_gap"] = abs(diversity["synthetic"] / diversity["real"] - 1) if diversity["real"] else None
     fidelity["embeddings"] = steps("embeddings", lambda: embedding_distances(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -12,15 +14,32 @@ def conversation_text(conversation: dict) -> str:
     return "\n".join(m["content"] for m in conversation["messages"])
 
 
-def distinct_n(texts: Iterable[str], n: int = 2) -> float:
-    """Distinct n-grams over all n-grams of lower-cased words (Li et al., 2016); higher is more diverse."""
+def _ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return list(zip(*(words[i:] for i in range(n))))
+
+
+def distinct_n(texts: Iterable[str], n: int = 2, limit: int | None = None) -> float:
+    """Distinct n-grams over all n-grams of lower-cased words (Li et al., 2016); higher is more diverse. With
+    `limit`, only the first `limit` n-grams count: the share falls as a corpus grows, so two corpora are only
+    comparable on equal numbers of n-grams."""
     seen, total = set(), 0
     for text in texts:
-        words = _WORD.findall(text.lower())
-        grams = list(zip(*(words[i:] for i in range(n))))
+        grams = _ngrams(text, n)[: None if limit is None else limit - total]
         seen.update(grams)
         total += len(grams)
+        if limit is not None and total >= limit:
+            break
     return len(seen) / total if total else 0.0
+
+
+def distinct_n_matched(real: Sequence[str], synthetic: Sequence[str], n: int = 2, seed: int = 0) -> dict:
+    """distinct-n of both corpora on the same number of n-grams (the smaller corpus's count), each corpus read in
+    a random order so that the cut falls on no particular kind of text."""
+    rng = np.random.default_rng(seed)
+    real, synthetic = ([texts[i] for i in rng.permutation(len(texts))] for texts in (real, synthetic))
+    limit = min(sum(len(_ngrams(t, n)) for t in texts) for texts in (real, synthetic))
+    return {"real": distinct_n(real, n, limit), "synthetic": distinct_n(synthetic, n, limit), "ngrams": limit}
 
 
 def verbatim_share(turns: Sequence[str], training_turns: Iterable[str], min_chars: int = 40) -> float:
