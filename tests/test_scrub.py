@@ -176,6 +176,24 @@ def test_addresses_dates_of_birth_and_invalid_looking_phones(analyzer):
     assert _found(analyzer, "Card 2223-0307-4732-6019 was charged.")["2223-0307-4732-6019"] == "CREDIT_CARD"
 
 
+@pytest.mark.parametrize("address", ["Via Tasso 21", "7 rue des Lacs", "ul. Grabowa 112", "Riedbergstrasse 8",
+                                     "Søndergade 87", "Tompa u. 49.", "P.O. Box 4417"])
+def test_european_addresses_are_found_whole(analyzer, address):
+    assert _found(analyzer, f"Please send the new card to {address}, thanks.").get(address) == "ADDRESS"
+
+
+@pytest.mark.parametrize("text", ["The Spring 2024 statement is attached.", "Windows 10 keeps logging me out.",
+                                  "Zip code 90210, rate 1.2345 percent."])
+def test_years_zip_codes_and_decimals_are_neither_addresses_nor_phones(analyzer, text):
+    assert not {"ADDRESS", "PHONE_NUMBER"} & set(_found(analyzer, text).values())
+
+
+@pytest.mark.parametrize("text", ["Best,\nTaylor Burns\nPhotographic Services",
+                                  "Contact: Taylor Burns\\n\\nBurnaby\\nCanada"])  # escaped breaks, as in exports
+def test_a_name_ends_at_a_line_break(analyzer, text):
+    assert _found(analyzer, text).get("Taylor Burns") == "PERSON"
+
+
 def test_user_regex_recognizers_from_a_yaml_config(tmp_path):
     path = tmp_path / "scrub.yaml"
     path.write_text("score_threshold: 0.4\nrecognizers:\n  - entity: CLAIM_ID\n    patterns: ['CLM-\\d{6}']\n"

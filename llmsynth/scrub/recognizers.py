@@ -145,21 +145,54 @@ class CuePhraseRecognizer(_TextRecognizer):
 
 
 class StreetAddressRecognizer(_TextRecognizer):
-    """A US street address: number, capitalized street name, a street suffix, and an optional unit."""
+    """A street address as written in the US ("4821 Oak Ridge Road Apt. 5") and in Europe: a street word before
+    the name ("Via Tasso 21", "7 rue des Lacs", "ul. Grabowa 112"), a street ending on the name
+    ("Riedbergstrasse 8", "Søndergade 87", "Tompa u. 49.") or after it ("Kieler Strasse 90"), and post office boxes.
+    Street names are often people's names ("Rua Vasco Gama", "Greco Circles"): finding the whole address keeps them
+    from counting as a person. A name and a street suffix without a number count only where the suffix is neither a
+    name nor an everyday word ("Erik Valleys", not "Jane Park" or "Jennifer Green")."""
+
+    _STREET_WORDS = ("Via|Viale|Piazza|Piazzale|Corso|Largo|Vicolo|Rua|Avenida|Av|Avda|Travessa|Estrada|Praça|Calle|"
+                     "Plaza|Paseo|Carrer|Camino|Rue|Avenue|Boulevard|Bd|Chemin|Place|Allée|Impasse|Quai|Route|Ul|Ulica|"
+                     "Al|Aleja|Trg|Cesta|Odos|Leoforos")
+    # Not "ring", "tie" or "tee": "Spring 2024", "Committee 3".
+    _STREET_ENDINGS = ("strasse|straße|str|gasse|weg|allee|platz|damm|ufer|gade|vej|veien|vegen|vei|vägen|"
+                       "gatan|gata|stigen|stræde|straat|laan|dreef|plein|kade|gracht|singel|katu|kuja|"
+                       "iela|gatve|utca")
+    _STREET_WORDS_AFTER = (r"u\.|út|utca|tér|sokak|cad\.|"
+                           r"(?i:straße|strasse|str\.|allee|weg|gasse|platz|damm|veg|vei|vej|gate|gata|gatan|straat|laan)")
 
     def __init__(self):
         from faker.providers.address.en_US import Provider
 
         super().__init__("ADDRESS")
+        given_names, surnames = name_lists()
+        self._names = given_names | surnames
+        plain = self._names | common_words()  # "Jane Park", "Jennifer Green"
+        alone = sorted({s for s in Provider.street_suffixes if s.lower() not in plain} | {"Street", "Road", "Drive"},
+                       key=len, reverse=True)
+        self._named_street = re.compile(rf"\b({_CAPITALIZED})\s+(?:{'|'.join(alone)})\b")
         suffixes = sorted(set(Provider.street_suffixes) | {"St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl", "Hwy",
                                                              "Pkwy", "Cir", "Ter", "Sq", "Way"}, key=len, reverse=True)
-        self._pattern = re.compile(
+        word = rf"(?:{_CAPITALIZED}|[{_LOWER}]{{1,4}}|\d{{1,2}}\.?)"  # "rue des Lacs", "Trg revolucije", "Via 4 Novembre"
+        name = rf"{_CAPITALIZED}(?:\s+{_CAPITALIZED}){{0,2}}"
+        house = r"\d{1,5}(?:\s?[a-zA-Z]\b)?\.?"
+        street = rf"(?i:{self._STREET_WORDS})\.?"
+        self._patterns = [re.compile(pattern) for pattern in (
             rf"\b\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:{_CAPITALIZED}\s+){{1,3}}(?:{'|'.join(suffixes)})\b\.?"
-            r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)\s*[\dA-Z]+\b)?"
-        )
+            r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)\s*[\dA-Z]+\b)?",
+            rf"\b{street}\s+(?:{word}\s+){{0,3}}{_CAPITALIZED}\s+{house}",  # Via Tasso 21, ul. Grabowa 112
+            rf"\b\d{{1,5}},?\s+{street}\s+(?:{word}\s+){{0,3}}{_CAPITALIZED}\b",  # 7 rue des Lacs
+            rf"\b[{_UPPER}][{_LOWER}]*(?:{self._STREET_ENDINGS})\b\.?\s+{house}",  # Riedbergstrasse 8
+            rf"\b{name}\s+(?:{self._STREET_WORDS_AFTER})\s+{house}",  # Tompa u. 49., Kieler Strasse 90
+            r"\b(?i:P\.?\s?O\.?\s+Box|Postfach|Apartado|Casilla)\s+\d{1,6}\b",
+        )]
 
     def analyze(self, text, entities, nlp_artifacts=None):
-        return [self._result(m.start(), m.end(), NAME_SCORE) for m in self._pattern.finditer(text)]
+        return [self._result(m.start(), m.end(), NAME_SCORE) for pattern in self._patterns
+                for m in pattern.finditer(text)] + [
+            self._result(m.start(), m.end(), NAME_SCORE) for m in self._named_street.finditer(text)
+            if m.group(1).lower() in self._names]
 
 
 class RegexRecognizer(BaseModel):

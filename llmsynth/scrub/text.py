@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from llmsynth.scrub.engine import Analyzer, ScrubConfig
 from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
+from llmsynth.scrub.recognizers import common_words
 
 MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
 MAX_EXAMPLES = 5
@@ -16,6 +17,9 @@ MAX_EXAMPLES = 5
 # glues words together for every recognizer; the analyzer sees a space and a real break instead (same length).
 _ESCAPED_BREAK = re.compile(r"\\[nrt]")
 _NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as a person; names have letters
+MIN_PHONE_DIGITS = 7  # Presidio's phone recognizer, with many regions, takes 5-digit zip codes for numbers
+_DECIMAL = re.compile(r"\d+\.\d+")
+_LINE_BREAK = re.compile(r"\n|\\[nr]")
 
 
 @dataclass
@@ -70,11 +74,40 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
             bar.update(len(batch))
     spans: list[list[Span]] = [[] for _ in texts]
     for piece, (index, offset), found in zip(pieces, owners, results):
-        spans[index] += [Span(offset + r.start, offset + r.end, r.entity_type)
-                         for r in sorted(found, key=lambda r: (r.start, r.start - r.end, r.entity_type == "LOCATION",
-                                                               -r.score))  # "My name is Umberto": not a place
-                         if r.entity_type not in _NAMED_ENTITIES or any(c.isalpha() for c in piece[r.start:r.end])]
+        for r in sorted(found, key=_precedence):
+            end = _name_end(r, piece)
+            if _plausible(r, piece[r.start:end]):
+                spans[index].append(Span(offset + r.start, offset + end, r.entity_type))
     return spans
+
+
+def _name_end(result, piece: str) -> int:
+    """Where a name ends: spaCy runs a person on over a line break ("Giovana Barros\\nBurnaby"); names never do."""
+    if result.entity_type not in _NAMED_ENTITIES:
+        return result.end
+    line_break = _LINE_BREAK.search(piece, result.start + 1, result.end)
+    return result.end if line_break is None else len(piece[:line_break.start()].rstrip())
+
+
+def _precedence(result) -> tuple:
+    """Which of two overlapping findings is kept: an address (a number and a street word are firm evidence; its
+    street is often named after a person), then the earlier, the longer, a person over a place ("My name is
+    Umberto"), the surer."""
+    return (result.entity_type != "ADDRESS", result.start, result.start - result.end,
+            result.entity_type == "LOCATION", -result.score)
+
+
+def _plausible(result, value: str) -> bool:
+    """Findings recognizers make that are rarely PII: a date as a person, an everyday word ("Comedy") that spaCy
+    alone calls a person (a cue phrase may: "this is August"), a zip code or a decimal fraction as a phone number."""
+    entity = result.entity_type
+    if entity in _NAMED_ENTITIES:
+        by_ner_alone = result.recognition_metadata.get(result.RECOGNIZER_NAME_KEY) == "SpacyRecognizer"
+        return any(c.isalpha() for c in value) and not (
+            entity == "PERSON" and by_ner_alone and value.lower() in common_words())
+    if entity == "PHONE_NUMBER":
+        return sum(c.isdigit() for c in value) >= MIN_PHONE_DIGITS and not _DECIMAL.fullmatch(value)
+    return True
 
 
 def _pieces(text: str) -> Iterable[tuple[int, str]]:
