@@ -14,7 +14,7 @@ import pandas as pd
 from llmsynth.data.chats import conversation_problem, read_chats, turn_problem
 from llmsynth.data.io import write_text
 from llmsynth.data.schema import MIN_ROWS, Schema, infer_column
-from llmsynth.errors import DataError, ModelError
+from llmsynth.errors import DataError
 from llmsynth.generate.chats import TurnRules, generate_chats
 from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, turn_texts
 from llmsynth.serialize.codecs import TextColumn
@@ -44,10 +44,8 @@ class ChatSynthesizer(Synthesizer):
         super().__init__(DEFAULT_CHAT_RECIPE if recipe is None else recipe, base_model)
         if loss_on not in ("all", "assistant"):
             raise ValueError(f"loss_on must be 'all' or 'assistant', got {loss_on!r}")
-        if base_model is not None:
-            raise ModelError("chat synthesis with --base-model (LoRA on a pretrained LM with its chat template) is not "
-                            "available yet; train the tiny preset (leave out --base-model)")
         self.loss_on = loss_on
+        self.style = "markers" if base_model is None else "template"  # a pretrained base: its own chat template
         self.metadata_schema: Schema | None = None
         self.rules: TurnRules | None = None
         self.surrogates: frozenset[str] = frozenset()
@@ -77,15 +75,18 @@ class ChatSynthesizer(Synthesizer):
         headers = value_texts(frame, learned) if learned else [[] for _ in conversations]
         records = [ChatRecord(tuple(header), tuple((m["role"], m["content"]) for m in c["messages"]))
                    for header, c in zip(headers, conversations)]
+        if self.style == "template" and any(role == "system" for r in records for role, _ in r.turns):
+            raise DataError("conversations with a system turn cannot be learned in a chat template: its system turn "
+                            "holds the metadata; drop the system turns or train the tiny preset")
         train_records, validation_records = self._split(records)
         names = [c.name for c in learned]
         texts = [row_text(names, r.metadata) for r in train_records] + turn_texts(train_records)
         self._build_model(iter(texts), [t for name in names for t in segment_texts(name)], workdir, resume,
                           markers=MARKERS)
-        encoder = ChatEncoder(self.tokenizer, names, self.loss_on)
+        encoder = self._encoder(names)
         canary_records = self._canary_records(train_records, canaries)
         longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in records + canary_records)
-        if longest > self.recipe.tiny.max_length:
+        if self.base_model is None and longest > self.recipe.tiny.max_length:
             raise DataError(f"a conversation takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe or split it")
         self.rules = TurnRules.learn(records, encoder)
@@ -107,7 +108,7 @@ class ChatSynthesizer(Synthesizer):
         not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity. `shard` (i, k)
         keeps batches i, i + k, ... (for data-parallel generation)."""
         self._require_fitted()
-        encoder = ChatEncoder(self.tokenizer, [c.name for c in self.metadata_schema.learned], self.loss_on)
+        encoder = self._encoder()
         batches = generate_chats(self._ready_model(), encoder, self.metadata_schema, self.rules, n, conditions, mix,
                                  seed, batch_size, temperature, top_p, self.recipe.train.column_order, progress,
                                  shard)
@@ -150,16 +151,21 @@ class ChatSynthesizer(Synthesizer):
     def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]:
         template = canaries.template
         text = f"{canaries.prefix} {secret}" if secret else canaries.prefix
-        encoder = ChatEncoder(self.tokenizer, [c.name for c in self.metadata_schema.learned], self.loss_on)
+        encoder = self._encoder()
         record = ChatRecord(tuple(template["metadata"]), ((template["role"], text),))
-        return encoder.encode(record, range(len(template["metadata"])))[0][:-1]
+        return encoder.encode(record, range(len(template["metadata"])), closed=False)[0]
+
+    def _encoder(self, names: Sequence[str] | None = None) -> ChatEncoder:
+        names = [c.name for c in self.metadata_schema.learned] if names is None else names
+        return ChatEncoder(self.tokenizer, names, self.loss_on, self.style)
 
     # -- save / load -------------------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
         return {"metadata_schema": self.metadata_schema.model_dump(mode="json"),
-                "serialization": {"style": "chat-markers", "markers": MARKERS, "loss_on": self.loss_on,
+                "serialization": {"style": f"chat-{self.style}", "loss_on": self.loss_on,
+                                  **({"markers": MARKERS} if self.style == "markers" else {}),
                                   "header": " {field} is {value}", "column_order": self.recipe.train.column_order,
-                                  "end_of_conversation": self.tokenizer.eos_token},
+                                  "end_of_conversation": self.tokenizer.convert_ids_to_tokens(self._encoder().end_id)},
                 "turn_rules": self.rules.model_dump()}
 
     def _write_files(self, directory: Path) -> None:

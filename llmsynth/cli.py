@@ -106,7 +106,7 @@ def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_k
     """Replace PII in INPUT (Presidio, offline): identifier columns whole, free text and chat turns span by span,
     each real value by the same surrogate everywhere."""
     from llmsynth.data.io import write_text
-    from llmsynth.scrub import ScrubConfig, load_scrub_config
+    from llmsynth.scrub import ScrubConfig, load_scrub_config, write_raw_pii
 
     config = load_scrub_config(config_path) if config_path else ScrubConfig()
     if mode:
@@ -120,7 +120,7 @@ def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_k
     if report is not None:
         write_text(report, json.dumps({"input": str(input_path), **summary}, indent=2))
     if raw_pii is not None:
-        write_text(raw_pii, "".join(json.dumps({"entity": e, "value": v}) + "\n" for e, v in sorted(raw)))
+        write_raw_pii(raw_pii, raw)
     if summary.get("ner") is False:
         click.secho("warning: NER was off (no spaCy model): names and places may remain", err=True, fg="yellow")
     click.echo(f"done in {seconds:.1f}s -> {output}" + (f"; report {report}" if report else ""))
@@ -171,7 +171,7 @@ def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, p
               help="What the input holds: a table, or JSONL conversations in the messages format.")
 @click.option("--recipe", default=None, help="Recipe name in training/recipes (default tiny-cpu) or a YAML file.")
 @click.option("--base-model", default=None, help="Pretrained causal LM (local path or cached hub id) to fine-tune "
-              "with LoRA instead of the tiny from-scratch model.")
+              "with LoRA instead of the tiny from-scratch model; conversations are written in its chat template.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epoch limit.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop at the first validation past this many minutes.")

@@ -161,14 +161,13 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     raw_pii: set[tuple[str, str]] = set()
     scrubbed = source
     if scrub is not None:
-        from llmsynth.scrub import scrub_chats, scrub_table
+        from llmsynth.scrub import scrub_chats, scrub_table, write_raw_pii
 
         if chat:
             scrubbed, _, raw_pii = scrub_chats(source, scrub, progress=True)
         else:
             scrubbed, _, raw_pii = scrub_table(source, scrub, config.train.column_kinds, progress=True)
-        write_text(out / "private" / "raw_pii.jsonl",
-                   "".join(json.dumps({"entity": e, "value": v}) + "\n" for e, v in sorted(raw_pii)))
+        write_raw_pii(out / "private" / "raw_pii.jsonl", raw_pii)
         echo(f"scrubbed the source: {len(raw_pii)} distinct PII values found "
              f"(raw values kept in {out / 'private' / 'raw_pii.jsonl'}: keep that file private)")
     train, holdout = _take(scrubbed, ~holdout_mask), _take(scrubbed, holdout_mask)

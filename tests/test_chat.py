@@ -16,7 +16,7 @@ from llmsynth.errors import DataError, GenerateError
 from llmsynth.evaluate.text import conversation_text, distinct_n, distinct_n_matched, label_agreement, replayed_values, verbatim_share
 from llmsynth.generate.chats import TurnRules, generate_chats
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
-from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord
+from llmsynth.serialize.chat import FALLBACK_TEMPLATE, MARKERS, ChatEncoder, ChatRecord, chat_template
 from llmsynth.serialize.tabular import IGNORE
 from llmsynth.synthesizer import read_manifest
 from llmsynth.train.config import Recipe, TrainConfig
@@ -89,13 +89,70 @@ def test_encoder_marks_turns_and_masks_the_user_side_when_asked():
     assert all(label != IGNORE for label in masked[agent:])
 
 
-def test_an_untrained_model_still_writes_only_valid_conversations(demo):
-    """The rules hold by construction: random weights, short turns and few turns still give valid output."""
+CHATML = ["<|im_start|>", "<|im_end|>"]
+
+
+def _instruct_tokenizer(texts):
+    """A tokenizer like an instruct model's: ChatML's special tokens and its chat template."""
+    tokenizer = train_tokenizer(texts, 400, markers=CHATML)
+    tokenizer.chat_template = FALLBACK_TEMPLATE.read_text()
+    return tokenizer
+
+
+@pytest.mark.parametrize("instruct", [True, False])
+def test_template_encoder_writes_the_chat_template_with_metadata_in_a_system_turn(instruct):
+    record = ChatRecord(("refund",), (("user", "I want my money"), ("assistant", "Sure, done")))
+    texts = ["I want my money", "Sure, done", " intent is refund"] * 3
+    tokenizer = _instruct_tokenizer(texts) if instruct else train_tokenizer(texts, 300)  # no template: ChatML text
+    ids, labels = ChatEncoder(tokenizer, ["intent"], style="template").encode(record, [0])
+    messages = [{"role": "system", "content": " intent is refund"}, {"role": "user", "content": "I want my money"},
+                {"role": "assistant", "content": "Sure, done"}]
+    written = tokenizer.apply_chat_template(messages, chat_template=chat_template(tokenizer), tokenize=False)
+    assert tokenizer.decode(ids) == written + tokenizer.eos_token
+    _, masked = ChatEncoder(tokenizer, ["intent"], "assistant", style="template").encode(record, [0])
+    user = tokenizer.encode("I want my money", add_special_tokens=False)
+    start = next(i for i in range(len(ids)) if ids[i:i + len(user)] == user)
+    assert all(label == IGNORE for label in masked[start:start + len(user)])
+    assert labels[start:start + len(user)] == user and masked[-1] == labels[-1] == tokenizer.eos_token_id
+
+
+@pytest.fixture(scope="module")
+def instruct_base(tmp_path_factory, demo):
+    folder = tmp_path_factory.mktemp("instruct")
+    tokenizer = _instruct_tokenizer([m["content"] for c in demo.conversations for m in c["messages"]])
+    tiny_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=2048),
+               tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_lora_on_a_pretrained_base_writes_valid_conditioned_conversations_in_its_template(demo, instruct_base,
+                                                                                         tmp_path):
+    synth = ChatSynthesizer(chat_recipe(epochs=1), base_model=str(instruct_base))
+    synth.fit(demo.conversations[:40], scrub=False, progress=False)
+    refunds = synth.sample(6, conditions={"intent": "refund"}, seed=2, temperature=0.8)
+    assert all(synth.rules.valid(c) and c["metadata"]["intent"] == "refund" for c in refunds)
+    synth.save(tmp_path / "model")
+    assert read_manifest(tmp_path / "model", "chat")["serialization"]["style"] == "chat-template"
+    again = ChatSynthesizer.load(tmp_path / "model").sample(6, conditions={"intent": "refund"}, seed=2,
+                                                            temperature=0.8)
+    assert again == refunds
+    with_system = [{**c, "messages": [{"role": "system", "content": "Be brief."}, *c["messages"]]}
+                   for c in demo.conversations[:40]]
+    with pytest.raises(DataError, match="system turn"):
+        ChatSynthesizer(chat_recipe(epochs=1), base_model=str(instruct_base)).fit(with_system, scrub=False,
+                                                                                  progress=False)
+
+
+@pytest.mark.parametrize("style, markers", [("markers", MARKERS), ("template", CHATML), ("template", [])])
+def test_an_untrained_model_still_writes_only_valid_conversations(demo, style, markers):
+    """The rules hold by construction: random weights, short turns and few turns still give valid output; in our
+    markers, in a chat template's special tokens, and in a template written in plain text."""
     records = [ChatRecord((), tuple((m["role"], m["content"]) for m in c["messages"])) for c in demo.conversations]
-    tokenizer = train_tokenizer([t for r in records for _, t in r.turns], 400, markers=MARKERS)
+    tokenizer = train_tokenizer([t for r in records for _, t in r.turns], 400, markers=markers)
     torch.manual_seed(0)
     model = tiny_model(TinyModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), tokenizer)
-    encoder = ChatEncoder(tokenizer, [])
+    encoder = ChatEncoder(tokenizer, [], style=style)
     rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=4, max_turn_tokens=6)
     from llmsynth.data.schema import Schema
 

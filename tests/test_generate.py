@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from llmsynth import TabularSynthesizer
+from llmsynth.data.schema import infer_schema
 from llmsynth.errors import GenerateError, ModelError
 from llmsynth.evaluate.validity import valid_rows
 from llmsynth.serialize.codecs import IdentifierColumn
@@ -29,6 +30,15 @@ def test_validity_check_catches_bad_rows(trained, demo_table):
     rows.loc[rows.index[3], "employment"] = None             # missing where training had no nulls
     rows.loc[rows.index[4], "account_opened"] = "2030-01-01" # date out of range
     assert valid_rows(rows, trained.schema).tolist() == [False] * 5 + [True]
+
+
+def test_numbers_finer_than_the_precision_cap_are_valid():
+    """Ratios such as rooms per household carry full float precision; the schema keeps 6 decimals, and the real
+    values, at full precision, are valid rows."""
+    ratios = pd.DataFrame({"rooms": [5.663073187, 6.107226107, 4.25, 7.0] * 10})
+    schema = infer_schema(ratios)
+    assert schema.learned[0].decimals == 6 and valid_rows(ratios, schema).all()
+    assert not valid_rows(pd.DataFrame({"rooms": [99.0]}), schema).any()  # still out of range
 
 
 def test_every_sampled_row_is_valid(trained):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llmsynth.data.schema import Schema
+from llmsynth.data.schema import MAX_DECIMALS, Schema
 from llmsynth.serialize.codecs import ColumnCodec, NumericColumn, is_null
 
 
@@ -13,8 +13,8 @@ def _valid_value(column: ColumnCodec, value) -> bool:
         return column.nullable
     try:
         text = column.write(value)
-        if isinstance(column, NumericColumn) and float(text) != float(value):
-            return False  # not at the column's precision
+        if isinstance(column, NumericColumn) and column.decimals < MAX_DECIMALS and float(text) != float(value):
+            return False  # not at the column's precision (at the cap, the real numbers were finer still: 5.663073...)
         return column.complete(text.encode())
     except (TypeError, ValueError):
         return False

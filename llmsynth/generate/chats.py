@@ -62,29 +62,31 @@ def _whole_text(piece: bytes) -> bool:
 
 
 class _Turns:
-    """Where one conversation stands: its current role, turns so far, and the current turn's tokens."""
+    """Where one conversation stands: its current role, turns so far, the current turn's tokens, and, between turns,
+    the id sequences it is part-way through (`going`: sequence -> the role it opens, None for the end)."""
 
-    def __init__(self):
+    def __init__(self, going: dict[tuple[int, ...], str | None]):
         self.role: str | None = None
         self.turns = 0
         self.tokens = 0
         self.has_text = False
         self.done = False
+        self.going = going
+        self.depth = 0
 
 
 class TurnConstraint(LogitsProcessor):
     """Masks every token that would break the rules, then applies temperature and top-p (after the mask, so the
-    nucleus is drawn from valid tokens only)."""
+    nucleus is drawn from valid tokens only). Between turns the ids of the turn format are followed; where they
+    branch (the next role's turn or the end), the model chooses among the branches the rules allow."""
 
     def __init__(self, encoder: ChatEncoder, rules: TurnRules, vocab_size: int, temperature: float, top_p: float):
         self.encoder, self.rules = encoder, rules
         self.temperature, self.top_p = temperature, top_p
         self.pieces = token_bytes(encoder.tokenizer)[:vocab_size] + [b""] * max(0, vocab_size - len(encoder.tokenizer))
-        header_tokens = {i for ids in encoder.header.first_segment_ids + encoder.header.next_segment_ids for i in ids}
-        self.content = torch.tensor([i not in header_tokens and _whole_text(b) for i, b in enumerate(self.pieces)])
+        self.content = torch.tensor([i not in encoder.reserved and _whole_text(b) for i, b in enumerate(self.pieces)])
         self.text = torch.tensor([bool(b.strip()) and bool(c) for b, c in zip(self.pieces, self.content.tolist())])
         self.text_bearing = set(torch.nonzero(self.text).flatten().tolist())
-        self.role_of = {token: role for role, token in encoder.role_ids.items()}
         self.states: list[_Turns] | None = None
 
     def start(self) -> "TurnConstraint":
@@ -92,38 +94,62 @@ class TurnConstraint(LogitsProcessor):
         self.states = None
         return self
 
+    def _first(self) -> _Turns:
+        opening = self.encoder.format.transitions(None)
+        return _Turns({ids: role for ids, role in opening.items() if role in self.rules.first_roles})
+
+    def _ways_on(self, state: _Turns) -> dict[tuple[int, ...], str | None]:
+        """From the current turn: to the next role's turn (while turns are left), to the end (where the rules let
+        the conversation stop)."""
+        ways = {}
+        for ids, role in self.encoder.format.transitions(state.role).items():
+            if role is not None and state.turns < self.rules.max_turns:
+                ways[ids] = role
+            if role is None and state.turns >= self.rules.min_turns and (
+                    state.role in self.rules.last_roles or state.turns == self.rules.max_turns):
+                ways[ids] = role
+        return ways
+
     def _update(self, state: _Turns, token: int) -> None:
-        if token == self.encoder.end_id:
-            state.done = True
-        elif token in self.role_of:
-            state.role, state.turns, state.tokens, state.has_text = self.role_of[token], state.turns + 1, 0, False
-        elif state.role is not None:
-            state.tokens += 1
-            state.has_text = state.has_text or token in self.text_bearing
+        if state.done:
+            return
+        if not state.going:
+            ways = self._ways_on(state) if state.has_text else {}
+            if not any(ids[0] == token for ids in ways):
+                state.tokens += 1
+                state.has_text = state.has_text or token in self.text_bearing
+                return
+            state.going, state.depth = ways, 0
+        state.going = {ids: role for ids, role in state.going.items() if ids[state.depth] == token}
+        state.depth += 1
+        finished = [(ids, role) for ids, role in state.going.items() if len(ids) == state.depth]
+        if finished:
+            role = finished[0][1]
+            state.going, state.depth = {}, 0
+            if role is None:
+                state.done = True
+            else:
+                state.role, state.turns, state.tokens, state.has_text = role, state.turns + 1, 0, False
 
     def _allowed(self, state: _Turns) -> torch.Tensor:
         allowed = torch.zeros_like(self.content)
         if state.done:
             allowed[self.encoder.end_id] = True
             return allowed
-        if state.role is None:
-            allowed[[self.encoder.role_ids[r] for r in self.rules.first_roles]] = True
+        if state.going:
+            allowed[[ids[state.depth] for ids in state.going]] = True
             return allowed
         if state.tokens < self.rules.max_turn_tokens:
             allowed |= self.content
         elif not state.has_text:  # a turn at its length limit with only blanks so far: it must say something
             allowed |= self.text
         if state.has_text:
-            if state.turns < self.rules.max_turns:
-                allowed[self.encoder.role_ids[NEXT_ROLE[state.role]]] = True
-            if state.turns >= self.rules.min_turns and (state.role in self.rules.last_roles
-                                                        or state.turns == self.rules.max_turns):
-                allowed[self.encoder.end_id] = True
+            allowed[[ids[0] for ids in self._ways_on(state)]] = True
         return allowed
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.states is None:
-            self.states = [_Turns() for _ in range(len(input_ids))]
+            self.states = [self._first() for _ in range(len(input_ids))]
         else:
             for state, token in zip(self.states, input_ids[:, -1].tolist()):
                 self._update(state, token)
@@ -189,7 +215,7 @@ def _headers(sampler, encoder: ChatEncoder, schema: Schema, wanted: list[dict], 
              top_p, column_order, seed) -> tuple[list[list[int]], list[dict]]:
     """Prompt ids (through the end-of-header marker) and metadata of each conversation, in request order."""
     if sampler is None:
-        empty = encoder.header.encode([], [])[0]
+        empty = encoder.header_ids([], [])[0]
         frame = values_frame([{} for _ in wanted], schema, seed)
         return [list(empty) for _ in wanted], _records(frame)
     groups: dict[tuple, list[int]] = {}
@@ -205,7 +231,7 @@ def _headers(sampler, encoder: ChatEncoder, schema: Schema, wanted: list[dict], 
     prompts = []
     for order, values in sampled:
         texts = [values[k][1:].decode() for k in range(len(schema.learned))]
-        prompts.append(encoder.header.encode(texts, order)[0])
+        prompts.append(encoder.header_ids(texts, order)[0])
     frame = values_frame([values for _, values in sampled], schema, seed)
     return prompts, _records(frame)
 
@@ -232,23 +258,36 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
         torch.manual_seed(seed)
         output = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=temperature > 0,
                                 temperature=1.0, top_p=1.0, top_k=0, logits_processor=[constraint],
-                                max_new_tokens=rules.max_turns * (rules.max_turn_tokens + 2) + 1,
+                                max_new_tokens=_longest(encoder, rules),
                                 pad_token_id=pad, eos_token_id=encoder.end_id)
     return [_messages(encoder, constraint.pieces, row.tolist()) for row in output[:, width:]]
 
 
-def _messages(encoder: ChatEncoder, pieces: list[bytes], ids: list[int]) -> list[dict]:
-    role_of = {token: role for role, token in encoder.role_ids.items()}
-    messages, content = [], b""
-    for token in ids + [encoder.end_id]:
-        if token in role_of or token == encoder.end_id:
-            if messages:
-                messages[-1]["content"] = content.decode("utf-8").strip()
-            if token == encoder.end_id:
-                break
-            messages.append({"role": role_of[token], "content": ""})
-            content = b""
-        else:
-            content += pieces[token]
-    return messages
+def _longest(encoder: ChatEncoder, rules: TurnRules) -> int:
+    """New tokens the longest conversation the rules allow takes: every turn at its limit, and the ids between."""
+    between = max(len(ids) for role in (None, *encoder.format.opening) for ids in encoder.format.transitions(role))
+    return rules.max_turns * (rules.max_turn_tokens + between) + between + 1
 
+
+def _messages(encoder: ChatEncoder, pieces: list[bytes], ids: list[int]) -> list[dict]:
+    """Turns out of generated ids, read the way `TurnConstraint` wrote them: turn-format sequences between
+    contents (content never starts one where a turn may end)."""
+    messages, content, position = [], b"", 0
+    going = encoder.format.transitions(None)
+    while position < len(ids):
+        found = next(((seq, role) for seq, role in going.items() if ids[position:position + len(seq)] == list(seq)),
+                     None)
+        if found is None or (messages and not content.strip()):
+            content += pieces[ids[position]]
+            position += 1
+            continue
+        if messages:
+            messages[-1]["content"] = content.decode("utf-8").strip()
+        seq, role = found
+        if role is None:
+            return messages
+        messages.append({"role": role, "content": ""})
+        content, position, going = b"", position + len(seq), encoder.format.transitions(role)
+    if messages:
+        messages[-1]["content"] = content.decode("utf-8").strip()
+    return messages

@@ -108,7 +108,7 @@ class ConstrainedSampler:
                      temperature: float = 1.0, top_p: float = 1.0) -> list[dict[int, bytes]]:
         """Value bytes (with their leading space, b'' for null) per column for each row."""
         device = self.model.device
-        rows = [_Row(order=list(order), pending=deque([self.encoder.bos_id])) for order in orders]
+        rows = [_Row(order=list(order), pending=deque(self.encoder.prefix_ids)) for order in orders]
         for row in rows:
             self._forced_prefix(row, conditions)
         cache = DynamicCache()

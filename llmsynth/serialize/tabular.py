@@ -77,11 +77,14 @@ class RowEncoder:
     is a single token, so a column boundary costs one step.
     """
 
-    def __init__(self, tokenizer, names: Sequence[str], end_of_row_id: int | None = None):
-        """`end_of_row_id` closes the row (default: end of sequence; a conversation's metadata header has its own)."""
+    def __init__(self, tokenizer, names: Sequence[str], end_of_row_id: int | None = None,
+                 prefix_ids: Sequence[int] | None = None):
+        """`end_of_row_id` closes the row (default: end of sequence; a conversation's metadata header has its own);
+        `prefix_ids` open it (default: beginning of sequence; a chat template's system turn has its own)."""
         self.tokenizer = tokenizer
         self.column_count = len(names)
-        self.bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self.prefix_ids = [bos_id] if prefix_ids is None else list(prefix_ids)
         self.end_of_row_id = tokenizer.eos_token_id if end_of_row_id is None else end_of_row_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         if self.end_of_row_id is None:
@@ -108,7 +111,7 @@ class RowEncoder:
 
     def encode(self, values: Sequence[str], order: Sequence[int]) -> tuple[list[int], list[int]]:
         """Ids and labels for one row with its columns in `order`."""
-        ids, labels = [self.bos_id], [IGNORE]
+        ids, labels = list(self.prefix_ids), [IGNORE] * len(self.prefix_ids)
         for position, column in enumerate(order):
             segment = self.segment_ids(column, first=position == 0)
             value = self.value_ids(values[column])
