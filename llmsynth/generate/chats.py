@@ -87,6 +87,7 @@ class TurnConstraint(LogitsProcessor):
         self.content = torch.tensor([i not in encoder.reserved and _whole_text(b) for i, b in enumerate(self.pieces)])
         self.text = torch.tensor([bool(b.strip()) and bool(c) for b, c in zip(self.pieces, self.content.tolist())])
         self.text_bearing = set(torch.nonzero(self.text).flatten().tolist())
+        self.transitions = {role: encoder.format.transitions(role) for role in (None, *encoder.format.opening)}
         self.states: list[_Turns] | None = None
 
     def start(self) -> "TurnConstraint":
@@ -95,14 +96,13 @@ class TurnConstraint(LogitsProcessor):
         return self
 
     def _first(self) -> _Turns:
-        opening = self.encoder.format.transitions(None)
-        return _Turns({ids: role for ids, role in opening.items() if role in self.rules.first_roles})
+        return _Turns({ids: role for ids, role in self.transitions[None].items() if role in self.rules.first_roles})
 
     def _ways_on(self, state: _Turns) -> dict[tuple[int, ...], str | None]:
         """From the current turn: to the next role's turn (while turns are left), to the end (where the rules let
         the conversation stop)."""
         ways = {}
-        for ids, role in self.encoder.format.transitions(state.role).items():
+        for ids, role in self.transitions[state.role].items():
             if role is not None and state.turns < self.rules.max_turns:
                 ways[ids] = role
             if role is None and state.turns >= self.rules.min_turns and (
@@ -271,13 +271,13 @@ def _longest(encoder: ChatEncoder, rules: TurnRules) -> int:
 
 def _messages(encoder: ChatEncoder, pieces: list[bytes], ids: list[int]) -> list[dict]:
     """Turns out of generated ids, read the way `TurnConstraint` wrote them: turn-format sequences between
-    contents (content never starts one where a turn may end)."""
+    contents (content never holds the id a turn-ending sequence starts with)."""
     messages, content, position = [], b"", 0
     going = encoder.format.transitions(None)
     while position < len(ids):
         found = next(((seq, role) for seq, role in going.items() if ids[position:position + len(seq)] == list(seq)),
                      None)
-        if found is None or (messages and not content.strip()):
+        if found is None:
             content += pieces[ids[position]]
             position += 1
             continue
