@@ -15,7 +15,7 @@ from llmsynth.data.chats import conversation_problem, read_chats, turn_problem
 from llmsynth.data.io import write_text
 from llmsynth.data.schema import MIN_ROWS, Schema, infer_column
 from llmsynth.errors import DataError
-from llmsynth.generate.chats import TurnRules, generate_chats
+from llmsynth.generate.chats import Novelty, TurnRules, generate_chats
 from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, turn_texts
 from llmsynth.serialize.codecs import TextColumn
 from llmsynth.serialize.tabular import row_text, segment_texts, value_texts
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CHAT_RECIPE = "tiny-chat"
 SURROGATES = "surrogates.json"
+TURN_DIGESTS = "turn_digests.json"
 
 
 class ChatSynthesizer(Synthesizer):
@@ -49,7 +50,9 @@ class ChatSynthesizer(Synthesizer):
         self.metadata_schema: Schema | None = None
         self.rules: TurnRules | None = None
         self.surrogates: frozenset[str] = frozenset()
+        self.novelty: Novelty | None = None
         self.rescrub_counts: Counter = Counter()
+        self.copy_counts: Counter = Counter()
 
     # -- fit ---------------------------------------------------------------------------------------------------
     def fit(self, data: list[dict] | str | os.PathLike, workdir: str | os.PathLike | None = None,
@@ -90,6 +93,7 @@ class ChatSynthesizer(Synthesizer):
             raise DataError(f"a conversation takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe or split it")
         self.rules = TurnRules.learn(records, encoder)
+        self.novelty = Novelty.learn(content for r in records for _, content in r.turns)  # not the canaries'
         self._train(train_records + canary_records, validation_records, encoder, workdir, resume,
                     [self.metadata_schema.model_dump(mode="json"), self.loss_on, records[:500], len(records),
                      list(canaries)])
@@ -103,16 +107,19 @@ class ChatSynthesizer(Synthesizer):
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None,
                     mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
                     top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True,
-                    progress: bool = True, shard: tuple[int, int] = (0, 1)) -> Iterator[list[dict]]:
+                    progress: bool = True, shard: tuple[int, int] = (0, 1),
+                    allow_copies: bool = False) -> Iterator[list[dict]]:
         """Conversations in batches, for streaming writes. With `rescrub`, PII the scrubber finds in them that is
         not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity. `shard` (i, k)
-        keeps batches i, i + k, ... (for data-parallel generation)."""
+        keeps batches i, i + k, ... (for data-parallel generation). Unless `allow_copies`, a turn longer than 40
+        characters never repeats a training turn word for word; `copy_counts` says how often one was sampled
+        again."""
         self._require_fitted()
         encoder = self._encoder()
+        self.rescrub_counts, self.copy_counts = Counter(), Counter()
         batches = generate_chats(self._ready_model(), encoder, self.metadata_schema, self.rules, n, conditions, mix,
                                  seed, batch_size, temperature, top_p, self.recipe.train.column_order, progress,
-                                 shard)
-        self.rescrub_counts = Counter()
+                                 shard, None if allow_copies else self.novelty, self.copy_counts)
         if not rescrub:
             yield from batches
             return
@@ -125,11 +132,12 @@ class ChatSynthesizer(Synthesizer):
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None,
                mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
-               top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True, progress: bool = False) -> list[dict]:
+               top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True, progress: bool = False,
+               allow_copies: bool = False) -> list[dict]:
         """`n` conversations; `conditions` fixes metadata fields ({"intent": "refund"}), `mix` asks for shares of
         values ({"intent": {"refund": 0.3}}), and the rest is drawn as in training."""
         return [c for batch in self.iter_sample(n, conditions, mix, seed, temperature, top_p, batch_size, rescrub,
-                                                progress) for c in batch]
+                                                progress, allow_copies=allow_copies) for c in batch]
 
     # -- canaries ----------------------------------------------------------------------------------------------
     def _canary_template(self, records: list[ChatRecord]) -> dict[str, Any]:
@@ -170,6 +178,7 @@ class ChatSynthesizer(Synthesizer):
 
     def _write_files(self, directory: Path) -> None:
         write_text(directory / SURROGATES, json.dumps(sorted(self.surrogates)))
+        write_text(directory / TURN_DIGESTS, json.dumps(self.novelty.to_json()))
 
     def _restore(self, manifest: dict[str, Any]) -> None:
         self.metadata_schema = Schema.model_validate(manifest["metadata_schema"])
@@ -179,6 +188,14 @@ class ChatSynthesizer(Synthesizer):
     def _restore_files(self, directory: Path) -> None:
         path = directory / SURROGATES
         self.surrogates = frozenset(json.loads(path.read_text())) if path.is_file() else frozenset()
+        path = directory / TURN_DIGESTS  # a model saved before the filter has none: it generates as it did
+        self.novelty = Novelty.from_json(json.loads(path.read_text())) if path.is_file() else None
+
+
+def copy_summary(counts: Counter) -> str:
+    """What the novelty filter did, for the command line."""
+    return (f"{counts['resampled']} turns that closed as copies of a training turn were sampled again"
+            + (f"; {counts['kept']} kept at their length limit" if counts["kept"] else ""))
 
 
 def metadata_schema(metadata: list[dict]) -> Schema:

@@ -270,12 +270,14 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
               help="Rows (default 256) or conversations (default 64) sampled together.")
 @click.option("--no-rescrub", is_flag=True, help="Chats: skip scanning the output for PII that is not one of the "
               "training surrogates.")
+@click.option("--allow-copies", is_flag=True, help="Chats: let a turn over 40 characters repeat a training turn word "
+              "for word. By default such a turn is sampled again (up to 3 times, then it has to go on).")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Split the batches between N processes started with `accelerate launch` (one per GPU, or CPU "
               "processes where there is no GPU). The output is the same as one process's for the same seed and "
               "batch size. Under `accelerate launch` the launcher's process count is used.")
 def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, batch_size, no_rescrub,
-             num_processes):
+             allow_copies, num_processes):
     """Sample N valid rows or conversations from the synthesizer in MODEL_DIR and stream them to OUTPUT."""
     from llmsynth.data.io import table_format
     from llmsynth.generate.parallel import write_batches
@@ -299,13 +301,14 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
         synth = ChatSynthesizer.load(model_dir)
         chunks = synth.iter_sample(n, fixed, _mixes(mixes), seed=seed, temperature=temperature, top_p=top_p,
                                    batch_size=batch_size or 64, rescrub=not no_rescrub, progress=progress,
-                                   shard=shard)
+                                   shard=shard, allow_copies=allow_copies)
         unit = "conversations"
     else:
         from llmsynth.synthesizer import TabularSynthesizer
 
-        if mixes:
-            raise click.UsageError("--mix is for conversations; condition a table's rows with --condition")
+        if mixes or allow_copies:
+            raise click.UsageError("--mix and --allow-copies are for conversations; condition a table's rows with "
+                                   "--condition")
         synth = TabularSynthesizer.load(model_dir)
         chunks = synth.iter_sample(n, fixed, seed=seed, temperature=temperature, top_p=top_p,
                                    batch_size=batch_size or 256, progress=progress, shard=shard)
@@ -313,10 +316,11 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
     started = time.perf_counter()
     write_batches(chunks, output, processes)
     seconds = time.perf_counter() - started
-    if kind == "chat" and not no_rescrub:
+    if kind == "chat":
         from accelerate.utils import gather_object
 
         found = sum(gather_object([synth.rescrub_counts]), Counter())
+        copies = sum(gather_object([synth.copy_counts]), Counter())
     if not processes.is_main_process:
         return
     parallel = f" by {processes.num_processes} processes" if processes.num_processes > 1 else ""
@@ -325,6 +329,10 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
         click.echo("re-scrubbed the output: " + (", ".join(f"{e} {c}" for e, c in found.most_common())
                                                  + " replaced (not training surrogates)" if found
                                                  else "no PII beyond the training surrogates"))
+    if kind == "chat" and copies:
+        from llmsynth.chat_synthesizer import copy_summary
+
+        click.echo(copy_summary(copies))
 
 
 def _relaunch(num_processes: int) -> int:

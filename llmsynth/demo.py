@@ -122,6 +122,7 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
         "verbatim_turn_share_holdout": metrics["privacy"]["verbatim_share_holdout"],
         "pii_values_replayed": len(replayed_values(synthetic_turns, {span.value for span in demo.pii})),
         "rescrubbed": sum(synth.rescrub_counts.values()),
+        "copies_resampled": synth.copy_counts["resampled"],
     }
     summary = synth.summary
     echo(f"validation loss {summary.initial_validation_loss:.2f} -> {summary.best_validation_loss:.2f}; "
@@ -132,7 +133,8 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
     echo(f"  requested intent recognized by a classifier trained on the real chats: {figures['intent_agreement']:.1%}")
     echo(f"  distinct-2: real {figures['distinct_2_real']:.3f}, synthetic {figures['distinct_2_synthetic']:.3f}")
     echo(f"  turns over 40 characters copied verbatim from training: {figures['verbatim_turn_share']:.1%} "
-         f"(real holdout conversations: {figures['verbatim_turn_share_holdout']:.1%}; the demo's turns are templates)")
+         f"(real holdout conversations: {figures['verbatim_turn_share_holdout']:.1%}; the demo's turns are templates; "
+         f"{figures['copies_resampled']} turns that closed as copies were sampled again)")
     echo(f"  ground-truth PII values of the source found in the output: {figures['pii_values_replayed']}; PII "
          f"re-scrubbed in the output (not training surrogates): {figures['rescrubbed']}")
     _echo_canaries(run, echo)

@@ -69,6 +69,8 @@ class GenerateStage(_Stage):
     top_p: float = Field(1.0, gt=0, le=1)
     conditions: dict[str, Any] = Field(default_factory=dict, description="Fixed columns / metadata fields.")
     mix: dict[str, dict[str, float]] = Field(default_factory=dict, description="Chats: shares of metadata values.")
+    allow_copies: bool = Field(False, description="Chats: let a turn over 40 characters repeat a training turn word "
+                               "for word (by default such a turn is sampled again).")
 
 
 class EvaluateStage(_Stage):
@@ -193,9 +195,10 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     sampling = {"n": n, "conditions": generation.conditions, "seed": generation.seed,
                 "temperature": generation.temperature, "top_p": generation.top_p}
     if chat:
-        sampling["mix"] = generation.mix
-    elif generation.mix:
-        raise DataError("generate.mix is for conversations; tables take generate.conditions")
+        sampling.update(mix=generation.mix, allow_copies=generation.allow_copies)
+    elif generation.mix or generation.allow_copies:
+        raise DataError("generate.mix and generate.allow_copies are for conversations; tables take "
+                        "generate.conditions")
     started = time.perf_counter()
     synthetic_path = out / f"synthetic{suffix}"
     with TableWriter(synthetic_path) as output:
@@ -203,6 +206,10 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
             output.write(chunk)
     seconds["generate"] = time.perf_counter() - started
     echo(f"generated {n} records in {seconds['generate']:.1f}s -> {synthetic_path}")
+    if chat and synth.copy_counts:
+        from llmsynth.chat_synthesizer import copy_summary
+
+        echo("  " + copy_summary(synth.copy_counts))
 
     evaluation_config = config.evaluate
     checks = apply_thresholds(evaluation_config.thresholds, CHAT_CHECKS if chat else TABLE_CHECKS, "evaluate.thresholds")

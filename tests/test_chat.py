@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 import torch
 from click.testing import CliRunner
+from transformers import DynamicCache
 
 from llmsynth.chat_synthesizer import ChatSynthesizer
 from llmsynth.cli import main
@@ -14,7 +15,7 @@ from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.evaluate.text import conversation_text, distinct_n, distinct_n_matched, label_agreement, replayed_values, verbatim_share
-from llmsynth.generate.chats import TurnRules, generate_chats
+from llmsynth.generate.chats import Novelty, TurnRules, generate_chats
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
 from llmsynth.serialize.chat import FALLBACK_TEMPLATE, MARKERS, ChatEncoder, ChatRecord, chat_template
 from llmsynth.serialize.tabular import IGNORE
@@ -163,6 +164,54 @@ def test_an_untrained_model_still_writes_only_valid_conversations(demo, style, m
     assert all(c["metadata"] == {} for c in conversations)
 
 
+def test_a_turn_that_closes_as_a_training_turn_is_sampled_again(demo):
+    """Random weights, so the test needs no training: the turns one run writes become the "training turns" of the
+    next run with the same seed, which then starts the same way and must sample those turns again."""
+    records = [ChatRecord((), tuple((m["role"], m["content"]) for m in c["messages"])) for c in demo.conversations]
+    tokenizer = train_tokenizer([t for r in records for _, t in r.turns], 400, markers=MARKERS)
+    torch.manual_seed(1)
+    model = tiny_model(TinyModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), tokenizer)
+    encoder = ChatEncoder(tokenizer, [])
+    rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=4, max_turn_tokens=12)
+    from llmsynth.data.schema import Schema
+
+    def conversations(novelty=None, counts=None):
+        return [c for batch in generate_chats(model.eval(), encoder, Schema(columns=[]), rules, 16, seed=3,
+                                              batch_size=8, progress=False, novelty=novelty, counts=counts)
+                for c in batch]
+
+    first = conversations()
+    turns = [m["content"] for c in first for m in c["messages"]]
+    novelty = Novelty.learn(turns, min_chars=10)
+    assert len(novelty.digests) > 10
+    counts = Counter()
+    second = conversations(novelty, counts)
+    assert all(rules.valid(c) for c in second)
+    again = [m["content"] for c in second for m in c["messages"]]
+    assert verbatim_share(again, turns, min_chars=10) == 0 and counts["kept"] == 0
+    assert counts["resampled"] >= 16  # every conversation's first long turn at least
+    assert conversations() == first  # the same seed without the filter: the first run again
+
+
+def test_a_turn_masked_out_of_the_cache_leaves_the_model_where_it_was():
+    """What sampling a turn again relies on: ids masked out of the KV cache, with the turn's opening id fed again at
+    its old position, give the logits the model gave before that turn was written."""
+    tokenizer = train_tokenizer(["hello there", "how can I help you today"], 300, markers=MARKERS)
+    torch.manual_seed(0)
+    model = tiny_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+                       tokenizer).eval()
+    prefix = torch.tensor([[5, 9, 17, 33, 8]])
+    with torch.no_grad():
+        before = model(input_ids=prefix).logits[0, -1]
+        cache = DynamicCache()
+        written = torch.cat([prefix, torch.tensor([[40, 41, 42]])], dim=1)
+        model(input_ids=written, past_key_values=cache, use_cache=True)
+        mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0, 1]])  # the opening id (position 4) and the turn (5-7) out
+        again = model(input_ids=prefix[:, -1:], attention_mask=mask, position_ids=torch.tensor([[4]]),
+                      past_key_values=cache, use_cache=True).logits[0, -1]
+    assert torch.allclose(again, before, atol=1e-5)
+
+
 def test_generated_conversations_are_valid_conditioned_and_seeded(chat_synth):
     refunds = chat_synth.sample(12, conditions={"intent": "refund", "channel": "email"}, seed=4)
     assert len(refunds) == 12 and all(chat_synth.rules.valid(c) for c in refunds)
@@ -214,6 +263,9 @@ def test_save_and_load_give_the_same_conversations(chat_synth, tmp_path):
         ["intent", "channel", "resolved"]
     loaded = ChatSynthesizer.load(tmp_path / "model")
     assert loaded.sample(6, seed=9) == chat_synth.sample(6, seed=9)
+    assert loaded.novelty.digests == chat_synth.novelty.digests and len(loaded.novelty.digests) > 20
+    digests = (tmp_path / "model" / "turn_digests.json").read_text()
+    assert not any(m["content"] in digests for c in chat_synth.sample(6, seed=9) for m in c["messages"])
     with pytest.raises(Exception, match="holds a 'chat' synthesizer, not a 'tabular' one"):
         read_manifest(tmp_path / "model", "tabular")
 
@@ -234,6 +286,8 @@ def test_cli_trains_and_generates_conversations(tmp_path, demo):
     assert generated.exit_code == 0, generated.output
     conversations = read_chats(out, dialogues=True).conversations
     assert len(conversations) == 9 and {c["metadata"]["intent"] for c in conversations} == {"refund"}
+    copies = runner.invoke(main, ["generate", str(tmp_path / "m"), "-n", "3", "-o", str(out), "--allow-copies"])
+    assert copies.exit_code == 0 and len(read_chats(out).conversations) == 3, copies.output
     bad = runner.invoke(main, ["generate", str(tmp_path / "m"), "-n", "2", "-o", str(tmp_path / "x.jsonl"),
                                "--condition", "intent=weather"])
     assert bad.exit_code == 2 and "value not seen in training" in bad.output

@@ -3,24 +3,28 @@
 The header is sampled like a table row (categories from the training values, conditions on any subset of
 fields, a requested mix of values). The turns are sampled with `TurnRules` enforced token by token: roles
 alternate, a turn is never empty, the number of turns and a turn's length are bounded, and the conversation
-always ends with its end-of-record token. Every conversation is structurally valid by construction.
+always ends with its end-of-record token. Every conversation is structurally valid by construction. With a
+`Novelty` filter, no turn longer than 40 characters closes as a word-for-word copy of a training turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor
+from transformers import DynamicCache
 
 from llmsynth.data.schema import Schema
 from llmsynth.errors import GenerateError
 from llmsynth.generate.rows import condition_texts, values_frame
-from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, row_orders
+from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, draw, row_orders
 from llmsynth.model.tokens import token_bytes
 from llmsynth.serialize.chat import NEXT_ROLE, ChatEncoder, ChatRecord
 
@@ -61,41 +65,74 @@ def _whole_text(piece: bytes) -> bool:
     return bool(text) and all(c.isprintable() or c in "\n\t" for c in text)
 
 
+class Novelty:
+    """The training turns generation will not repeat word for word: digests of every training turn longer than
+    `min_chars` (stripped, as the copy figure reads them); the texts themselves are not kept beside the model.
+
+    When a turn would close as such a copy, it is sampled again from its start (up to `RETRIES` times); after
+    that it may not close there and has to go on (with the rules' length limit the last word)."""
+
+    RETRIES = 3
+
+    def __init__(self, digests: Iterable[str], min_chars: int = 40):
+        self.digests, self.min_chars = frozenset(digests), min_chars
+
+    @staticmethod
+    def _digest(text: str) -> str:
+        return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+    @classmethod
+    def learn(cls, turns: Iterable[str], min_chars: int = 40) -> "Novelty":
+        return cls({cls._digest(t.strip()) for t in turns if len(t.strip()) > min_chars}, min_chars)
+
+    def copies(self, content: bytes) -> bool:
+        if len(content) <= self.min_chars:  # bytes: never fewer than characters
+            return False
+        text = content.decode("utf-8").strip()
+        return len(text) > self.min_chars and self._digest(text) in self.digests
+
+    def to_json(self) -> dict:
+        return {"min_chars": self.min_chars, "digests": sorted(self.digests)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Novelty":
+        return cls(data["digests"], data["min_chars"])
+
+
 class _Turns:
-    """Where one conversation stands: its current role, turns so far, the current turn's tokens, and, between turns,
-    the id sequences it is part-way through (`going`: sequence -> the role it opens, None for the end)."""
+    """Where one conversation stands: its current role, turns so far, the current turn's tokens and text, and,
+    between turns, the id sequences it is part-way through (`going`: sequence -> the role it opens, None for the
+    end)."""
 
     def __init__(self, going: dict[tuple[int, ...], str | None]):
         self.role: str | None = None
         self.turns = 0
-        self.tokens = 0
-        self.has_text = False
-        self.done = False
         self.going = going
         self.depth = 0
+        self.done = False
+        self.tries = 0  # times the current turn was sampled again (it closed as a copy)
+        self.restart()
+
+    def restart(self) -> None:
+        """Back to the start of the current turn (a fresh turn, or one sampled again)."""
+        self.tokens = 0
+        self.content = b""
+        self.has_text = False
 
 
-class TurnConstraint(LogitsProcessor):
-    """Masks every token that would break the rules, then applies temperature and top-p (after the mask, so the
-    nucleus is drawn from valid tokens only). Between turns the ids of the turn format are followed; where they
-    branch (the next role's turn or the end), the model chooses among the branches the rules allow."""
+class TurnConstraint:
+    """Which tokens keep the rules, per conversation. Between turns the ids of the turn format are followed; where
+    they branch (the next role's turn or the end), the model chooses among the branches the rules allow."""
 
-    def __init__(self, encoder: ChatEncoder, rules: TurnRules, vocab_size: int, temperature: float, top_p: float):
-        self.encoder, self.rules = encoder, rules
-        self.temperature, self.top_p = temperature, top_p
+    def __init__(self, encoder: ChatEncoder, rules: TurnRules, vocab_size: int, novelty: Novelty | None = None):
+        self.encoder, self.rules, self.novelty = encoder, rules, novelty
         self.pieces = token_bytes(encoder.tokenizer)[:vocab_size] + [b""] * max(0, vocab_size - len(encoder.tokenizer))
         self.content = torch.tensor([i not in encoder.reserved and _whole_text(b) for i, b in enumerate(self.pieces)])
         self.text = torch.tensor([bool(b.strip()) and bool(c) for b, c in zip(self.pieces, self.content.tolist())])
         self.text_bearing = set(torch.nonzero(self.text).flatten().tolist())
         self.transitions = {role: encoder.format.transitions(role) for role in (None, *encoder.format.opening)}
-        self.states: list[_Turns] | None = None
 
-    def start(self) -> "TurnConstraint":
-        """Forget the last batch: the next call sees new prompts."""
-        self.states = None
-        return self
-
-    def _first(self) -> _Turns:
+    def first(self) -> _Turns:
         return _Turns({ids: role for ids, role in self.transitions[None].items() if role in self.rules.first_roles})
 
     def _ways_on(self, state: _Turns) -> dict[tuple[int, ...], str | None]:
@@ -110,16 +147,25 @@ class TurnConstraint(LogitsProcessor):
                 ways[ids] = role
         return ways
 
-    def _update(self, state: _Turns, token: int) -> None:
+    def closes(self, state: _Turns, token: int) -> bool:
+        """Would this token end the current turn?"""
+        return (not state.done and not state.going and state.has_text
+                and any(ids[0] == token for ids in self._ways_on(state)))
+
+    def copy_closes(self, state: _Turns, token: int) -> bool:
+        """Would this token close the turn as a copy of a training turn?"""
+        return self.novelty is not None and self.closes(state, token) and self.novelty.copies(state.content)
+
+    def update(self, state: _Turns, token: int) -> None:
         if state.done:
             return
         if not state.going:
-            ways = self._ways_on(state) if state.has_text else {}
-            if not any(ids[0] == token for ids in ways):
+            if not self.closes(state, token):
                 state.tokens += 1
+                state.content += self.pieces[token]
                 state.has_text = state.has_text or token in self.text_bearing
                 return
-            state.going, state.depth = ways, 0
+            state.going, state.depth = self._ways_on(state), 0
         state.going = {ids: role for ids, role in state.going.items() if ids[state.depth] == token}
         state.depth += 1
         finished = [(ids, role) for ids, role in state.going.items() if len(ids) == state.depth]
@@ -129,9 +175,11 @@ class TurnConstraint(LogitsProcessor):
             if role is None:
                 state.done = True
             else:
-                state.role, state.turns, state.tokens, state.has_text = role, state.turns + 1, 0, False
+                state.role, state.turns, state.tries = role, state.turns + 1, 0
+                state.restart()
 
-    def _allowed(self, state: _Turns) -> torch.Tensor:
+    def allowed(self, state: _Turns) -> torch.Tensor:
+        """The tokens that may come next; a turn sampled again `RETRIES` times may not close as a copy."""
         allowed = torch.zeros_like(self.content)
         if state.done:
             allowed[self.encoder.end_id] = True
@@ -143,24 +191,10 @@ class TurnConstraint(LogitsProcessor):
             allowed |= self.content
         elif not state.has_text:  # a turn at its length limit with only blanks so far: it must say something
             allowed |= self.text
-        if state.has_text:
+        if state.has_text and not (state.tries >= Novelty.RETRIES and allowed.any()
+                                   and self.novelty is not None and self.novelty.copies(state.content)):
             allowed[[ids[0] for ids in self._ways_on(state)]] = True
         return allowed
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.states is None:
-            self.states = [self._first() for _ in range(len(input_ids))]
-        else:
-            for state, token in zip(self.states, input_ids[:, -1].tolist()):
-                self._update(state, token)
-        allowed = torch.stack([self._allowed(s) for s in self.states]).to(scores.device)
-        scores = scores.float().masked_fill(~allowed, -torch.inf) / max(self.temperature, 1e-5)
-        if self.top_p < 1.0:
-            sorted_scores, order = scores.sort(dim=-1, descending=True)
-            probs = sorted_scores.softmax(dim=-1)
-            outside = probs.cumsum(dim=-1) - probs > self.top_p
-            scores = scores.scatter(1, order, sorted_scores.masked_fill(outside, -torch.inf))
-        return scores
 
 
 def _mix_assignments(n: int, mix: Mapping[str, Mapping[Any, float]], rng: np.random.Generator) -> list[dict]:
@@ -179,12 +213,15 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
                    conditions: Mapping[str, Any] | None = None, mix: Mapping[str, Mapping[Any, float]] | None = None,
                    seed: int = 0, batch_size: int = 64, temperature: float = 1.0, top_p: float = 1.0,
                    column_order: str = "conditional", progress: bool = True,
-                   shard: tuple[int, int] = (0, 1)) -> Iterator[list[dict]]:
+                   shard: tuple[int, int] = (0, 1), novelty: Novelty | None = None,
+                   counts: Counter | None = None) -> Iterator[list[dict]]:
     """Yield batches of conversations in the messages format; same seed, same conversations.
 
     `conditions` fixes metadata fields in every conversation; `mix` asks for shares of values (e.g.
     {"intent": {"refund": 0.3}}: 30% refunds, the rest drawn from the model). `shard` (i, k): only batches
-    i, i + k, ... (see `batch_plan`).
+    i, i + k, ... (see `batch_plan`). With `novelty`, no turn closes as a copy of a training turn; `counts` gets
+    how often a turn was sampled again ("resampled") and how many copies were kept where the turn's length limit
+    left no other way ("kept").
     """
     if n < 1:
         raise GenerateError(f"the number of conversations must be at least 1, got {n}")
@@ -198,7 +235,8 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
     condition_texts(schema, conditions, noun="field")
     assignments = _mix_assignments(n, mix, np.random.default_rng(seed))
     header_sampler = ConstrainedSampler(model, encoder.header, schema.learned) if schema.learned else None
-    constraint = TurnConstraint(encoder, rules, model.get_output_embeddings().weight.shape[0], temperature, top_p)
+    constraint = TurnConstraint(encoder, rules, model.get_output_embeddings().weight.shape[0], novelty)
+    counts = Counter() if counts is None else counts
     plan = list(batch_plan(n, batch_size, seed, shard))
     with tqdm(total=sum(count for _, count, _, _ in plan), desc="generating", unit="conversation",
               disable=not progress) as bar:
@@ -206,7 +244,7 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
             wanted = [{**conditions, **a} for a in assignments[start:start + count]]
             headers, metadata = _headers(header_sampler, encoder, schema, wanted, rng, generator, temperature,
                                          top_p, column_order, seed + start)
-            bodies = _bodies(model, encoder, constraint.start(), headers, temperature, seed + start)
+            bodies = _bodies(model, encoder, constraint, headers, generator, temperature, top_p, counts)
             yield [{"messages": messages, "metadata": meta} for messages, meta in zip(bodies, metadata)]
             bar.update(len(wanted))
 
@@ -246,27 +284,68 @@ def _records(frame) -> list[dict]:
     return records
 
 
+@dataclass
+class _Row:
+    """One conversation being written: the ids it keeps, its constraint state, and where its current turn starts
+    (the id that opens it, that id's column in the KV cache and its position), so the turn can be sampled again."""
+
+    state: _Turns
+    ids: list[int] = field(default_factory=list)
+    position: int = 0  # of the next id
+    anchor: tuple[int, int, int, int] = (0, 0, 0, 0)  # the opening id, its cache column, its position, len(ids)
+
+
 @torch.no_grad()
-def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: list[list[int]], temperature: float,
-            seed: int) -> list[list[dict]]:
+def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: list[list[int]],
+            generator: torch.Generator, temperature: float, top_p: float, counts: Counter) -> list[list[dict]]:
+    """Sample every conversation's turns after its header, all rows one token per step with a KV cache. A turn that
+    closes as a training turn's copy is sampled again: its ids are masked out of the cache and the id that opened
+    it is fed again at its old position, so the model sees just what it saw at the turn's start."""
+    device = model.device
     width = max(len(p) for p in prompts)
-    pad = encoder.pad_id
-    rules = constraint.rules
-    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=model.device)
-    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        output = model.generate(input_ids=input_ids, attention_mask=attention, do_sample=temperature > 0,
-                                temperature=1.0, top_p=1.0, top_k=0, logits_processor=[constraint],
-                                max_new_tokens=_longest(encoder, rules),
-                                pad_token_id=pad, eos_token_id=encoder.end_id)
-    return [_messages(encoder, constraint.pieces, row.tolist()) for row in output[:, width:]]
-
-
-def _longest(encoder: ChatEncoder, rules: TurnRules) -> int:
-    """New tokens the longest conversation the rules allow takes: every turn at its limit, and the ids between."""
-    between = max(len(ids) for role in (None, *encoder.format.opening) for ids in encoder.format.transitions(role))
-    return rules.max_turns * (rules.max_turn_tokens + between) + between + 1
+    rows = [_Row(constraint.first()) for _ in prompts]
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    for row, prompt in zip(rows, prompts):
+        row.position = len(prompt)
+    feed = torch.tensor([[encoder.pad_id] * (width - len(p)) + p for p in prompts])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache, live = DynamicCache(), list(range(len(rows)))
+    while live:
+        logits = model(input_ids=feed.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                       past_key_values=cache, use_cache=True).logits[:, -1].float().cpu()
+        states = [rows[i].state for i in live]
+        tokens = draw(logits, torch.stack([constraint.allowed(s) for s in states]), generator, temperature, top_p)
+        column = mask.shape[1]  # where this step's fed ids go in the cache
+        mask = torch.cat([mask, torch.ones(len(live), 1, dtype=mask.dtype)], dim=1)
+        fed, fed_positions = [], []
+        for k, (row, token) in enumerate(zip((rows[i] for i in live), tokens.tolist())):
+            state = row.state
+            if state.tries < Novelty.RETRIES and constraint.copy_closes(state, token):
+                opener, start, position, kept = row.anchor
+                mask[k, start:] = 0
+                del row.ids[kept:]
+                state.tries += 1
+                state.restart()
+                row.anchor, row.position = (opener, column, position, kept), position + 1
+                fed.append(opener), fed_positions.append(position)
+                counts["resampled"] += 1
+                continue
+            if constraint.copy_closes(state, token):  # no other way: the turn is at its length limit
+                counts["kept"] += 1
+            turns = state.turns
+            constraint.update(state, token)
+            row.ids.append(token)
+            if state.turns > turns:
+                row.anchor = (token, column, row.position, len(row.ids))
+            fed.append(token), fed_positions.append(row.position)
+            row.position += 1
+        keep = [k for k, i in enumerate(live) if not rows[i].state.done]
+        if len(keep) < len(live):  # finished conversations leave the batch and the KV cache
+            cache.reorder_cache(torch.tensor(keep, dtype=torch.long))
+            live, mask = [live[k] for k in keep], mask[keep]
+            fed, fed_positions = [fed[k] for k in keep], [fed_positions[k] for k in keep]
+        feed, positions = torch.tensor(fed)[:, None], torch.tensor(fed_positions)[:, None]
+    return [_messages(encoder, constraint.pieces, row.ids) for row in rows]
 
 
 def _messages(encoder: ChatEncoder, pieces: list[bytes], ids: list[int]) -> list[dict]:

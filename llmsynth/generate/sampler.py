@@ -135,21 +135,7 @@ class ConstrainedSampler:
         ])
         # The model may close a value with any column's segment; all that mass means "this value is complete".
         end_mass = torch.logsumexp(logits[:, self._end_of_value_ids], dim=-1, keepdim=True)
-        logits = logits.scatter(1, ends[:, None], end_mass).masked_fill(~allowed, -torch.inf)
-        if temperature <= 0:
-            return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / temperature, dim=-1)
-        if top_p < 1.0:
-            sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-            sorted_probs[sorted_probs.cumsum(dim=-1) - sorted_probs > top_p] = 0
-            probs = torch.zeros_like(probs).scatter_(-1, sorted_ids, sorted_probs)
-        # Inverse-CDF sampling: much faster than torch.multinomial on wide, mostly-masked rows.
-        cdf = probs.cumsum(dim=-1)
-        draw = torch.rand((len(rows), 1), generator=generator) * cdf[:, -1:]
-        chosen = torch.searchsorted(cdf, draw, right=True)[:, 0].clamp_(max=probs.shape[1] - 1)
-        slipped = ~allowed.gather(1, chosen[:, None])[:, 0]  # a draw on the very edge of the CDF
-        chosen[slipped] = probs[slipped].argmax(dim=-1)
-        return chosen
+        return draw(logits.scatter(1, ends[:, None], end_mass), allowed, generator, temperature, top_p)
 
     def _advance(self, row: _Row, token: int, conditions: dict[int, str]) -> None:
         if token == self._end_token(row) and self._complete(self.columns[row.order[row.position]], row.value):
@@ -163,6 +149,27 @@ class ConstrainedSampler:
         else:
             row.value += self.token_bytes[token]
             row.pending.append(token)
+
+
+def draw(logits: torch.Tensor, allowed: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
+         top_p: float = 1.0) -> torch.Tensor:
+    """One token per row among the `allowed` ones: temperature, then top-p within the allowed (the nucleus never
+    holds a masked token), greedy at temperature 0."""
+    logits = logits.float().masked_fill(~allowed, -torch.inf)
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+        sorted_probs[sorted_probs.cumsum(dim=-1) - sorted_probs > top_p] = 0
+        probs = torch.zeros_like(probs).scatter_(-1, sorted_ids, sorted_probs)
+    # Inverse-CDF sampling: much faster than torch.multinomial on wide, mostly-masked rows.
+    cdf = probs.cumsum(dim=-1)
+    chosen = torch.searchsorted(cdf, torch.rand((len(logits), 1), generator=generator) * cdf[:, -1:], right=True)
+    chosen = chosen[:, 0].clamp_(max=probs.shape[1] - 1)
+    slipped = ~allowed.gather(1, chosen[:, None])[:, 0]  # a draw on the very edge of the CDF
+    chosen[slipped] = probs[slipped].argmax(dim=-1)
+    return chosen
 
 
 def row_orders(n: int, columns: int, conditioned: Sequence[int], mode: str,
