@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from llmsynth.data.chats import conversation_problem, read_chats, turn_problem
@@ -112,23 +113,41 @@ class ChatSynthesizer(Synthesizer):
         """Conversations in batches, for streaming writes. With `rescrub`, PII the scrubber finds in them that is
         not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity. `shard` (i, k)
         keeps batches i, i + k, ... (for data-parallel generation). Unless `allow_copies`, a turn longer than 40
-        characters never repeats a training turn word for word; `copy_counts` says how often one was sampled
-        again."""
+        characters never repeats a training turn word for word; `copy_counts` says how often a turn was sampled
+        again, and how many conversations the re-scrub made into a copy were written anew ("regenerated")."""
         self._require_fitted()
-        encoder = self._encoder()
+        novelty = None if allow_copies else self.novelty
         self.rescrub_counts, self.copy_counts = Counter(), Counter()
-        batches = generate_chats(self._ready_model(), encoder, self.metadata_schema, self.rules, n, conditions, mix,
-                                 seed, batch_size, temperature, top_p, self.recipe.train.column_order, progress,
-                                 shard, None if allow_copies else self.novelty, self.copy_counts)
+        options = dict(schema=self.metadata_schema, rules=self.rules, temperature=temperature, top_p=top_p,
+                       column_order=self.recipe.train.column_order, novelty=novelty, counts=self.copy_counts)
+        batches = generate_chats(self._ready_model(), self._encoder(), n=n, conditions=conditions, mix=mix,
+                                 seed=seed, batch_size=batch_size, progress=progress, shard=shard, **options)
         if not rescrub:
             yield from batches
             return
+        for number, batch in enumerate(batches):
+            cleaned = self._rescrubbed(batch)
+            for attempt in range(Novelty.RETRIES if novelty is not None else 0):
+                # The re-scrub can turn a novel turn into a copy: "Ms. Davidson" written by the model becomes the
+                # surrogate "Ms. Davis" of a training turn. Such a conversation is written anew, same metadata.
+                for index in [i for i, c in enumerate(cleaned) if any(novelty.copies(m["content"].encode())
+                                                                      for m in c["messages"])]:
+                    learned = {k: v for k, v in cleaned[index]["metadata"].items()
+                               if k in {c.name for c in self.metadata_schema.learned}}
+                    key = [seed, shard[0] + number * shard[1], index, attempt]
+                    fresh = generate_chats(self._ready_model(), self._encoder(), n=1, conditions=learned,
+                                           seed=int(np.random.default_rng(key).integers(2**31)), progress=False,
+                                           **options)
+                    cleaned[index] = self._rescrubbed(next(fresh))[0]
+                    self.copy_counts["regenerated"] += 1
+            yield cleaned
+
+    def _rescrubbed(self, batch: list[dict]) -> list[dict]:
         from llmsynth.scrub import ScrubConfig, scrub_chats
 
-        for batch in batches:
-            cleaned, report, _ = scrub_chats(batch, ScrubConfig(), progress=False, keep=self.surrogates)
-            self.rescrub_counts.update(report["entities"])
-            yield cleaned
+        cleaned, report, _ = scrub_chats(batch, ScrubConfig(), progress=False, keep=self.surrogates)
+        self.rescrub_counts.update(report["entities"])
+        return cleaned
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None,
                mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
@@ -195,6 +214,8 @@ class ChatSynthesizer(Synthesizer):
 def copy_summary(counts: Counter) -> str:
     """What the novelty filter did, for the command line."""
     return (f"{counts['resampled']} turns that closed as copies of a training turn were sampled again"
+            + (f"; {counts['regenerated']} conversations the re-scrub made into a copy written anew"
+               if counts["regenerated"] else "")
             + (f"; {counts['kept']} kept at their length limit" if counts["kept"] else ""))
 
 

@@ -177,7 +177,8 @@ def test_addresses_dates_of_birth_and_invalid_looking_phones(analyzer):
 
 
 @pytest.mark.parametrize("address", ["Via Tasso 21", "7 rue des Lacs", "ul. Grabowa 112", "Riedbergstrasse 8",
-                                     "Søndergade 87", "Tompa u. 49.", "P.O. Box 4417"])
+                                     "Søndergade 87", "Tompa u. 49.", "P.O. Box 4417", "Rúa Olmos 55",
+                                     "Alvaro Cunqueiro 55 Apt. 440"])
 def test_european_addresses_are_found_whole(analyzer, address):
     assert _found(analyzer, f"Please send the new card to {address}, thanks.").get(address) == "ADDRESS"
 
@@ -186,6 +187,16 @@ def test_european_addresses_are_found_whole(analyzer, address):
                                   "Zip code 90210, rate 1.2345 percent."])
 def test_years_zip_codes_and_decimals_are_neither_addresses_nor_phones(analyzer, text):
     assert not {"ADDRESS", "PHONE_NUMBER"} & set(_found(analyzer, text).values())
+
+
+def test_genres_and_places_are_no_people(analyzer):
+    """spaCy and the vocative pattern (", Comedy,") take lists of genres and of places for people: dictionary words
+    that no name list knows are dropped, known cities and countries are scrubbed as places."""
+    genres = _found(analyzer, "Genres: Action & Adventure, Animation, Comedy, Kids & Family, Mystery & Suspense.")
+    assert not {"Animation", "Comedy"} & set(genres)
+    places = _found(analyzer, "Mr. Nowak flew to Aartselaar on Friday morning.")  # spaCy: a person
+    assert places == {"Nowak": "PERSON", "Aartselaar": "LOCATION"}
+    assert _found(analyzer, "Glad I could help, Massimiliano, see you.").get("Massimiliano") == "PERSON"
 
 
 @pytest.mark.parametrize("text", ["Best,\nTaylor Burns\nPhotographic Services",

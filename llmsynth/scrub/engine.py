@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmsynth.errors import ScrubError
 from llmsynth.scrub.recognizers import (
     DEFAULT_RECOGNIZERS, CuePhraseRecognizer, NameListRecognizer, RegexRecognizer, StreetAddressRecognizer,
+    VocativeRecognizer,
 )
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # tldextract must never fetch its list
@@ -92,6 +93,7 @@ class Analyzer:
     engine: object
     ner_enabled: bool
     spacy_model: str | None
+    dictionary: frozenset[str] = frozenset()  # English words the spaCy model's lemmatizer lists (WordNet's)
 
 
 def build_analyzer(config: ScrubConfig) -> Analyzer:
@@ -127,14 +129,24 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
     recognizers = [EmailRecognizer(), PhoneRecognizer(supported_regions=PHONE_REGIONS), UsSsnRecognizer(),
                    CreditCardRecognizer(patterns=CreditCardRecognizer.PATTERNS + extra_cards),
                    IbanRecognizer(), IpRecognizer(), UsBankRecognizer(),
-                   NameListRecognizer(), CuePhraseRecognizer(), StreetAddressRecognizer()]
+                   NameListRecognizer(), CuePhraseRecognizer(), VocativeRecognizer(), StreetAddressRecognizer()]
     recognizers += [r.build() for r in config.regex_recognizers()]
     if ner_enabled:
         recognizers.append(SpacyRecognizer(supported_entities=NER_ENTITIES))
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
     engine = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
                             default_score_threshold=config.score_threshold)
-    return Analyzer(engine=engine, ner_enabled=ner_enabled, spacy_model=model)
+    return Analyzer(engine=engine, ner_enabled=ner_enabled, spacy_model=model,
+                    dictionary=_dictionary(nlp_engine.nlp["en"]))
+
+
+def _dictionary(nlp) -> frozenset[str]:
+    """The words of the lemmatizer's index (nouns, verbs, adjectives, adverbs), where the model has one."""
+    lookups = getattr(nlp.get_pipe("lemmatizer"), "lookups", None) if "lemmatizer" in nlp.pipe_names else None
+    if lookups is None or "lemma_index" not in lookups.tables:
+        return frozenset()
+    index = lookups.get_table("lemma_index")
+    return frozenset(word for key in index.keys() for word in index[key])
 
 
 def _blank_pipeline():

@@ -62,6 +62,24 @@ def name_lists() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(given - common_words()), frozenset(surnames - common_words())
 
 
+@lru_cache(maxsize=1)
+def place_names() -> frozenset[str]:
+    """Cities and countries (lower case) from every locale Faker ships, minus given names and surnames: a gazetteer
+    that tells "Rotterdam" or "Warszawa" from a person where spaCy alone calls them one."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.address as addresses
+
+    places = set()
+    for locale in pkgutil.iter_modules(addresses.__path__):
+        provider = importlib.import_module(f"{addresses.__name__}.{locale.name}").Provider
+        for attribute in ("cities", "city_names", "real_city_names", "countries"):
+            places.update(p.lower() for p in getattr(provider, attribute, ()) if isinstance(p, str))
+    given, surnames = name_lists()
+    return frozenset(places - given - surnames)
+
+
 class _TextRecognizer(EntityRecognizer):
     """One entity found by our own code; results carry the ids Presidio's context enhancer looks for."""
 
@@ -106,8 +124,7 @@ class NameListRecognizer(_TextRecognizer):
 
 
 class CuePhraseRecognizer(_TextRecognizer):
-    """Names announced by the words around them: "my name is …", "this is …", "thanks, …", "Mrs. …", and the
-    person addressed: "Glad I could help, Gülten." """
+    """Names announced by the words before them: "my name is …", "this is …", "thanks, …", "Mrs. …"."""
 
     _NAME = rf"{_CAPITALIZED}(?:[ \t]+{_INITIAL})?(?:[ \t]+{_CAPITALIZED}){{0,2}}"
     _CUES = re.compile(
@@ -117,7 +134,6 @@ class CuePhraseRecognizer(_TextRecognizer):
         rf"|\b(?i:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?P<titled>{_NAME})\b"
     )
     _DAY = re.compile(r"\s*\d")  # "this is August 5": a date, not August
-    _VOCATIVE = re.compile(rf"(?<=\w, )(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)(?=[.!?,;:])")
     _LOWER_CASE_NAME = re.compile(r"(?i:\bmy name is)\s+(?P<name>[a-z]+(?:\s+[a-z]+)?)\b")
 
     def __init__(self):
@@ -128,13 +144,12 @@ class CuePhraseRecognizer(_TextRecognizer):
 
         given, surnames = name_lists()
         results = []
-        for pattern, score in ((self._CUES, CUE_SCORE), (self._VOCATIVE, VOCATIVE_SCORE)):
-            for match in pattern.finditer(text):
-                group = "titled" if match.groupdict().get("titled") else "name"
-                words = match.group(group).lower().split()
-                date = words[0] in _MONTHS_AND_DAYS and (pattern is self._VOCATIVE or self._DAY.match(text, match.end()))
-                if words[0] not in STOP_WORDS and not date and words[-1] not in _ORGANIZATION_WORDS:
-                    results.append(self._result(match.start(group), match.end(group), score))
+        for match in self._CUES.finditer(text):
+            group = "titled" if match.groupdict().get("titled") else "name"
+            words = match.group(group).lower().split()
+            date = words[0] in _MONTHS_AND_DAYS and self._DAY.match(text, match.end())
+            if words[0] not in STOP_WORDS and not date and words[-1] not in _ORGANIZATION_WORDS:
+                results.append(self._result(match.start(group), match.end(group), CUE_SCORE))
         for match in self._LOWER_CASE_NAME.finditer(text):  # "my name is john smith", when the list knows them
             words = match.group("name").split()
             known = [w for w in words if w in given or w in surnames]
@@ -142,6 +157,23 @@ class CuePhraseRecognizer(_TextRecognizer):
                 end = match.start("name") + len(" ".join(words[:len(known)]))
                 results.append(self._result(match.start("name"), end, CUE_SCORE))
         return results
+
+
+class VocativeRecognizer(_TextRecognizer):
+    """The person addressed at the end of a clause: "Glad I could help, Gülten." Weak evidence (a list of places or
+    genres looks the same), so its findings are checked like spaCy's against the dictionary and the places."""
+
+    _VOCATIVE = re.compile(rf"(?<=\w, )(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)(?=[.!?,;:])")
+
+    def __init__(self):
+        super().__init__("PERSON")
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        return [self._result(m.start("name"), m.end("name"), VOCATIVE_SCORE) for m in self._VOCATIVE.finditer(text)
+                if (first := m.group("name").lower().split()[0]) not in STOP_WORDS and first not in _MONTHS_AND_DAYS
+                and m.group("name").lower().split()[-1] not in _ORGANIZATION_WORDS]
 
 
 class StreetAddressRecognizer(_TextRecognizer):
@@ -152,7 +184,7 @@ class StreetAddressRecognizer(_TextRecognizer):
     from counting as a person. A name and a street suffix without a number count only where the suffix is neither a
     name nor an everyday word ("Erik Valleys", not "Jane Park" or "Jennifer Green")."""
 
-    _STREET_WORDS = ("Via|Viale|Piazza|Piazzale|Corso|Largo|Vicolo|Rua|Avenida|Av|Avda|Travessa|Estrada|Praça|Calle|"
+    _STREET_WORDS = ("Via|Viale|Piazza|Piazzale|Corso|Largo|Vicolo|Rua|Rúa|Avenida|Av|Avda|Travessa|Estrada|Praça|Calle|"
                      "Plaza|Paseo|Carrer|Camino|Rue|Avenue|Boulevard|Bd|Chemin|Place|Allée|Impasse|Quai|Route|Ul|Ulica|"
                      "Al|Aleja|Trg|Cesta|Odos|Leoforos")
     # Not "ring", "tie" or "tee": "Spring 2024", "Committee 3".
@@ -185,6 +217,9 @@ class StreetAddressRecognizer(_TextRecognizer):
             rf"\b\d{{1,5}},?\s+{street}\s+(?:{word}\s+){{0,3}}{_CAPITALIZED}\b",  # 7 rue des Lacs
             rf"\b[{_UPPER}][{_LOWER}]*(?:{self._STREET_ENDINGS})\b\.?\s+{house}",  # Riedbergstrasse 8
             rf"\b{name}\s+(?:{self._STREET_WORDS_AFTER})\s+{house}",  # Tompa u. 49., Kieler Strasse 90
+            # Alvaro Cunqueiro 55 Apt. 440: on one line (a name above an address is no street)
+            rf"\b{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED}){{0,2}}[ \t]+{house},?[ \t]+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit)"
+            r"[ \t]*\d+\b",
             r"\b(?i:P\.?\s?O\.?\s+Box|Postfach|Apartado|Casilla)\s+\d{1,6}\b",
         )]
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from llmsynth.scrub.engine import Analyzer, ScrubConfig
 from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
-from llmsynth.scrub.recognizers import common_words
+from llmsynth.scrub.recognizers import common_words, name_lists, place_names
 
 MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
 MAX_EXAMPLES = 5
@@ -20,6 +20,7 @@ _NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as 
 MIN_PHONE_DIGITS = 7  # Presidio's phone recognizer, with many regions, takes 5-digit zip codes for numbers
 _DECIMAL = re.compile(r"\d+\.\d+")
 _LINE_BREAK = re.compile(r"\n|\\[nr]")
+_WORDS = re.compile(r"[^\W\d_]+")
 
 
 @dataclass
@@ -72,13 +73,21 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
             results += batches.analyze_iterator(batch, language="en", batch_size=batch_size,
                                                 entities=config.wanted_entities())
             bar.update(len(batch))
+    places = "LOCATION" in config.wanted_entities()
     spans: list[list[Span]] = [[] for _ in texts]
     for piece, (index, offset), found in zip(pieces, owners, results):
         for r in sorted(found, key=_precedence):
             end = _name_end(r, piece)
-            if _plausible(r, piece[r.start:end]):
-                spans[index].append(Span(offset + r.start, offset + end, r.entity_type))
+            if _plausible(r, piece[r.start:end], analyzer.dictionary):
+                place = places and _weak_person(r) and piece[r.start:end].lower() in place_names()
+                spans[index].append(Span(offset + r.start, offset + end, "LOCATION" if place else r.entity_type))
     return spans
+
+
+def _weak_person(result) -> bool:
+    """A person found by spaCy alone or as the one addressed (", Comedy,"): no name list or cue phrase backs it."""
+    return result.entity_type == "PERSON" and result.recognition_metadata.get(
+        result.RECOGNIZER_NAME_KEY) in ("SpacyRecognizer", "VocativeRecognizer")
 
 
 def _name_end(result, piece: str) -> int:
@@ -97,17 +106,26 @@ def _precedence(result) -> tuple:
             result.entity_type == "LOCATION", -result.score)
 
 
-def _plausible(result, value: str) -> bool:
-    """Findings recognizers make that are rarely PII: a date as a person, an everyday word ("Comedy") that spaCy
-    alone calls a person (a cue phrase may: "this is August"), a zip code or a decimal fraction as a phone number."""
+def _plausible(result, value: str, dictionary: frozenset[str] = frozenset()) -> bool:
+    """Findings recognizers make that are rarely PII: a date as a person, everyday words ("Comedy", "Guilty
+    Pleasures": in the dictionary and no name list) as a weakly found person (a cue phrase may: "this is August"),
+    a zip code or a decimal fraction as a phone number."""
     entity = result.entity_type
     if entity in _NAMED_ENTITIES:
-        by_ner_alone = result.recognition_metadata.get(result.RECOGNIZER_NAME_KEY) == "SpacyRecognizer"
-        return any(c.isalpha() for c in value) and not (
-            entity == "PERSON" and by_ner_alone and value.lower() in common_words())
+        return any(c.isalpha() for c in value) and not (_weak_person(result) and _everyday_words(value, dictionary))
     if entity == "PHONE_NUMBER":
         return sum(c.isdigit() for c in value) >= MIN_PHONE_DIGITS and not _DECIMAL.fullmatch(value)
     return True
+
+
+def _everyday_words(value: str, dictionary: frozenset[str]) -> bool:
+    if value.lower() in common_words():
+        return True
+    given, surnames = name_lists()
+    words = _WORDS.findall(value.lower())
+    return bool(dictionary) and bool(words) and all(
+        w not in given and w not in surnames and (w in dictionary or (w.endswith("s") and w[:-1] in dictionary))
+        for w in words)
 
 
 def _pieces(text: str) -> Iterable[tuple[int, str]]:
