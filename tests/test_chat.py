@@ -175,9 +175,10 @@ def test_a_turn_that_closes_as_a_training_turn_is_sampled_again(demo):
     rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=4, max_turn_tokens=12)
     from llmsynth.data.schema import Schema
 
-    def conversations(novelty=None, counts=None):
+    def conversations(novelty=None, counts=None, temperature=1.0):
         return [c for batch in generate_chats(model.eval(), encoder, Schema(columns=[]), rules, 16, seed=3,
-                                              batch_size=8, progress=False, novelty=novelty, counts=counts)
+                                              batch_size=8, temperature=temperature, progress=False,
+                                              novelty=novelty, counts=counts)
                 for c in batch]
 
     first = conversations()
@@ -191,6 +192,12 @@ def test_a_turn_that_closes_as_a_training_turn_is_sampled_again(demo):
     assert verbatim_share(again, turns, min_chars=10) == 0 and counts["kept"] == 0
     assert counts["resampled"] >= 16  # every conversation's first long turn at least
     assert conversations() == first  # the same seed without the filter: the first run again
+    # Greedy: a turn sampled again sees just what it saw before, so it comes out the same copy every time until
+    # the retries are spent and it has to go on.
+    greedy = conversations(temperature=0)
+    counts = Counter()
+    conversations(Novelty.learn([m["content"] for c in greedy for m in c["messages"]], min_chars=10), counts, 0)
+    assert counts["resampled"] >= 16 * Novelty.RETRIES and counts["resampled"] % Novelty.RETRIES == 0
 
 
 def test_a_turn_masked_out_of_the_cache_leaves_the_model_where_it_was():

@@ -322,7 +322,7 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
             state = row.state
             if state.tries < Novelty.RETRIES and constraint.copy_closes(state, token):
                 opener, start, position, kept = row.anchor
-                mask[k, start:] = 0
+                mask[k, start:column] = 0  # the old opener and the turn; the opener comes again in this column
                 del row.ids[kept:]
                 state.tries += 1
                 state.restart()
