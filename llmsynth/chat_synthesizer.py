@@ -120,11 +120,13 @@ class ChatSynthesizer(Synthesizer):
         self.rescrub_counts, self.copy_counts = Counter(), Counter()
         options = dict(schema=self.metadata_schema, rules=self.rules, temperature=temperature, top_p=top_p,
                        column_order=self.recipe.train.column_order, novelty=novelty, counts=self.copy_counts)
-        batches = generate_chats(self._ready_model(), self._encoder(), n=n, conditions=conditions, mix=mix,
-                                 seed=seed, batch_size=batch_size, progress=progress, shard=shard, **options)
+        model, encoder = self._ready_model(), self._encoder()
+        batches = generate_chats(model, encoder, n=n, conditions=conditions, mix=mix, seed=seed,
+                                 batch_size=batch_size, progress=progress, shard=shard, **options)
         if not rescrub:
             yield from batches
             return
+        learned_fields = {c.name for c in self.metadata_schema.learned}
         for number, batch in enumerate(batches):
             cleaned = self._rescrubbed(batch)
             for attempt in range(Novelty.RETRIES if novelty is not None else 0):
@@ -132,10 +134,9 @@ class ChatSynthesizer(Synthesizer):
                 # surrogate "Ms. Davis" of a training turn. Such a conversation is written anew, same metadata.
                 for index in [i for i, c in enumerate(cleaned) if any(novelty.copies(m["content"].encode())
                                                                       for m in c["messages"])]:
-                    learned = {k: v for k, v in cleaned[index]["metadata"].items()
-                               if k in {c.name for c in self.metadata_schema.learned}}
+                    learned = {k: v for k, v in cleaned[index]["metadata"].items() if k in learned_fields}
                     key = [seed, shard[0] + number * shard[1], index, attempt]
-                    fresh = generate_chats(self._ready_model(), self._encoder(), n=1, conditions=learned,
+                    fresh = generate_chats(model, encoder, n=1, conditions=learned,
                                            seed=int(np.random.default_rng(key).integers(2**31)), progress=False,
                                            **options)
                     cleaned[index] = self._rescrubbed(next(fresh))[0]

@@ -320,7 +320,8 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
         fed, fed_positions = [], []
         for k, (row, token) in enumerate(zip((rows[i] for i in live), tokens.tolist())):
             state = row.state
-            if state.tries < Novelty.RETRIES and constraint.copy_closes(state, token):
+            copy = constraint.copy_closes(state, token)
+            if copy and state.tries < Novelty.RETRIES:
                 opener, start, position, kept = row.anchor
                 mask[k, start:column] = 0  # the old opener and the turn; the opener comes again in this column
                 del row.ids[kept:]
@@ -330,7 +331,7 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
                 fed.append(opener), fed_positions.append(position)
                 counts["resampled"] += 1
                 continue
-            if constraint.copy_closes(state, token):  # no other way: the turn is at its length limit
+            if copy:  # no other way: the turn is at its length limit
                 counts["kept"] += 1
             turns = state.turns
             constraint.update(state, token)
