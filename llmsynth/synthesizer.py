@@ -141,6 +141,8 @@ class Synthesizer:
         with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as where:
             self.summary = train_model(self.model, train_records, validation_records, encoder, self.recipe.train,
                                        Path(where), resume=resume, fingerprint=fingerprint)
+        if self.base_model is not None:  # sample from the merged weights a loaded model has (load merges too): the
+            self.model.merge_adapter()  # same seed gives the same output before and after save/load, and faster
 
     def _require_fitted(self) -> None:
         if self.model is None:

@@ -135,9 +135,11 @@ def test_lora_on_a_pretrained_base_writes_valid_conditioned_conversations_in_its
     assert all(synth.rules.valid(c) and c["metadata"]["intent"] == "refund" for c in refunds)
     synth.save(tmp_path / "model")
     assert read_manifest(tmp_path / "model", "chat")["serialization"]["style"] == "chat-template"
-    again = ChatSynthesizer.load(tmp_path / "model").sample(6, conditions={"intent": "refund"}, seed=2,
-                                                            temperature=0.8)
-    assert again == refunds
+    loaded = ChatSynthesizer.load(tmp_path / "model")
+    ids = torch.tensor([synth.tokenizer.encode("Hi, I want a refund for my order")])
+    with torch.no_grad():  # the same weights to the last bit: an unmerged adapter differs from a merged one by rounding
+        assert torch.equal(synth._ready_model()(ids).logits, loaded._ready_model()(ids).logits)
+    assert loaded.sample(6, conditions={"intent": "refund"}, seed=2, temperature=0.8) == refunds
     with_system = [{**c, "messages": [{"role": "system", "content": "Be brief."}, *c["messages"]]}
                    for c in demo.conversations[:40]]
     with pytest.raises(DataError, match="system turn"):
