@@ -15,7 +15,7 @@ import pandas as pd
 from llmsynth.data.chats import conversation_problem, read_chats, turn_problem
 from llmsynth.data.io import write_text
 from llmsynth.data.schema import MIN_ROWS, Schema, infer_column
-from llmsynth.errors import DataError
+from llmsynth.errors import DataError, GenerateError
 from llmsynth.generate.chats import Novelty, TurnRules, generate_chats
 from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, turn_texts
 from llmsynth.serialize.codecs import TextColumn
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 
 DEFAULT_CHAT_RECIPE = "tiny-chat"
+GUIDANCE = 2.0  # classifier-free guidance by default: the requested metadata holds far more often (docs/benchmarks.md)
 SURROGATES = "surrogates.json"
 TURN_DIGESTS = "turn_digests.json"
 
@@ -109,17 +110,22 @@ class ChatSynthesizer(Synthesizer):
                     mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
                     top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True,
                     progress: bool = True, shard: tuple[int, int] = (0, 1),
-                    allow_copies: bool = False) -> Iterator[list[dict]]:
+                    allow_copies: bool = False, guidance: float = GUIDANCE) -> Iterator[list[dict]]:
         """Conversations in batches, for streaming writes. With `rescrub`, PII the scrubber finds in them that is
         not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity. `shard` (i, k)
         keeps batches i, i + k, ... (for data-parallel generation). Unless `allow_copies`, a turn longer than 40
         characters never repeats a training turn word for word; `copy_counts` says how often a turn was sampled
-        again, and how many conversations the re-scrub made into a copy were written anew ("regenerated")."""
+        again, and how many conversations the re-scrub made into a copy were written anew ("regenerated").
+        `guidance` > 1 pushes every token towards the conversation's metadata (classifier-free guidance: each
+        conversation is also run without its metadata, which doubles the compute); 1 turns it off."""
         self._require_fitted()
+        if guidance < 1:
+            raise GenerateError(f"guidance must be at least 1 (1 is off), got {guidance:g}")
         novelty = None if allow_copies else self.novelty
         self.rescrub_counts, self.copy_counts = Counter(), Counter()
         options = dict(schema=self.metadata_schema, rules=self.rules, temperature=temperature, top_p=top_p,
-                       column_order=self.recipe.train.column_order, novelty=novelty, counts=self.copy_counts)
+                       column_order=self.recipe.train.column_order, novelty=novelty, counts=self.copy_counts,
+                       guidance=guidance)
         model, encoder = self._ready_model(), self._encoder()
         batches = generate_chats(model, encoder, n=n, conditions=conditions, mix=mix, seed=seed,
                                  batch_size=batch_size, progress=progress, shard=shard, **options)
@@ -153,11 +159,12 @@ class ChatSynthesizer(Synthesizer):
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None,
                mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
                top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True, progress: bool = False,
-               allow_copies: bool = False) -> list[dict]:
+               allow_copies: bool = False, guidance: float = GUIDANCE) -> list[dict]:
         """`n` conversations; `conditions` fixes metadata fields ({"intent": "refund"}), `mix` asks for shares of
         values ({"intent": {"refund": 0.3}}), and the rest is drawn as in training."""
         return [c for batch in self.iter_sample(n, conditions, mix, seed, temperature, top_p, batch_size, rescrub,
-                                                progress, allow_copies=allow_copies) for c in batch]
+                                                progress, allow_copies=allow_copies, guidance=guidance)
+                for c in batch]
 
     # -- canaries ----------------------------------------------------------------------------------------------
     def _canary_template(self, records: list[ChatRecord]) -> dict[str, Any]:

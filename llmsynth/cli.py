@@ -272,12 +272,15 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
               "training surrogates.")
 @click.option("--allow-copies", is_flag=True, help="Chats: let a turn over 40 characters repeat a training turn word "
               "for word. By default such a turn is sampled again (up to 3 times, then it has to go on).")
+@click.option("--guidance", type=click.FloatRange(min=1), default=None,
+              help="Chats: classifier-free guidance towards the metadata (default 2: each conversation is also run "
+              "without its metadata, twice the compute, and the requested intent holds far more often); 1 is off.")
 @click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
               help="Split the batches between N processes started with `accelerate launch` (one per GPU, or CPU "
               "processes where there is no GPU). The output is the same as one process's for the same seed and "
               "batch size. Under `accelerate launch` the launcher's process count is used.")
 def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, batch_size, no_rescrub,
-             allow_copies, num_processes):
+             allow_copies, guidance, num_processes):
     """Sample N valid rows or conversations from the synthesizer in MODEL_DIR and stream them to OUTPUT."""
     from llmsynth.data.io import table_format
     from llmsynth.generate.parallel import write_batches
@@ -301,14 +304,15 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
         synth = ChatSynthesizer.load(model_dir)
         chunks = synth.iter_sample(n, fixed, _mixes(mixes), seed=seed, temperature=temperature, top_p=top_p,
                                    batch_size=batch_size or 64, rescrub=not no_rescrub, progress=progress,
-                                   shard=shard, allow_copies=allow_copies)
+                                   shard=shard, allow_copies=allow_copies,
+                                   **({} if guidance is None else {"guidance": guidance}))
         unit = "conversations"
     else:
         from llmsynth.synthesizer import TabularSynthesizer
 
-        if mixes or allow_copies:
-            raise click.UsageError("--mix and --allow-copies are for conversations; condition a table's rows with "
-                                   "--condition")
+        if mixes or allow_copies or guidance is not None:
+            raise click.UsageError("--mix, --allow-copies and --guidance are for conversations; condition a table's "
+                                   "rows with --condition")
         synth = TabularSynthesizer.load(model_dir)
         chunks = synth.iter_sample(n, fixed, seed=seed, temperature=temperature, top_p=top_p,
                                    batch_size=batch_size or 256, progress=progress, shard=shard)

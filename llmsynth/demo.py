@@ -108,6 +108,8 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
         "generate": {"n": samples, "seed": seed, "temperature": temperature, "mix": even_mix},
         "evaluate": {"label": "intent", "seed": seed}}, echo)
 
+    from llmsynth.chat_synthesizer import GUIDANCE
+
     metrics = run.evaluation.metrics
     synthetic = read_chats(out_dir / "synthetic.jsonl").conversations
     synthetic_turns = [m["content"] for c in synthetic for m in c["messages"]]
@@ -128,7 +130,8 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
     }
     summary = synth.summary
     echo(f"validation loss {summary.initial_validation_loss:.2f} -> {summary.best_validation_loss:.2f}; "
-         f"{figures['conversations_per_second']:.1f} conversations/s at temperature {temperature:g}, an even mix of "
+         f"{figures['conversations_per_second']:.1f} conversations/s at temperature {temperature:g} with guidance "
+         f"{GUIDANCE:g}, an even mix of "
          f"{len(CHAT_INTENTS)} intents")
     echo(f"  structurally valid (roles alternate, no empty turn, {synth.rules.min_turns}-{synth.rules.max_turns} "
          f"turns, closed): {figures['structure_valid_share']:.1%}")

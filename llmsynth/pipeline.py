@@ -71,6 +71,8 @@ class GenerateStage(_Stage):
     mix: dict[str, dict[str, float]] = Field(default_factory=dict, description="Chats: shares of metadata values.")
     allow_copies: bool = Field(False, description="Chats: let a turn over 40 characters repeat a training turn word "
                                "for word (by default such a turn is sampled again).")
+    guidance: float | None = Field(None, ge=1, description="Chats: classifier-free guidance towards the metadata "
+                                   "(default 2; 1 is off).")
 
 
 class EvaluateStage(_Stage):
@@ -195,10 +197,11 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     sampling = {"n": n, "conditions": generation.conditions, "seed": generation.seed,
                 "temperature": generation.temperature, "top_p": generation.top_p}
     if chat:
-        sampling.update(mix=generation.mix, allow_copies=generation.allow_copies)
-    elif generation.mix or generation.allow_copies:
-        raise DataError("generate.mix and generate.allow_copies are for conversations; tables take "
-                        "generate.conditions")
+        sampling.update(mix=generation.mix, allow_copies=generation.allow_copies,
+                        **({} if generation.guidance is None else {"guidance": generation.guidance}))
+    elif generation.mix or generation.allow_copies or generation.guidance is not None:
+        raise DataError("generate.mix, generate.allow_copies and generate.guidance are for conversations; tables "
+                        "take generate.conditions")
     started = time.perf_counter()
     synthetic_path = out / f"synthetic{suffix}"
     with TableWriter(synthetic_path) as output:

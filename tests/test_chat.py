@@ -15,7 +15,7 @@ from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.evaluate.text import conversation_text, distinct_n, distinct_n_matched, label_agreement, replayed_values, verbatim_share
-from llmsynth.generate.chats import Novelty, TurnRules, generate_chats
+from llmsynth.generate.chats import Novelty, TurnConstraint, TurnRules, _bodies, _messages, generate_chats
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
 from llmsynth.serialize.chat import FALLBACK_TEMPLATE, MARKERS, ChatEncoder, ChatRecord, chat_template
 from llmsynth.serialize.tabular import IGNORE
@@ -219,6 +219,55 @@ def test_a_turn_masked_out_of_the_cache_leaves_the_model_where_it_was():
         again = model(input_ids=prefix[:, -1:], attention_mask=mask, position_ids=torch.tensor([[4]]),
                       past_key_values=cache, use_cache=True).logits[0, -1]
     assert torch.allclose(again, before, atol=1e-5)
+
+
+def test_guidance_writes_what_the_mixed_logits_of_the_header_and_no_header_choose(demo):
+    """Classifier-free guidance in the batched KV-cache loop (each row's twin after an empty header, at its own
+    positions) against plain full-sequence forward passes, greedy, on random weights: the same ids. Then with the novelty filter: greedy, a turn sampled again comes out the
+    same copy every time until the retries are spent, which holds only if its twin's copy is masked out too."""
+    tokenizer = train_tokenizer([m["content"] for c in demo.conversations for m in c["messages"]]
+                                + [" intent is refund", " channel is email", " intent is card_lost"], 400,
+                                markers=MARKERS)
+    torch.manual_seed(2)
+    model = tiny_model(TinyModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32),
+                       tokenizer).eval()
+    for weight in model.parameters():  # drawn wide, so that every token depends on the whole context
+        if weight.dim() == 2:
+            torch.nn.init.normal_(weight, std=0.3)
+    encoder = ChatEncoder(tokenizer, ["intent", "channel"])
+    rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=4, max_turn_tokens=12)
+    constraint = TurnConstraint(encoder, rules, len(tokenizer))
+    prompts = [encoder.header_ids(["refund", "email"], [0, 1])[0], encoder.header_ids(["card_lost"], [0])[0],
+               encoder.header_ids(["email", "refund"], [1, 0])[0]]
+    empty = encoder.header_ids([], [])[0]
+
+    def written(constraint, counts=None):
+        return _bodies(model, encoder, constraint, prompts, torch.Generator(), 0.0, 1.0,
+                       Counter() if counts is None else counts, guidance=3.0)
+
+    guided = written(constraint)
+    for prompt, messages in zip(prompts, guided):
+        state, ids = constraint.first(), []
+        with torch.no_grad():
+            while not state.done:
+                header, none = (model(input_ids=torch.tensor([p + ids])).logits[0, -1] for p in (prompt, empty))
+                mixed = (none + 3.0 * (header - none)).masked_fill(~constraint.allowed(state), -torch.inf)
+                constraint.update(state, int(mixed.argmax()))
+                ids.append(int(mixed.argmax()))
+        assert messages == _messages(encoder, constraint.pieces, ids)
+    counts = Counter()
+    novelty = Novelty.learn([m["content"] for messages in guided for m in messages], min_chars=10)
+    assert all(rules.valid({"messages": m}) for m in written(TurnConstraint(encoder, rules, len(tokenizer), novelty),
+                                                             counts))
+    assert counts["resampled"] >= 3 * Novelty.RETRIES and counts["resampled"] % Novelty.RETRIES == 0
+
+
+def test_guidance_is_on_by_default_and_strengthens_the_conditioning(chat_synth):
+    refunds = chat_synth.sample(6, conditions={"intent": "refund"}, seed=3)
+    assert refunds == chat_synth.sample(6, conditions={"intent": "refund"}, seed=3, guidance=2.0)
+    assert refunds != chat_synth.sample(6, conditions={"intent": "refund"}, seed=3, guidance=1.0)
+    with pytest.raises(GenerateError, match="guidance must be at least 1"):
+        chat_synth.sample(2, guidance=0.5)
 
 
 def test_generated_conversations_are_valid_conditioned_and_seeded(chat_synth):

@@ -214,14 +214,14 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
                    seed: int = 0, batch_size: int = 64, temperature: float = 1.0, top_p: float = 1.0,
                    column_order: str = "conditional", progress: bool = True,
                    shard: tuple[int, int] = (0, 1), novelty: Novelty | None = None,
-                   counts: Counter | None = None) -> Iterator[list[dict]]:
+                   counts: Counter | None = None, guidance: float = 1.0) -> Iterator[list[dict]]:
     """Yield batches of conversations in the messages format; same seed, same conversations.
 
     `conditions` fixes metadata fields in every conversation; `mix` asks for shares of values (e.g.
     {"intent": {"refund": 0.3}}: 30% refunds, the rest drawn from the model). `shard` (i, k): only batches
     i, i + k, ... (see `batch_plan`). With `novelty`, no turn closes as a copy of a training turn; `counts` gets
     how often a turn was sampled again ("resampled") and how many copies were kept where the turn's length limit
-    left no other way ("kept").
+    left no other way ("kept"). `guidance` > 1: classifier-free guidance towards the metadata (see `_bodies`).
     """
     if n < 1:
         raise GenerateError(f"the number of conversations must be at least 1, got {n}")
@@ -244,7 +244,7 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
             wanted = [{**conditions, **a} for a in assignments[start:start + count]]
             headers, metadata = _headers(header_sampler, encoder, schema, wanted, rng, generator, temperature,
                                          top_p, column_order, seed + start)
-            bodies = _bodies(model, encoder, constraint, headers, generator, temperature, top_p, counts)
+            bodies = _bodies(model, encoder, constraint, headers, generator, temperature, top_p, counts, guidance)
             yield [{"messages": messages, "metadata": meta} for messages, meta in zip(bodies, metadata)]
             bar.update(len(wanted))
 
@@ -297,34 +297,45 @@ class _Row:
 
 @torch.no_grad()
 def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: list[list[int]],
-            generator: torch.Generator, temperature: float, top_p: float, counts: Counter) -> list[list[dict]]:
+            generator: torch.Generator, temperature: float, top_p: float, counts: Counter,
+            guidance: float = 1.0) -> list[list[dict]]:
     """Sample every conversation's turns after its header, all rows one token per step with a KV cache. A turn that
     closes as a training turn's copy is sampled again: its ids are masked out of the cache and the id that opened
-    it is fed again at its old position, so the model sees just what it saw at the turn's start."""
+    it is fed again at its old position, so the model sees just what it saw at the turn's start.
+
+    With `guidance` above 1 (classifier-free guidance), each conversation has a twin in the batch that is written
+    after an empty header and is fed the same ids; the logits are the twin's plus `guidance` times the difference,
+    which pushes every token towards what the header asks for."""
     device = model.device
-    width = max(len(p) for p in prompts)
-    rows = [_Row(constraint.first()) for _ in prompts]
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    for row, prompt in zip(rows, prompts):
-        row.position = len(prompt)
-    feed = torch.tensor([[encoder.pad_id] * (width - len(p)) + p for p in prompts])
+    n = len(prompts)
+    empty = list(encoder.header_ids([], [])[0])
+    twins = [empty] * n if guidance != 1.0 and any(p != empty for p in prompts) else []  # no metadata: no twins
+    shifts = [len(p) - len(t) for p, t in zip(prompts, twins)]  # a twin's position = its partner's - shift
+    everything = prompts + twins
+    width = max(len(p) for p in everything)
+    rows = [_Row(constraint.first(), position=len(p)) for p in prompts]
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in everything])
+    feed = torch.tensor([[encoder.pad_id] * (width - len(p)) + p for p in everything])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache, live = DynamicCache(), list(range(len(rows)))
+    cache, live = DynamicCache(), list(range(n))
     while live:
         logits = model(input_ids=feed.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
                        past_key_values=cache, use_cache=True).logits[:, -1].float().cpu()
+        if twins:
+            unconditional, logits = logits[len(live):], logits[:len(live)]
+            logits = unconditional + guidance * (logits - unconditional)
         states = [rows[i].state for i in live]
         tokens = draw(logits, torch.stack([constraint.allowed(s) for s in states]), generator, temperature, top_p)
         column = mask.shape[1]  # where this step's fed ids go in the cache
-        mask = torch.cat([mask, torch.ones(len(live), 1, dtype=mask.dtype)], dim=1)
+        mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=mask.dtype)], dim=1)
         fed, fed_positions = [], []
         for k, (row, token) in enumerate(zip((rows[i] for i in live), tokens.tolist())):
             state = row.state
             copy = constraint.copy_closes(state, token)
             if copy and state.tries < Novelty.RETRIES:
                 opener, start, position, kept = row.anchor
-                mask[k, start:column] = 0  # the old opener and the turn; the opener comes again in this column
-                del row.ids[kept:]
+                mask[k::len(live), start:column] = 0  # the old opener and the turn (the twin's too); the opener
+                del row.ids[kept:]                    # comes again in this column
                 state.tries += 1
                 state.restart()
                 row.anchor, row.position = (opener, column, position, kept), position + 1
@@ -341,10 +352,14 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
             fed.append(token), fed_positions.append(row.position)
             row.position += 1
         keep = [k for k, i in enumerate(live) if not rows[i].state.done]
-        if len(keep) < len(live):  # finished conversations leave the batch and the KV cache
+        if twins:
+            fed += fed
+            fed_positions += [p - shifts[i] for p, i in zip(fed_positions, live)]
+            keep += [k + len(live) for k in keep]
+        if len(keep) < len(fed):  # finished conversations leave the batch and the KV cache
             cache.reorder_cache(torch.tensor(keep, dtype=torch.long))
-            live, mask = [live[k] for k in keep], mask[keep]
-            fed, fed_positions = [fed[k] for k in keep], [fed_positions[k] for k in keep]
+            mask, fed, fed_positions = mask[keep], [fed[k] for k in keep], [fed_positions[k] for k in keep]
+        live = [i for i in live if not rows[i].state.done]
         feed, positions = torch.tensor(fed)[:, None], torch.tensor(fed_positions)[:, None]
     return [_messages(encoder, constraint.pieces, row.ids) for row in rows]
 
