@@ -89,8 +89,8 @@ def main() -> None:
     body = f"""Machine: {figures['machine']}. Versions: {', '.join(f'{k} {v}' for k, v in figures['versions'].items())}.
 Demo support chats, {args.conversations} conversations (80% train), scrubbed, tiny-chat recipe with a
 {args.max_minutes:g}-minute training budget, {args.samples} conversations generated with an even mix of the 7 intents
-at temperature {CHAT_TEMPERATURE:g} with classifier-free guidance {GUIDANCE:g}, with the novelty filter (a turn that closes as a training turn's copy is sampled
-again). {len(runs)} runs, seeds {', '.join(map(str, args.seeds))} (each its own demo chats, split, training and
+at temperature {CHAT_TEMPERATURE:g} with classifier-free guidance {GUIDANCE:g} and the novelty filter (a turn that
+closes as a training turn's copy is sampled again). {len(runs)} runs, seeds {', '.join(map(str, args.seeds))} (each its own demo chats, split, training and
 generation): median (min - max), then each run.
 
 | figure | median (range) | per run | target |

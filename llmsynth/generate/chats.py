@@ -334,8 +334,9 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
             copy = constraint.copy_closes(state, token)
             if copy and state.tries < Novelty.RETRIES:
                 opener, start, position, kept = row.anchor
-                mask[k::len(live), start:column] = 0  # the old opener and the turn (the twin's too); the opener
-                del row.ids[kept:]                    # comes again in this column
+                # The old opener and the turn out of the cache (the twin's too); the opener comes again here.
+                mask[k::len(live), start:column] = 0
+                del row.ids[kept:]
                 state.tries += 1
                 state.restart()
                 row.anchor, row.position = (opener, column, position, kept), position + 1
