@@ -205,6 +205,13 @@ def test_a_name_ends_at_a_line_break(analyzer, text):
     assert _found(analyzer, text).get("Taylor Burns") == "PERSON"
 
 
+@pytest.mark.parametrize("text, name", [('Kauan: "Who are you?"\nStephanie:"I\'m Jose\'s daughter".', "Stephanie"),
+                                        ("This song by ex-Zombie Abramov is a perfect example.", "Abramov")])
+def test_a_name_stops_at_a_colon_or_quote_and_starts_at_a_capital(analyzer, text, name):
+    """spaCy runs a person on over a colon and a quote, and starts it at a word in lower case."""
+    assert _found(analyzer, text).get(name) == "PERSON"
+
+
 def test_user_regex_recognizers_from_a_yaml_config(tmp_path):
     path = tmp_path / "scrub.yaml"
     path.write_text("score_threshold: 0.4\nrecognizers:\n  - entity: CLAIM_ID\n    patterns: ['CLM-\\d{6}']\n"

@@ -19,7 +19,10 @@ _ESCAPED_BREAK = re.compile(r"\\[nrt]")
 _NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as a person; names have letters
 MIN_PHONE_DIGITS = 7  # Presidio's phone recognizer, with many regions, takes 5-digit zip codes for numbers
 _DECIMAL = re.compile(r"\d+\.\d+")
-_LINE_BREAK = re.compile(r"\n|\\[nr]")
+_NAME_STOP = re.compile(r"\n|\\[nr]|[:\"“”]")  # a line break, a colon or a quote mark ends a name
+_NAME_PARTICLES = "de|da|di|do|dos|das|du|del|della|la|le|van|von|der|den|ten|ter|bin|ibn|al|el|y"
+# Words in lower case before a capitalized name ("ex-Zombie "), not its particles ("de la Cruz").
+_LOWER_CASE_WORDS = re.compile(rf"(?:(?!(?:{_NAME_PARTICLES})\s)[a-z][\w'-]*\s+)+(?=[^\W\d_])")
 _WORDS = re.compile(r"[^\W\d_]+")
 
 
@@ -77,10 +80,10 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
     spans: list[list[Span]] = [[] for _ in texts]
     for piece, (index, offset), found in zip(pieces, owners, results):
         for r in sorted(found, key=_precedence):
-            end = _name_end(r, piece)
-            if _plausible(r, piece[r.start:end], analyzer.dictionary):
-                place = places and _weak_person(r) and piece[r.start:end].lower() in place_names()
-                spans[index].append(Span(offset + r.start, offset + end, "LOCATION" if place else r.entity_type))
+            start, end = _name_bounds(r, piece)
+            if _plausible(r, piece[start:end], analyzer.dictionary):
+                place = places and _weak_person(r) and piece[start:end].lower() in place_names()
+                spans[index].append(Span(offset + start, offset + end, "LOCATION" if place else r.entity_type))
     return spans
 
 
@@ -90,12 +93,18 @@ def _weak_person(result) -> bool:
         result.RECOGNIZER_NAME_KEY) in ("SpacyRecognizer", "VocativeRecognizer")
 
 
-def _name_end(result, piece: str) -> int:
-    """Where a name ends: spaCy runs a person on over a line break ("Giovana Barros\\nBurnaby"); names never do."""
+def _name_bounds(result, piece: str) -> tuple[int, int]:
+    """Where a name starts and ends: spaCy runs a person on over a line break ("Giovana Barros\\nBurnaby"), a colon
+    or a quote ('Stephanie:"I'm Jose's') and starts it at words in lower case ("ex-Zombie Abramov"); names never
+    do."""
     if result.entity_type not in _NAMED_ENTITIES:
-        return result.end
-    line_break = _LINE_BREAK.search(piece, result.start + 1, result.end)
-    return result.end if line_break is None else len(piece[:line_break.start()].rstrip())
+        return result.start, result.end
+    start = result.start
+    lower = _LOWER_CASE_WORDS.match(piece, start, result.end)
+    if lower is not None and piece[lower.end()].isupper():  # not a name written all in lower case
+        start = lower.end()
+    stop = _NAME_STOP.search(piece, start + 1, result.end)
+    return start, result.end if stop is None else len(piece[:stop.start()].rstrip())
 
 
 def _precedence(result) -> tuple:
