@@ -212,6 +212,13 @@ def test_a_name_stops_at_a_colon_or_quote_and_starts_at_a_capital(analyzer, text
     assert _found(analyzer, text).get(name) == "PERSON"
 
 
+def test_speakers_of_a_transcript_are_persons_and_line_labels_are_not(analyzer):
+    found = _found(analyzer, 'Yakha: "Who are you?"\nThilda:"I\'m the new neighbour".\nNote: Call back at noon.\n'
+                             "Subject: Refund for order 5521")
+    assert found.get("Yakha") == found.get("Thilda") == "PERSON"
+    assert not {"Note", "Subject", "Refund"} & set(found)
+
+
 def test_user_regex_recognizers_from_a_yaml_config(tmp_path):
     path = tmp_path / "scrub.yaml"
     path.write_text("score_threshold: 0.4\nrecognizers:\n  - entity: CLAIM_ID\n    patterns: ['CLM-\\d{6}']\n"

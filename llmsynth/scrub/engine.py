@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmsynth.errors import ScrubError
 from llmsynth.scrub.recognizers import (
-    DEFAULT_RECOGNIZERS, CuePhraseRecognizer, NameListRecognizer, RegexRecognizer, StreetAddressRecognizer,
-    VocativeRecognizer,
+    DEFAULT_RECOGNIZERS, CuePhraseRecognizer, NameListRecognizer, RegexRecognizer, SpeakerRecognizer,
+    StreetAddressRecognizer, VocativeRecognizer,
 )
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # tldextract must never fetch its list
@@ -129,7 +129,8 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
     recognizers = [EmailRecognizer(), PhoneRecognizer(supported_regions=PHONE_REGIONS), UsSsnRecognizer(),
                    CreditCardRecognizer(patterns=CreditCardRecognizer.PATTERNS + extra_cards),
                    IbanRecognizer(), IpRecognizer(), UsBankRecognizer(),
-                   NameListRecognizer(), CuePhraseRecognizer(), VocativeRecognizer(), StreetAddressRecognizer()]
+                   NameListRecognizer(), CuePhraseRecognizer(), VocativeRecognizer(), SpeakerRecognizer(),
+                   StreetAddressRecognizer()]
     recognizers += [r.build() for r in config.regex_recognizers()]
     if ner_enabled:
         recognizers.append(SpacyRecognizer(supported_entities=NER_ENTITIES))

@@ -176,6 +176,23 @@ class VocativeRecognizer(_TextRecognizer):
                 and m.group("name").lower().split()[-1] not in _ORGANIZATION_WORDS]
 
 
+class SpeakerRecognizer(_TextRecognizer):
+    """A speaker's name that opens a line of a transcript: "Hako: Who are you?", 'Ksenia:"I'm here"'. Weak evidence
+    ("Note: Call back" looks the same), so its findings are checked like spaCy's against the dictionary."""
+
+    _SPEAKER = re.compile(rf"^[ \t]*(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)[ \t]*:(?=[ \t]*[\"“]|[ \t]+[^\W\d_])",
+                          re.MULTILINE)
+
+    def __init__(self):
+        super().__init__("PERSON")
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        return [self._result(m.start("name"), m.end("name"), VOCATIVE_SCORE) for m in self._SPEAKER.finditer(text)
+                if not set(m.group("name").lower().split()) & (STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS)]
+
+
 class StreetAddressRecognizer(_TextRecognizer):
     """A street address as written in the US ("4821 Oak Ridge Road Apt. 5") and in Europe: a street word before
     the name ("Via Tasso 21", "7 rue des Lacs", "ul. Grabowa 112"), a street ending on the name

@@ -90,7 +90,7 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
 def _weak_person(result) -> bool:
     """A person found by spaCy alone or as the one addressed (", Comedy,"): no name list or cue phrase backs it."""
     return result.entity_type == "PERSON" and result.recognition_metadata.get(
-        result.RECOGNIZER_NAME_KEY) in ("SpacyRecognizer", "VocativeRecognizer")
+        result.RECOGNIZER_NAME_KEY) in ("SpacyRecognizer", "VocativeRecognizer", "SpeakerRecognizer")
 
 
 def _name_bounds(result, piece: str) -> tuple[int, int]:
