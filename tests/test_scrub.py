@@ -151,13 +151,15 @@ def _found(analyzer, text):
     ("Glad I could help, Massimiliano.", "Massimiliano"),
     ("Anytime! Thank you for banking with us, Ms. Bianchini.", "Bianchini"),  # title
     ("Hi, this is August. How can I help?", "August"),  # a month name used as a name
+    ("Nobuto, can I please speak to your manager?", "Nobuto"),  # addressed first
+    ("What's your last name? Keskitalo", "Keskitalo"),  # an answer
 ])
 def test_names_found_by_cue_phrases(analyzer, text, name):
     assert _found(analyzer, text).get(name) == "PERSON"
 
 
 @pytest.mark.parametrize("text", ["This is Chase Bank, how can we help?", "It was due on August 5, 2024.",
-                                  "Mark my words, the card will arrive."])
+                                  "Mark my words, the card will arrive.", "Sorry, can you say that again?"])
 def test_everyday_capitalized_words_are_not_names(analyzer, text):
     assert "PERSON" not in _found(analyzer, text).values()
 

@@ -128,7 +128,7 @@ class CuePhraseRecognizer(_TextRecognizer):
 
     _NAME = rf"{_CAPITALIZED}(?:[ \t]+{_INITIAL})?(?:[ \t]+{_CAPITALIZED}){{0,2}}"
     _CUES = re.compile(
-        r"(?i:\b(?:my name is|my name's|name is|name:|this is|i am|i'm|call me|calls me|called|speaking with|you're talking to"
+        r"(?i:\b(?:my name is|my name's|name is|name:|name\?|this is|i am|i'm|call me|calls me|called|speaking with|you're talking to"
         r"|thanks|thank you|thx|hi|hello|hey|dear|regards|cheers|sincerely|best|signed)),?[ \t]*\n?[ \t]*"
         rf"(?P<name>{_NAME})\b"
         rf"|\b(?i:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?P<titled>{_NAME})\b"
@@ -160,10 +160,13 @@ class CuePhraseRecognizer(_TextRecognizer):
 
 
 class VocativeRecognizer(_TextRecognizer):
-    """The person addressed at the end of a clause: "Glad I could help, Gülten." Weak evidence (a list of places or
-    genres looks the same), so its findings are checked like spaCy's against the dictionary and the places."""
+    """The person addressed at the end of a clause ("Glad I could help, Gülten.") or first ("Nobuto, can I ...").
+    Weak evidence (a list of places or genres looks the same), so its findings are checked like spaCy's against the
+    dictionary and the places."""
 
-    _VOCATIVE = re.compile(rf"(?<=\w, )(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)(?=[.!?,;:])")
+    _VOCATIVE = re.compile(rf"(?<=\w, )(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)(?=[.!?,;:])"
+                           rf"|^[ \t]*(?P<opening>{_CAPITALIZED}),[ \t]+(?=(?:can|could|would|will|please|I|we|you)\b)",
+                           re.MULTILINE)
 
     def __init__(self):
         super().__init__("PERSON")
@@ -171,9 +174,13 @@ class VocativeRecognizer(_TextRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         from spacy.lang.en.stop_words import STOP_WORDS
 
-        return [self._result(m.start("name"), m.end("name"), VOCATIVE_SCORE) for m in self._VOCATIVE.finditer(text)
-                if (first := m.group("name").lower().split()[0]) not in STOP_WORDS and first not in _MONTHS_AND_DAYS
-                and m.group("name").lower().split()[-1] not in _ORGANIZATION_WORDS]
+        results = []
+        for match in self._VOCATIVE.finditer(text):
+            group = "name" if match.group("name") else "opening"
+            words = match.group(group).lower().split()
+            if words[0] not in STOP_WORDS and words[0] not in _MONTHS_AND_DAYS and words[-1] not in _ORGANIZATION_WORDS:
+                results.append(self._result(match.start(group), match.end(group), VOCATIVE_SCORE))
+        return results
 
 
 class SpeakerRecognizer(_TextRecognizer):
