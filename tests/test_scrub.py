@@ -208,9 +208,11 @@ def test_a_name_ends_at_a_line_break(analyzer, text):
 
 
 @pytest.mark.parametrize("text, name", [('Kauan: "Who are you?"\nStephanie:"I\'m Jose\'s daughter".', "Stephanie"),
-                                        ("This song by ex-Zombie Abramov is a perfect example.", "Abramov")])
+                                        ("This song by ex-Zombie Abramov is a perfect example.", "Abramov"),
+                                        ('Thelma: "Who are you?"\nThelma:"I\'m Ryan\'s daughter".', "Ryan")])
 def test_a_name_stops_at_a_colon_or_quote_and_starts_at_a_capital(analyzer, text, name):
-    """spaCy runs a person on over a colon and a quote, and starts it at a word in lower case."""
+    """spaCy runs a person on over a colon and a quote (and the names in what is cut off are still found), and
+    starts it at a word in lower case."""
     assert _found(analyzer, text).get(name) == "PERSON"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from llmsynth.scrub.engine import Analyzer, ScrubConfig
 from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
-from llmsynth.scrub.recognizers import common_words, name_lists, place_names
+from llmsynth.scrub.recognizers import NameListRecognizer, common_words, name_lists, place_names
 
 MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
 MAX_EXAMPLES = 5
@@ -24,6 +24,7 @@ _NAME_PARTICLES = "de|da|di|do|dos|das|du|del|della|la|le|van|von|der|den|ten|te
 # Words in lower case before a capitalized name ("ex-Zombie "), not its particles ("de la Cruz").
 _LOWER_CASE_WORDS = re.compile(rf"(?:(?!(?:{_NAME_PARTICLES})\s)[a-z][\w'-]*\s+)+(?=[^\W\d_])")
 _WORDS = re.compile(r"[^\W\d_]+")
+_NAMES = NameListRecognizer()
 
 
 @dataclass
@@ -84,6 +85,9 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
             if _plausible(r, piece[start:end], analyzer.dictionary):
                 place = places and _weak_person(r) and piece[start:end].lower() in place_names()
                 spans[index].append(Span(offset + start, offset + end, "LOCATION" if place else r.entity_type))
+            if r.entity_type == "PERSON" and end < r.end:  # Presidio dropped the listed names inside what was cut
+                for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):  # off: 'Jana:"I'm James's'
+                    spans[index].append(Span(offset + end + name.start, offset + end + name.end, "PERSON"))
     return spans
 
 
