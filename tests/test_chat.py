@@ -223,8 +223,9 @@ def test_a_turn_masked_out_of_the_cache_leaves_the_model_where_it_was():
 
 def test_guidance_writes_what_the_mixed_logits_of_the_header_and_no_header_choose(demo):
     """Classifier-free guidance in the batched KV-cache loop (each row's twin after an empty header, at its own
-    positions) against plain full-sequence forward passes, greedy, on random weights: the same ids. Then with the novelty filter: greedy, a turn sampled again comes out the
-    same copy every time until the retries are spent, which holds only if its twin's copy is masked out too."""
+    positions) against plain full-sequence forward passes, greedy, on random weights: the same ids. Then with the
+    novelty filter: greedy, a turn sampled again comes out the same copy every time until the retries are spent,
+    which holds only if its twin's copy is masked out too."""
     tokenizer = train_tokenizer([m["content"] for c in demo.conversations for m in c["messages"]]
                                 + [" intent is refund", " channel is email", " intent is card_lost"], 400,
                                 markers=MARKERS)

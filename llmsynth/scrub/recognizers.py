@@ -184,11 +184,11 @@ class VocativeRecognizer(_TextRecognizer):
 
 
 class SpeakerRecognizer(_TextRecognizer):
-    """A speaker's name that opens a line of a transcript: "Hako: Who are you?", 'Ksenia:"I'm here"'. Weak evidence
+    """A speaker's name that opens a line of a transcript: "Yakha: Who are you?", 'Thilda:"I'm here"'. Weak evidence
     ("Note: Call back" looks the same), so its findings are checked like spaCy's against the dictionary."""
 
-    _SPEAKER = re.compile(rf"^[ \t]*(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)[ \t]*:(?=[ \t]*[\"“]|[ \t]+[^\W\d_])",
-                          re.MULTILINE)
+    _SPEAKER = re.compile(rf"^[ \t]*(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)[ \t]*:"
+                          rf"(?=[ \t]*[\"“]|[ \t]+[^\W\d_])", re.MULTILINE)
 
     def __init__(self):
         super().__init__("PERSON")

@@ -85,8 +85,9 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
             if _plausible(r, piece[start:end], analyzer.dictionary):
                 place = places and _weak_person(r) and piece[start:end].lower() in place_names()
                 spans[index].append(Span(offset + start, offset + end, "LOCATION" if place else r.entity_type))
-            if r.entity_type == "PERSON" and end < r.end:  # Presidio dropped the listed names inside what was cut
-                for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):  # off: 'Jana:"I'm James's'
+            # Presidio dropped the listed names inside a person cut short here ('Jana:"I'm James's'): found again.
+            if r.entity_type == "PERSON" and end < r.end:
+                for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):
                     spans[index].append(Span(offset + end + name.start, offset + end + name.end, "PERSON"))
     return spans
 
