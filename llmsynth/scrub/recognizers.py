@@ -191,13 +191,14 @@ class SpeakerRecognizer(_TextRecognizer):
                           rf"(?=[ \t]*[\"“]|[ \t]+[^\W\d_])", re.MULTILINE)
 
     def __init__(self):
-        super().__init__("PERSON")
-
-    def analyze(self, text, entities, nlp_artifacts=None):
         from spacy.lang.en.stop_words import STOP_WORDS
 
+        super().__init__("PERSON")
+        self._no_name_words = STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS
+
+    def analyze(self, text, entities, nlp_artifacts=None):
         return [self._result(m.start("name"), m.end("name"), VOCATIVE_SCORE) for m in self._SPEAKER.finditer(text)
-                if not set(m.group("name").lower().split()) & (STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS)]
+                if self._no_name_words.isdisjoint(m.group("name").lower().split())]
 
 
 class StreetAddressRecognizer(_TextRecognizer):
