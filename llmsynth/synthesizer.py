@@ -25,7 +25,7 @@ from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError, ModelError
 from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
-from llmsynth.model import load_base, tiny_model, train_tokenizer, with_lora
+from llmsynth.model import BaseWeights, check_base, load_base, resolve_base, tiny_model, train_tokenizer, with_lora
 from llmsynth.processes import process_state
 from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
 from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
@@ -60,7 +60,8 @@ class Synthesizer:
 
     def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None):
         self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-        self.base_model = base_model
+        self.base_model = base_model or self.recipe.base_model  # as the user named it; self.base: where it lies
+        self.base: BaseWeights | None = None
         self.model = None
         self.tokenizer = None
         self.summary: TrainSummary | None = None
@@ -75,7 +76,8 @@ class Synthesizer:
             torch.manual_seed(self.recipe.train.seed)
             self.model = tiny_model(self.recipe.tiny, self.tokenizer)
         else:
-            base, self.tokenizer = load_base(self.base_model)
+            self.base = resolve_base(self.base_model)
+            base, self.tokenizer = load_base(self.base)
             self.model = with_lora(base, self.recipe.lora)
 
     def _tiny_tokenizer(self, texts, whole_tokens, markers, workdir, resume: bool):
@@ -137,7 +139,8 @@ class Synthesizer:
         share with this one (the stopping rules may change)."""
         train = self.recipe.train.model_dump(exclude={"epochs", "max_minutes", "patience"})
         fingerprint = hashlib.sha256(json.dumps([self.recipe.tiny.model_dump(), self.recipe.lora.model_dump(), train,
-                                                 self.base_model, *identity], default=str).encode()).hexdigest()
+                                                 self.base_model, self.base and self.base.sha256, *identity],
+                                                default=str).encode()).hexdigest()
         with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as where:
             self.summary = train_model(self.model, train_records, validation_records, encoder, self.recipe.train,
                                        Path(where), resume=resume, fingerprint=fingerprint)
@@ -187,7 +190,8 @@ class Synthesizer:
             "kind": self.KIND,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             **self._manifest(),
-            "model": {"type": "tiny" if self.base_model is None else "lora", "base_model": self.base_model},
+            "model": {"type": "tiny" if self.base_model is None else "lora", "base_model": self.base_model,
+                      "base_sha256": self.base and self.base.sha256},
             "recipe": self.recipe.model_dump(mode="json"),
             "training": self.summary.model_dump(mode="json") if self.summary else None,
             "data": self.data_summary,
@@ -223,7 +227,9 @@ class Synthesizer:
         else:
             from peft import PeftModel
 
-            base, _ = load_base(synth.base_model)
+            synth.base = resolve_base(synth.base_model)
+            check_base(synth.base, manifest["model"].get("base_sha256"))
+            base, _ = load_base(synth.base)
             synth.model = PeftModel.from_pretrained(base, directory / "adapter").merge_and_unload()
         synth.summary = TrainSummary.model_validate(manifest["training"]) if manifest.get("training") else None
         synth.data_summary = manifest.get("data", {})

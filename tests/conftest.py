@@ -25,6 +25,19 @@ def _local_only_connect(self, address):
 
 socket.socket.connect = _local_only_connect
 
+
+@pytest.fixture(scope="session", autouse=True)
+def base_cache(tmp_path_factory):
+    """Dequantized GGUF bases go to a folder of this test run, not the user's cache: each run pays for and checks
+    the dequantization once."""
+    from llmsynth.model.pretrained import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("llmsynth-cache")
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    os.environ.pop(CACHE_ENV) if before is None else os.environ.__setitem__(CACHE_ENV, before)
+
 from llmsynth import TabularSynthesizer  # noqa: E402
 from llmsynth.cli import main  # noqa: E402
 from llmsynth.data.demo import customers  # noqa: E402

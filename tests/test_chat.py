@@ -166,6 +166,30 @@ def test_an_untrained_model_still_writes_only_valid_conversations(demo, style, m
     assert all(c["metadata"] == {} for c in conversations)
 
 
+def test_each_conversation_gets_a_number_of_turns_drawn_from_training(demo):
+    """Random weights decide nothing here: the drawn counts alone set how long each conversation is, so a corpus with
+    a long tail of turn counts generates the tail as often as it was seen, and no more."""
+    records = [ChatRecord((), tuple((m["role"], m["content"]) for m in c["messages"])) for c in demo.conversations]
+    tokenizer = train_tokenizer([t for r in records for _, t in r.turns], 400, markers=MARKERS)
+    torch.manual_seed(0)
+    model = tiny_model(TinyModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), tokenizer)
+    encoder = ChatEncoder(tokenizer, [])
+    rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=12, max_turn_tokens=5,
+                      turn_counts={2: 3, 6: 1})
+    from llmsynth.data.schema import Schema
+
+    conversations = [c for batch in generate_chats(model.eval(), encoder, Schema(columns=[]), rules, 80, seed=1,
+                                                   batch_size=16, progress=False) for c in batch]
+    counts = Counter(len(c["messages"]) for c in conversations)
+    assert set(counts) == {2, 6} and 45 <= counts[2] <= 75 and all(rules.valid(c) for c in conversations)
+    odd = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=12, max_turn_tokens=5,
+                    turn_counts={3: 1})  # a drawn count whose last turn is the user's: one turn more
+    batch = next(generate_chats(model.eval(), encoder, Schema(columns=[]), odd, 4, seed=1, progress=False))
+    assert {len(c["messages"]) for c in batch} == {4}
+    restored = TurnRules.model_validate(json.loads(json.dumps(rules.model_dump())))
+    assert restored == rules  # saved in the manifest: JSON keys are strings
+
+
 def test_a_turn_that_closes_as_a_training_turn_is_sampled_again(demo):
     """Random weights, so the test needs no training: the turns one run writes become the "training turns" of the
     next run with the same seed, which then starts the same way and must sample those turns again."""
@@ -307,7 +331,7 @@ def test_no_source_pii_reaches_the_output_and_stray_pii_is_rescrubbed(chat_synth
 
     cleaned, report, _ = scrub_chats(stray, ScrubConfig(), progress=False, keep=chat_synth.surrogates)
     assert report["entities"] == {"EMAIL_ADDRESS": 1} and "real.person" not in json.dumps(cleaned)
-    kept_name = next(iter(w for w in chat_synth.surrogates if w.isalpha() and len(w) > 3)).title()
+    kept_name = next(w for w in sorted(chat_synth.surrogates) if w.isalpha() and len(w) > 3).title()  # hash order varies
     kept, report, _ = scrub_chats([{"messages": [{"role": "user", "content": f"I am {kept_name}."},
                                                  {"role": "assistant", "content": "ok"}], "metadata": {}}],
                                   ScrubConfig(), progress=False, keep=chat_synth.surrogates)

@@ -224,8 +224,8 @@ def chats():
 
 def test_chat_figures_tell_copies_from_fresh_conversations(chats):
     train, holdout, fresh, _ = chats
-    unseen = evaluate_chats(train, holdout, fresh).metrics
-    copied = evaluate_chats(train, holdout, train).metrics
+    unseen = evaluate_chats(train, holdout, fresh, reference_model=None).metrics  # coherence: tests/test_coherence.py
+    copied = evaluate_chats(train, holdout, train, reference_model=None).metrics
     assert copied["privacy"]["verbatim_share"] == 1.0
     assert copied["privacy"]["similarity_synthetic"] == pytest.approx(1.0)
     assert copied["privacy"]["ngram8_overlap"] == 1.0 and unseen["privacy"]["ngram8_excess"] < 0.05
@@ -249,10 +249,12 @@ def test_chat_eval_from_the_command_line(chats, tmp_path):
                                                 for s in pii))
     result = CliRunner().invoke(main, ["eval", "--real", str(tmp_path / "train.jsonl"), "--holdout",
                                        str(tmp_path / "holdout.jsonl"), "--synthetic", str(tmp_path / "synthetic.jsonl"),
-                                       "--raw-pii", str(tmp_path / "raw.jsonl"), "-o", str(tmp_path / "report")])
+                                       "--raw-pii", str(tmp_path / "raw.jsonl"), "-o", str(tmp_path / "report"),
+                                       "--reference-model", "none"])
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert metrics["kind"] == "chat" and metrics["privacy"]["pii_replay"]["raw_values"] > 0
+    assert metrics["coherence"]["reference_perplexity"] == {"skipped": "no reference model asked for"}
     assert (tmp_path / "report" / "report.html").stat().st_size > 10_000
 
 

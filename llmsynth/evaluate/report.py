@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from llmsynth.data.io import write_text
+from llmsynth.evaluate.coherence import coherence_rows
 from llmsynth.evaluate.features import as_numbers, is_continuous
 from llmsynth.evaluate.suite import Evaluation
 
@@ -221,6 +222,18 @@ def _canary_section(canaries: dict) -> list[str]:
             _figure_html(figure, "canary exposure")]
 
 
+def _coherence_section(figures: dict) -> list[str]:
+    def shown(value) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{shown(s)}</td><td>{shown(h)}</td></tr>"
+                   for name, s, h in coherence_rows(figures))
+    skipped = [f'<p class="warning">{html.escape(part)}: {html.escape(value["skipped"])}</p>'
+               for part, value in figures.items() if "skipped" in value]
+    return ["<h2>Coherence</h2>", "<table><tr><th>figure</th><th>synthetic</th><th>real holdout</th></tr>"
+            f"{rows}</table>", *skipped]
+
+
 def _figures_table(section: dict) -> str:
     rows = []
     for key, value in section.items():
@@ -263,6 +276,8 @@ def report_html(evaluation: Evaluation, title: str = "llmsynth evaluation") -> s
     for section in ("fidelity", "utility", "privacy"):
         if section in metrics:
             parts += [f"<h2>{section.capitalize()}</h2>", _figures_table(metrics[section])]
+    if "coherence" in metrics:
+        parts += _coherence_section(metrics["coherence"])
     parts += _table_figures(evaluation.plots) if metrics["kind"] == "tabular" else _chat_figures(evaluation.plots)
     if "canaries" in metrics:
         parts += _canary_section(metrics["canaries"])

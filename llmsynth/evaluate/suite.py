@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError
 from llmsynth.evaluate.canary import CanaryTest, canary_path
+from llmsynth.evaluate.coherence import REFERENCE_LM, coherence
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, VERDICTS, Check, run_checks
 from llmsynth.evaluate.features import check_columns, typed
 from llmsynth.evaluate.fidelity import (
@@ -161,15 +162,16 @@ def _labels(conversations: Sequence[dict], label: str) -> pd.Series:
 
 def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Sequence[dict], label: str = "intent",
                    raw_pii: Sequence[tuple[str, str]] | None = None, checks: list[Check] = CHAT_CHECKS,
-                   seed: int = 0, progress: bool = False, canaries: CanaryTest | None = None) -> Evaluation:
-    """Fidelity, utility and privacy of synthetic conversations, and with `canaries` what the model memorized;
-    `label` is the metadata field the conditioning and utility figures use (left out where the real conversations
-    lack it)."""
+                   seed: int = 0, progress: bool = False, canaries: CanaryTest | None = None,
+                   reference_model: str | None = REFERENCE_LM) -> Evaluation:
+    """Fidelity, coherence, utility and privacy of synthetic conversations, and with `canaries` what the model
+    memorized; `label` is the metadata field the conditioning and utility figures use (left out where the real
+    conversations lack it); `reference_model` is the untuned LM of the perplexity figure (None: left out)."""
     for role, corpus in (("real", train), ("holdout", holdout), ("synthetic", synthetic)):
         if not corpus:
             raise DataError(f"the {role} conversations are empty")
     has_label = all(label in c.get("metadata", {}) for corpus in (train, holdout, synthetic) for c in corpus)
-    steps = _Steps(5 + has_label + (raw_pii is not None) + (canaries is not None), progress)
+    steps = _Steps(6 + has_label + (raw_pii is not None) + (canaries is not None), progress)
     real_turns, synthetic_turns = _turns(train), _turns(synthetic)
     real_lengths, synthetic_lengths = [len(t) for t in real_turns], [len(t) for t in synthetic_turns]
     real_counts = [len(c["messages"]) for c in train]
@@ -189,6 +191,7 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
     metrics: dict = {"version": METRICS_VERSION, "kind": "chat",
                      "conversations": {"train": len(train), "holdout": len(holdout), "synthetic": len(synthetic)},
                      "fidelity": fidelity}
+    metrics["coherence"] = steps("coherence", lambda: coherence(train, holdout, synthetic, seed, reference_model))
     real_labels, synthetic_labels = _labels(train, label), _labels(synthetic, label)
     if has_label:
         fidelity["label"] = label
@@ -267,7 +270,7 @@ def guess_kind(real: Path, model: Path | None = None) -> str:
 def evaluate_files(real: Path, holdout: Path, synthetic: Path, kind: str | None = None, model: Path | None = None,
                    target: str | None = None, label: str = "intent", raw_pii: Path | None = None,
                    thresholds: Path | None = None, seed: int = 0, progress: bool = False,
-                   canaries: Path | None = None) -> Evaluation:
+                   canaries: Path | None = None, reference_model: str | None = REFERENCE_LM) -> Evaluation:
     """The suite on files: tables as CSV / Parquet / JSONL, conversations as JSONL; with a synthesizer directory,
     its schema decides the column types, and the canaries it was trained with (their file beside it, or
     `canaries`) are measured."""
@@ -290,7 +293,7 @@ def evaluate_files(real: Path, holdout: Path, synthetic: Path, kind: str | None 
     if kind == "chat":
         corpora = [read_chats(path).conversations for path in (real, holdout, synthetic)]
         return evaluate_chats(*corpora, label=label, raw_pii=pii, checks=checks, seed=seed, progress=progress,
-                              canaries=canary_test)
+                              canaries=canary_test, reference_model=reference_model)
     schema = Schema.model_validate(read_manifest(model, "tabular")["schema"]) if model is not None else None
     tables = [read_table(path) for path in (real, holdout, synthetic)]
     return evaluate_tables(*tables, schema=schema, target=target, raw_pii=pii, checks=checks, seed=seed,

@@ -37,6 +37,7 @@ class TurnRules(BaseModel):
     min_turns: int
     max_turns: int
     max_turn_tokens: int
+    turn_counts: dict[int, int] = {}  # conversations per number of turns; empty in models saved before it
 
     @classmethod
     def learn(cls, records: list[ChatRecord], encoder: ChatEncoder) -> "TurnRules":
@@ -44,7 +45,17 @@ class TurnRules(BaseModel):
         longest = max(len(encoder.content_ids(content)) for r in records for _, content in r.turns)
         return cls(first_roles=sorted({r.turns[0][0] for r in records}),
                    last_roles=sorted({r.turns[-1][0] for r in records}),
-                   min_turns=min(turns), max_turns=max(turns), max_turn_tokens=int(longest * 1.25) + 1)
+                   min_turns=min(turns), max_turns=max(turns), max_turn_tokens=int(longest * 1.25) + 1,
+                   turn_counts=dict(sorted(Counter(turns).items())))
+
+    def draw_turns(self, count: int, rng: np.random.Generator) -> list[int | None]:
+        """How many turns each of `count` conversations gets, drawn from the training conversations' counts (None
+        for all where the rules hold no counts: the model alone decides when a conversation ends)."""
+        if not self.turn_counts:
+            return [None] * count
+        values = np.array(list(self.turn_counts))
+        weights = np.array(list(self.turn_counts.values()), dtype=float)
+        return [int(v) for v in rng.choice(values, size=count, p=weights / weights.sum())]
 
     def valid(self, conversation: dict) -> bool:
         """Does a conversation (messages format) keep these rules? The evaluation's structure check."""
@@ -104,8 +115,9 @@ class _Turns:
     between turns, the id sequences it is part-way through (`going`: sequence -> the role it opens, None for the
     end)."""
 
-    def __init__(self, going: dict[tuple[int, ...], str | None]):
+    def __init__(self, going: dict[tuple[int, ...], str | None], target: int | None = None):
         self.role: str | None = None
+        self.target = target  # the number of turns drawn for it (None: the model decides when it ends)
         self.turns = 0
         self.going = going
         self.depth = 0
@@ -132,20 +144,22 @@ class TurnConstraint:
         self.text_bearing = set(torch.nonzero(self.text).flatten().tolist())
         self.transitions = {role: encoder.format.transitions(role) for role in (None, *encoder.format.opening)}
 
-    def first(self) -> _Turns:
-        return _Turns({ids: role for ids, role in self.transitions[None].items() if role in self.rules.first_roles})
+    def first(self, target: int | None = None) -> _Turns:
+        return _Turns({ids: role for ids, role in self.transitions[None].items() if role in self.rules.first_roles},
+                      target)
 
     def _ways_on(self, state: _Turns) -> dict[tuple[int, ...], str | None]:
         """From the current turn: to the next role's turn (while turns are left), to the end (where the rules let
-        the conversation stop)."""
-        ways = {}
-        for ids, role in self.transitions[state.role].items():
-            if role is not None and state.turns < self.rules.max_turns:
-                ways[ids] = role
-            if role is None and state.turns >= self.rules.min_turns and (
-                    state.role in self.rules.last_roles or state.turns == self.rules.max_turns):
-                ways[ids] = role
-        return ways
+        the conversation stop). With a drawn number of turns, it ends there (a turn later where that turn's role
+        may not close a conversation)."""
+        may_end = state.turns >= self.rules.min_turns and (
+            state.role in self.rules.last_roles or state.turns == self.rules.max_turns)
+        may_go_on = state.turns < self.rules.max_turns
+        if state.target is not None:
+            may_end = may_end and state.turns >= state.target
+            may_go_on = may_go_on and (state.turns < state.target or not may_end)
+        return {ids: role for ids, role in self.transitions[state.role].items()
+                if (may_go_on if role is not None else may_end)}
 
     def closes(self, state: _Turns, token: int) -> bool:
         """Would this token end the current turn?"""
@@ -244,7 +258,9 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
             wanted = [{**conditions, **a} for a in assignments[start:start + count]]
             headers, metadata = _headers(header_sampler, encoder, schema, wanted, rng, generator, temperature,
                                          top_p, column_order, seed + start)
-            bodies = _bodies(model, encoder, constraint, headers, generator, temperature, top_p, counts, guidance)
+            targets = rules.draw_turns(len(headers), rng)
+            bodies = _bodies(model, encoder, constraint, headers, generator, temperature, top_p, counts, guidance,
+                             targets)
             yield [{"messages": messages, "metadata": meta} for messages, meta in zip(bodies, metadata)]
             bar.update(len(wanted))
 
@@ -298,7 +314,7 @@ class _Row:
 @torch.no_grad()
 def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: list[list[int]],
             generator: torch.Generator, temperature: float, top_p: float, counts: Counter,
-            guidance: float = 1.0) -> list[list[dict]]:
+            guidance: float = 1.0, targets: list[int | None] | None = None) -> list[list[dict]]:
     """Sample every conversation's turns after its header, all rows one token per step with a KV cache. A turn that
     closes as a training turn's copy is sampled again: its ids are masked out of the cache and the id that opened
     it is fed again at its old position, so the model sees just what it saw at the turn's start.
@@ -313,7 +329,8 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
     shifts = [len(p) - len(t) for p, t in zip(prompts, twins)]  # a twin's position = its partner's - shift
     everything = prompts + twins
     width = max(len(p) for p in everything)
-    rows = [_Row(constraint.first(), position=len(p)) for p in prompts]
+    targets = targets or [None] * n
+    rows = [_Row(constraint.first(target), position=len(p)) for p, target in zip(prompts, targets)]
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in everything])
     feed = torch.tensor([[encoder.pad_id] * (width - len(p)) + p for p in everything])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -18,6 +18,7 @@ one by one and joined, so training and generation see the very same ids.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,12 @@ STYLES = ("markers", "template")
 
 @dataclass(frozen=True)
 class ChatRecord:
-    """One conversation as the model learns it: its metadata value texts (schema order) and its turns."""
+    """One conversation as the model learns it: its metadata value texts (schema order) and its turns. A window of
+    a longer conversation that goes on after its last turn is not `complete`: no end of conversation is learned."""
 
     metadata: tuple[str, ...]
     turns: tuple[tuple[str, str], ...]  # (role, content)
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,11 @@ class ChatEncoder:
         ids, labels = self.header.encode(values, order)
         return ids + list(self.after_header), labels + list(self.after_header)
 
-    def encode(self, record: ChatRecord, order: Sequence[int], closed: bool = True) -> tuple[list[int], list[int]]:
-        """Ids and labels of a conversation; `closed=False` stops after the last turn's content (a prompt)."""
+    def encode(self, record: ChatRecord, order: Sequence[int], closed: bool | None = None
+               ) -> tuple[list[int], list[int]]:
+        """Ids and labels of a conversation; `closed=False` stops after the last turn's content (a prompt; by
+        default, where the record is a window that the conversation goes on after)."""
+        closed = record.complete if closed is None else closed
         ids, labels = self.header_ids(record.metadata, order)
         for number, (role, content) in enumerate(record.turns):
             opening, content_ids = list(self.format.opening[role]), self.content_ids(content)
@@ -111,6 +117,52 @@ class ChatEncoder:
             ids += self.format.end
             labels += self.format.end
         return ids, labels
+
+
+def context_length(lengths: Sequence[int], model_limit: int, percentile: float = 99.0) -> int:
+    """The longest training sequence, chosen from the data: the conversations' token lengths at `percentile`,
+    rounded up to a multiple of 64, never past the model's own limit. Longer conversations become windows."""
+    ranked = sorted(lengths)
+    at = ranked[min(len(ranked) - 1, math.ceil(len(ranked) * percentile / 100) - 1)]
+    return min(model_limit, -(-at // 64) * 64)
+
+
+@dataclass
+class Windowing:
+    """What `windows` did to a corpus: conversations split into windows, windows made, turns cut to fit."""
+
+    context: int
+    windowed_conversations: int = 0
+    windows: int = 0
+    cut_turns: int = 0
+
+
+def windows(record: ChatRecord, encoder: ChatEncoder, context: int, counts: Windowing) -> list[ChatRecord]:
+    """A conversation too long for `context` tokens as windows of whole consecutive turns, each with the metadata
+    header, each within `context` (a turn longer than a whole window is cut to fit, at a token boundary). Only the
+    last window is complete: the end of the conversation is learned there alone."""
+    header = len(encoder.encode(ChatRecord(record.metadata, ()), range(encoder.column_count))[0])
+    budget = context - header - 8  # room for the header in another column order
+    frame = len(encoder.format.closing) + max(len(ids) for ids in encoder.format.opening.values())
+    if budget <= frame:
+        raise ModelError(f"the context of {context} tokens leaves no room for a turn after the metadata header")
+    groups: list[list[tuple[str, str]]] = [[]]
+    used = 0
+    for role, content in record.turns:
+        ids = encoder.content_ids(content)
+        if len(ids) + frame > budget:
+            content = encoder.tokenizer.decode(ids[:budget - frame - 2])
+            counts.cut_turns += 1
+        cost = len(encoder.content_ids(content)) + frame
+        if groups[-1] and used + cost > budget:
+            groups.append([])
+            used = 0
+        groups[-1].append((role, content))
+        used += cost
+    counts.windowed_conversations += 1
+    counts.windows += len(groups)
+    return [ChatRecord(record.metadata, tuple(turns), complete=number == len(groups) - 1)
+            for number, turns in enumerate(groups)]
 
 
 def chat_template(tokenizer) -> str:

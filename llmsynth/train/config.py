@@ -37,6 +37,10 @@ class TrainConfig(BaseModel):
     packing: bool = Field(False, description="Lay short records end to end in rows of `pack_length` tokens (no "
                           "attention across records) instead of padding each one: fewer wasted tokens per step.")
     pack_length: int = Field(1024, ge=16, description="Longest packed row in tokens.")
+    context_tokens: int | None = Field(None, ge=32, description="Conversations: the longest training sequence; "
+                                       "longer conversations are learned as windows of whole turns, each with the "
+                                       "metadata header. Default: the 99th percentile of the conversations' token "
+                                       "lengths, capped by the model's own limit.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the GPU supports it.")
     seed: int = 0
     dp_epsilon: float | None = Field(None, gt=0, description="Differentially private training (DP-SGD, Opacus) to "
@@ -50,6 +54,8 @@ class Recipe(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    base_model: str | None = Field(None, description="Pretrained base to fine-tune with LoRA (a named base such as "
+                                   "smollm2-135m-instruct, a .gguf file or a model folder); none: the tiny preset.")
     tiny: TinyModelConfig = TinyModelConfig()
     lora: LoraSettings = LoraSettings()
     train: TrainConfig = TrainConfig()
