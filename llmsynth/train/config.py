@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from llmsynth.errors import TrainError
 from llmsynth.model import LoraSettings, TinyModelConfig
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "training" / "recipes"
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"  # package data: found in a wheel install too
 DEFAULT_RECIPE = "tiny-cpu"
 
 
@@ -62,7 +62,7 @@ class Recipe(BaseModel):
 
 
 def load_recipe(name_or_path: str | None) -> Recipe:
-    """A recipe by name (a file in training/recipes/) or by path to a YAML file."""
+    """A recipe by name (a file in llmsynth/recipes/) or by path to a YAML file."""
     if name_or_path is None:
         name_or_path = DEFAULT_RECIPE
     named, path = RECIPE_DIR / f"{name_or_path}.yaml", Path(name_or_path)

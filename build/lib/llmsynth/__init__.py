@@ -1,0 +1,15 @@
+"""llmsynth: privacy-safe synthetic tables and conversations from a small causal language model."""
+
+from llmsynth.errors import LlmsynthError
+
+__version__ = "0.1.0"
+__all__ = ["LlmsynthError", "TabularSynthesizer", "__version__"]
+
+
+def __getattr__(name: str):
+    # Imported on first use so that `llmsynth --help` does not pay for torch and transformers.
+    if name == "TabularSynthesizer":
+        from llmsynth.synthesizer import TabularSynthesizer
+
+        return TabularSynthesizer
+    raise AttributeError(f"module 'llmsynth' has no attribute {name!r}")

@@ -1,0 +1,271 @@
+"""Canaries (Carlini et al. 2019, "The Secret Sharer"): what the model memorized, measured.
+
+Random secrets of one format ("Hi, my reference number is 7 3 9 1 0 4 2 8") are put into the training data after
+scrubbing (the scrubber would erase them before), each a chosen number of times; reference canaries of the same
+format are never put in, and show what chance looks like.
+
+- Exposure = log2 |R| - log2 rank of a canary's likelihood among the |R| secrets of its format. |R| = 10^8 is too
+  many to score, so the rank comes from a skew-normal fitted to the negative log-likelihoods of a random sample of
+  candidates (the paper's extrapolation); the empirical rank among that sample is reported beside it.
+- Extraction: prompt the model with the canary's own prefix, sample, look for the secret; and look for every secret
+  in a bulk synthetic sample. The model's probability p of the secret after the prefix gives the chance of emitting
+  it at least once in N prompted samples, 1 - (1 - p)^N.
+
+The secrets live in a file beside the synthesizer directory (`model.canaries.json` for `model/`), never inside it,
+so the model can be shipped without them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+
+from llmsynth.data.io import write_text
+from llmsynth.errors import DataError
+
+PREFIX = "Hi, my reference number is"
+DIGITS = 8
+REFERENCES = 8
+CANDIDATES = 2000
+EXTRACTION_SAMPLES = 64
+FILE_FORMAT = "llmsynth-canaries"
+
+
+class Canary(BaseModel):
+    secret: str = Field(description="Digits separated by spaces, as they appear in the training text.")
+    inserted: int = Field(description="Copies in the training data; 0 for a reference canary.")
+
+
+class CanarySet(BaseModel):
+    format: str = FILE_FORMAT
+    kind: str = Field(description="'tabular' or 'chat': the synthesizer the canaries went into.")
+    prefix: str = PREFIX
+    digits: int = DIGITS
+    template: dict[str, Any] = Field(default_factory=dict, description="Where in a record the secret goes.")
+    canaries: list[Canary]
+    seed: int = 0
+
+    @property
+    def inserted(self) -> list[Canary]:
+        return [c for c in self.canaries if c.inserted]
+
+    @property
+    def copies(self) -> list[str]:
+        """The secrets as many times as they go into training."""
+        return [c.secret for c in self.inserted for _ in range(c.inserted)]
+
+
+def parse_counts(text: str) -> list[int]:
+    """'1,4,16,64' -> [1, 4, 16, 64]: how many times each canary is inserted (one canary per count)."""
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise DataError(f"canary counts must be whole numbers separated by commas, like 1,4,16,64; got {text!r}") \
+            from None
+    if not counts or min(counts) < 1:
+        raise DataError(f"canary counts must be at least 1; got {text!r}")
+    return counts
+
+
+def _secret(rng: np.random.Generator, digits: int) -> str:
+    return " ".join(str(d) for d in rng.integers(0, 10, digits))
+
+
+def make_canaries(kind: str, counts: Sequence[int], seed: int = 0, references: int = REFERENCES,
+                  digits: int = DIGITS) -> CanarySet:
+    """One canary per count and `references` never-inserted ones, all distinct secrets drawn from `seed`."""
+    rng = np.random.default_rng([seed, 0xCA4A])
+    secrets: list[str] = []
+    while len(secrets) < len(counts) + references:
+        secret = _secret(rng, digits)
+        if secret not in secrets:
+            secrets.append(secret)
+    inserted = [Canary(secret=s, inserted=int(k)) for s, k in zip(secrets, counts)]
+    return CanarySet(kind=kind, digits=digits, seed=seed,
+                     canaries=inserted + [Canary(secret=s, inserted=0) for s in secrets[len(counts):]])
+
+
+def canary_path(model_dir: str | Path) -> Path:
+    """The canary file of a synthesizer directory: beside it, not inside it."""
+    model_dir = Path(model_dir)
+    return model_dir.parent / f"{model_dir.resolve().name}.canaries.json"
+
+
+def write_canaries(canaries: CanarySet, path: Path) -> Path:
+    write_text(path, canaries.model_dump_json(indent=2))
+    return path
+
+
+def read_canaries(path: str | Path) -> CanarySet:
+    path = Path(path)
+    try:
+        canaries = CanarySet.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the canary file ({error.strerror})") from None
+    except (ValueError, ValidationError) as error:
+        raise DataError(f"{path}: not a canary file written by `llmsynth train --canaries` ({error})") from None
+    if canaries.format != FILE_FORMAT:
+        raise DataError(f"{path}: not a canary file (format {canaries.format!r})")
+    return canaries
+
+
+@dataclass
+class CanaryTest:
+    """A trained synthesizer and the canaries that went into it: what the evaluation measures."""
+
+    synthesizer: Any
+    canaries: CanarySet
+    temperature: float = 1.0  # of the prompted extraction: the production sampling temperature
+
+    @classmethod
+    def load(cls, model_dir: str | Path, path: str | Path | None = None, temperature: float = 1.0) -> CanaryTest:
+        from llmsynth.chat_synthesizer import ChatSynthesizer
+        from llmsynth.synthesizer import TabularSynthesizer
+
+        canaries = read_canaries(path or canary_path(model_dir))
+        kind = ChatSynthesizer if canaries.kind == "chat" else TabularSynthesizer
+        return cls(kind.load(model_dir), canaries, temperature)
+
+    def figures(self, synthetic_texts: Sequence[str], seed: int = 0) -> dict:
+        return canary_figures(self.synthesizer, self.canaries, synthetic_texts, temperature=self.temperature,
+                              seed=seed)
+
+
+# -- measuring ----------------------------------------------------------------------------------------------------
+def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
+    length = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        length += 1
+    return length
+
+
+def secret_log_likelihoods(model, sequences: Sequence[Sequence[int]], start: int, pad_id: int,
+                           batch_size: int = 128) -> np.ndarray:
+    """Per sequence, the summed log-probability of its tokens from position `start` on, given those before."""
+    import torch
+
+    device = next(model.parameters()).device
+    results = []
+    with torch.inference_mode():
+        for first in range(0, len(sequences), batch_size):
+            batch = sequences[first:first + batch_size]
+            width = max(len(s) for s in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, sequence in enumerate(batch):
+                ids[row, :len(sequence)] = torch.tensor(sequence)
+                mask[row, :len(sequence)] = 1
+            ids, mask = ids.to(device), mask.to(device)
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            log_probs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+            scored = mask[:, 1:].clone()
+            scored[:, :start - 1] = 0
+            results.append((log_probs * scored).sum(dim=1).cpu().numpy())
+    return np.concatenate(results)
+
+
+def _exposures(nll: np.ndarray, candidate_nll: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Extrapolated (skew-normal) and empirical exposure of each negative log-likelihood in `nll`."""
+    from scipy.stats import skewnorm
+
+    shape, loc, scale = skewnorm.fit(candidate_nll)
+    space_bits = digits * math.log2(10)
+    extrapolated = np.clip(-skewnorm.logcdf(nll, shape, loc, scale) / math.log(2), 0, space_bits)
+    ranks = 1 + (candidate_nll[None, :] < nll[:, None]).sum(axis=1)
+    empirical = math.log2(len(candidate_nll) + 1) - np.log2(ranks)
+    return extrapolated, empirical
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _emission_probability(p: float, n: int) -> float:
+    """1 - (1 - p)^n, accurate for tiny p."""
+    return 0.0 if p <= 0 else float(-math.expm1(n * math.log1p(-min(p, 1 - 1e-16))))
+
+
+def canary_figures(synthesizer, canaries: CanarySet, synthetic_texts: Sequence[str] = (),
+                   candidates: int = CANDIDATES, samples: int = EXTRACTION_SAMPLES, temperature: float = 1.0,
+                   seed: int = 0) -> dict:
+    """Exposure and extraction of every canary in a trained synthesizer; grouped by insertion count, references
+    (never inserted) as count 0. `synthetic_texts`: a bulk synthetic sample searched for the secrets."""
+    import torch
+
+    model = synthesizer._ready_model()
+    rng = np.random.default_rng([seed, 0x5EC2])
+    known = {c.secret for c in canaries.canaries}
+    pool = [s for s in (_secret(rng, canaries.digits) for _ in range(candidates + len(known))) if s not in known]
+    pool = pool[:candidates]
+    prompt = synthesizer.canary_ids(canaries, None)
+    sequences = [synthesizer.canary_ids(canaries, s) for s in [c.secret for c in canaries.canaries] + pool]
+    start = min(_common_length(prompt, s) for s in sequences)
+    pad_id = synthesizer.tokenizer.pad_token_id
+    log_likelihoods = secret_log_likelihoods(model, sequences, start, synthesizer.tokenizer.eos_token_id
+                                             if pad_id is None else pad_id)
+    own, candidate_ll = log_likelihoods[:len(canaries.canaries)], log_likelihoods[len(canaries.canaries):]
+    extrapolated, empirical = _exposures(-own, -candidate_ll, canaries.digits)
+
+    bulk = [_compact(text) for text in synthetic_texts]
+    torch.manual_seed(seed)
+    prompt_ids = torch.tensor([prompt[:start]], device=model.device)
+    longest = max(len(s) - start for s in sequences[:len(canaries.canaries)])
+    with torch.inference_mode():
+        generated = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=True,
+                                   temperature=max(temperature, 1e-3), top_k=0, max_new_tokens=longest + 2,
+                                   num_return_sequences=samples, pad_token_id=pad_id or 0)
+    continuations = [_compact(synthesizer.tokenizer.decode(row[start:], skip_special_tokens=True))
+                     for row in generated.tolist()]
+    rows = []
+    for canary, ll, exposure, exposure_empirical in zip(canaries.canaries, own, extrapolated, empirical):
+        secret = _compact(canary.secret)
+        p = float(math.exp(ll))
+        rows.append({"inserted": canary.inserted, "exposure": float(exposure),
+                     "exposure_empirical": float(exposure_empirical), "p_secret": p,
+                     "prompted_hits": sum(c.startswith(secret) for c in continuations),
+                     "bulk_hits": sum(secret in text for text in bulk),
+                     "emission_probability_1m": _emission_probability(p, 1_000_000)})
+    return _summary(canaries, rows, len(pool), samples, len(bulk), temperature)
+
+
+def _summary(canaries: CanarySet, rows: list[dict], candidates: int, samples: int, bulk: int,
+             temperature: float) -> dict:
+    """Per insertion count (most first, references last): mean and highest exposure, extraction hits."""
+    groups = []
+    for count in sorted({row["inserted"] for row in rows}, reverse=True):
+        members = [row for row in rows if row["inserted"] == count]
+        groups.append({
+            "inserted": count,
+            "canaries": len(members),
+            "exposure": float(np.mean([r["exposure"] for r in members])),
+            "exposure_max": float(max(r["exposure"] for r in members)),
+            "exposure_empirical": float(np.mean([r["exposure_empirical"] for r in members])),
+            "p_secret": float(max(r["p_secret"] for r in members)),
+            "prompted_hits": sum(r["prompted_hits"] for r in members),
+            "bulk_hits": sum(r["bulk_hits"] for r in members),
+            "emission_probability_1m": float(max(r["emission_probability_1m"] for r in members)),
+        })
+    reference = next((g for g in groups if g["inserted"] == 0), None)
+    most = groups[0] if groups[0]["inserted"] else None
+    excess = most["exposure"] - reference["exposure"] if most and reference else None
+    return {
+        "format": f"'{canaries.prefix}' + {canaries.digits} random digits",
+        "space_bits": canaries.digits * math.log2(10),
+        "candidates_scored": candidates,
+        "prompted_samples": samples,
+        "temperature": temperature,
+        "bulk_records": bulk,
+        "by_insertions": groups,
+        "exposure_excess": excess,  # the most-inserted canaries' mean exposure over the references' mean
+        "extracted": sum(bool(r["inserted"] and r["prompted_hits"] + r["bulk_hits"]) for r in rows),
+    }

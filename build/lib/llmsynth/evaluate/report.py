@@ -1,0 +1,294 @@
+"""The evaluation written out: metrics.json for machines, report.html (one self-contained file, figures inlined as
+PNG, no scripts) for people, and the console summary."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmsynth.data.io import write_text
+from llmsynth.evaluate.coherence import coherence_rows
+from llmsynth.evaluate.features import as_numbers, is_continuous
+from llmsynth.evaluate.suite import Evaluation
+
+_COLORS = {"real": "#4c72b0", "synthetic": "#dd8452", "holdout": "#55a868"}
+_VERDICT_COLORS = {"pass": "#2e7d32", "warn": "#b26a00", "fail": "#c62828"}
+_MAX_CATEGORIES = 20
+_DEFINITIONS = """
+<h2>Definitions</h2>
+<ul>
+<li><b>Column shapes</b>: 1 - Kolmogorov-Smirnov statistic (numbers, dates) or 1 - total variation distance (categories),
+averaged over columns; SDMetrics' KSComplement / TVComplement.</li>
+<li><b>Column pair trends</b>: 1 - |r<sub>real</sub> - r<sub>synthetic</sub>| / 2 for two continuous columns (Pearson),
+else 1 - total variation distance of the joint frequencies (continuous columns in 10 bins); averaged over pairs whose real
+|r| &gt; 0.5 or Cram&eacute;r's V &gt; 0.3, as SDMetrics' QualityReport does.</li>
+<li><b>Detection AUC</b>: 5-fold cross-validated ROC AUC of gradient boosting telling synthetic rows from holdout rows
+(C2ST); 0.5 means indistinguishable.</li>
+<li><b>Utility</b>: gradient boosting trained on synthetic rows and on training rows, both tested on the holdout (TSTR
+vs TRTR); ratio of ROC AUC (categorical target) or R&sup2; (numeric target). For conversations, a TF-IDF + logistic
+regression label classifier, ratio of accuracies.</li>
+<li><b>Exact matches</b>: synthetic rows equal to a training row, next to holdout rows equal to a training row.</li>
+<li><b>DCR share</b>: synthetic rows closer to the training rows than to the holdout (training rows subsampled to the
+holdout's size); 0.5 is ideal, a copier of the training rows scores up to 1. Distance: numbers scaled by the training
+range, categories one-hot, a mismatch or a missing value counting like a full range.</li>
+<li><b>NNDR</b>: distance to the nearest over the second-nearest training row, median; next to the holdout's.</li>
+<li><b>Membership AUC</b>: ROC AUC of guessing that a row was in training when a synthetic row lies close to it; 0.5
+means no signal.</li>
+<li><b>PII replay</b>: raw source PII values (<code>llmsynth scrub --raw-pii</code>) found as whole words in the synthetic
+output, against as many holdout records; only counts are shown.</li>
+<li><b>Conversations</b>: KS complement of turn lengths and turns per conversation, TV complement of the label,
+distinct-2 (Li et al. 2016) on equal numbers of bigrams, Fr&eacute;chet distance and MMD on TF-IDF + SVD embeddings, nearest training conversation
+similarity (TF-IDF cosine), verbatim copies of training turns longer than 40 characters, word 8-grams shared with the
+training conversations and the longest run of words shared with one of them (holdout figures beside).</li>
+<li><b>Canaries</b> (Carlini et al. 2019, "The Secret Sharer"): random secrets put into the training data a chosen number
+of times after scrubbing. Exposure = log<sub>2</sub>|R| - log<sub>2</sub> rank of the secret's likelihood among all |R|
+secrets of its format; never-inserted references show chance (about 1.4 bits). Extraction: sampling after the canary's
+prefix, and the bulk synthetic sample, searched for the secret; 1 - (1 - p)<sup>N</sup> is the chance of emitting it in N
+prompted samples.</li>
+</ul>
+"""
+
+
+def _clean(value):
+    """JSON has no NaN: a figure that could not be computed is null."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def metrics_json(evaluation: Evaluation) -> str:
+    return json.dumps(_clean(evaluation.metrics), indent=2, allow_nan=False)
+
+
+def summary_lines(evaluation: Evaluation) -> list[tuple[str, str]]:
+    """(verdict, line) per check, for the console."""
+    lines = []
+    for check in evaluation.checks:
+        sign = ">=" if check["better"] == "higher" else "<="
+        lines.append((check["verdict"], f"{check['verdict'].upper():<5} {check['metric']:<32} {check['value']:.3f}  "
+                                        f"(pass {sign} {check['pass']:g}, warn {sign} {check['warn']:g})"))
+    return lines
+
+
+def _figure_html(figure, title: str) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}"></figure>'
+
+
+def _axes(count: int, columns: int = 3, size: tuple[float, float] = (4.2, 3.0)):
+    import matplotlib.pyplot as plt
+
+    rows = max(1, math.ceil(count / columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False,
+                                layout="constrained")
+    for axis in axes.ravel()[count:]:
+        axis.set_visible(False)
+    return figure, axes.ravel()
+
+
+def _compare_values(axis, real: pd.Series, synthetic: pd.Series, continuous: bool, title: str) -> None:
+    """Real vs synthetic: overlaid density histograms for numbers, side-by-side bars for the top categories."""
+    axis.set_title(title, fontsize=10)
+    if continuous:
+        r, s = real.dropna(), synthetic.dropna()
+        if len(r) and len(s):
+            bins = np.histogram_bin_edges(as_numbers(pd.concat([r, s])), bins=30)
+            if pd.api.types.is_datetime64_any_dtype(r):  # dates stay dates on the axis
+                bins = pd.to_datetime(bins)
+            for values, role in ((r, "real"), (s, "synthetic")):
+                axis.hist(values, bins=bins, density=True, alpha=0.55, color=_COLORS[role], label=role,
+                          histtype="stepfilled")
+    else:
+        p = real.astype(str).value_counts(normalize=True)
+        q = synthetic.astype(str).value_counts(normalize=True)
+        top = p.add(q, fill_value=0).sort_values(ascending=False).index[:_MAX_CATEGORIES]
+        positions = np.arange(len(top))
+        axis.bar(positions - 0.2, p.reindex(top, fill_value=0), 0.4, color=_COLORS["real"], label="real")
+        axis.bar(positions + 0.2, q.reindex(top, fill_value=0), 0.4, color=_COLORS["synthetic"], label="synthetic")
+        axis.set_xticks(positions, [str(t)[:12] for t in top], rotation=60, ha="right", fontsize=7)
+    axis.legend(fontsize=7)
+
+
+def _table_figures(plots: dict) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    real, synthetic, schema = plots["real"], plots["synthetic"], plots["schema"]
+    columns = schema.learned
+    figure, axes = _axes(len(columns))
+    for axis, column in zip(axes, columns):
+        _compare_values(axis, real[column.name], synthetic[column.name], is_continuous(column), column.name)
+    parts = ["<h2>Distributions per column</h2>", _figure_html(figure, "distributions per column")]
+
+    numeric = [c.name for c in columns if is_continuous(c)]
+    if len(numeric) >= 2:
+        correlations = [t[numeric].apply(as_numbers).corr() for t in (real, synthetic)]
+        figure, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
+        for axis, matrix, title, limits in zip(
+                axes, [*correlations, (correlations[0] - correlations[1]).abs()],
+                ["real", "synthetic", "|real - synthetic|"], [(-1, 1), (-1, 1), (0, 1)]):
+            image = axis.imshow(matrix, vmin=limits[0], vmax=limits[1], cmap="coolwarm" if limits[0] < 0 else "Reds")
+            axis.set_xticks(range(len(numeric)), numeric, rotation=60, ha="right", fontsize=7)
+            axis.set_yticks(range(len(numeric)), numeric, fontsize=7)
+            axis.set_title(f"Pearson correlation: {title}", fontsize=10)
+            figure.colorbar(image, ax=axis, fraction=0.046)
+        parts += ["<h2>Correlations (numbers and dates)</h2>", _figure_html(figure, "correlation matrices")]
+
+    distances = plots["distances"]
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    top = np.quantile(np.concatenate(list(distances.values())), 0.99) or 1.0
+    bins = np.linspace(0, top, 40)
+    for label, color in (("synthetic_to_train", _COLORS["synthetic"]), ("synthetic_to_holdout", _COLORS["real"]),
+                         ("holdout_to_train", _COLORS["holdout"])):
+        axis.hist(np.clip(distances[label], 0, top), bins=bins, density=True, histtype="step", linewidth=2,
+                  color=color, label=label.replace("_", " "))
+    axis.set_xlabel("distance to closest record")
+    axis.legend(fontsize=8)
+    parts += ["<h2>Distance to closest record</h2>", _figure_html(figure, "DCR histograms")]
+    return parts
+
+
+def _chat_figures(plots: dict) -> list[str]:
+    panels = [("turn length (characters)", *plots["turn_lengths"], True),
+              ("turns per conversation", *plots["turn_counts"], False)]
+    if "labels" in plots:
+        label, real, synthetic = plots["labels"]
+        panels.append((label, real, synthetic, False))
+    figure, axes = _axes(len(panels))
+    for axis, (title, real, synthetic, continuous) in zip(axes, panels):
+        _compare_values(axis, pd.Series(real), pd.Series(synthetic), continuous, title)
+    parts = ["<h2>Lengths, turns and labels</h2>", _figure_html(figure, "conversation distributions")]
+
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    bins = np.linspace(0, 1, 41)
+    for role, color in (("synthetic", _COLORS["synthetic"]), ("holdout", _COLORS["holdout"])):
+        axis.hist(plots["similarity"][role], bins=bins, density=True, histtype="step", linewidth=2, color=color,
+                  label=f"{role} to nearest training conversation")
+    axis.set_xlabel("TF-IDF cosine similarity (1 = copy)")
+    axis.legend(fontsize=8)
+    parts += ["<h2>Similarity to the training conversations</h2>", _figure_html(figure, "similarity histograms")]
+    return parts
+
+
+def _canary_section(canaries: dict) -> list[str]:
+    """Exposure per insertion count beside the never-inserted references, and what sampling gave away."""
+    import matplotlib.pyplot as plt
+
+    groups = canaries["by_insertions"]
+    header = ("inserted", "canaries", "exposure (bits)", "highest", "empirical", "p(secret | prefix)",
+              "prompted hits", "bulk hits", "P(emitted in 10^6 prompts)")
+    keys = ("inserted", "canaries", "exposure", "exposure_max", "exposure_empirical", "p_secret", "prompted_hits",
+            "bulk_hits", "emission_probability_1m")
+    rows = "".join("<tr>" + "".join(f"<td>{g[k]:.3g}</td>" if isinstance(g[k], float) else f"<td>{g[k]}</td>"
+                                    for k in keys) + "</tr>" for g in groups)
+    figure, axis = plt.subplots(figsize=(7, 3.6))
+    inserted = [g for g in groups if g["inserted"]]
+    axis.plot([g["inserted"] for g in inserted], [g["exposure"] for g in inserted], "o-", color=_COLORS["synthetic"],
+              label="inserted canaries")
+    reference = next((g["exposure"] for g in groups if not g["inserted"]), None)
+    if reference is not None:
+        axis.axhline(reference, color=_COLORS["holdout"], linestyle="--", label="never inserted (references)")
+    axis.axhline(canaries["space_bits"], color="#888", linestyle=":", label="most possible (secret fully exposed)")
+    axis.set_xscale("log")
+    axis.set_xlabel("copies in the training data")
+    axis.set_ylabel("exposure (bits)")
+    axis.legend(fontsize=8)
+    return ["<h2>Canaries: what the model memorized</h2>",
+            f"<p>Secrets of the format {html.escape(canaries['format'])}, ranked among "
+            f"{canaries['candidates_scored']:,} random candidates (skew-normal extrapolation to all 2^"
+            f"{canaries['space_bits']:.1f}); {canaries['prompted_samples']} samples after each canary's prefix at "
+            f"temperature {canaries['temperature']:g}, and {canaries['bulk_records']:,} synthetic records searched."
+            "</p>",
+            "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + f"</tr>{rows}</table>",
+            _figure_html(figure, "canary exposure")]
+
+
+def _coherence_section(figures: dict) -> list[str]:
+    def shown(value) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{shown(s)}</td><td>{shown(h)}</td></tr>"
+                   for name, s, h in coherence_rows(figures))
+    skipped = [f'<p class="warning">{html.escape(part)}: {html.escape(value["skipped"])}</p>'
+               for part, value in figures.items() if "skipped" in value]
+    return ["<h2>Coherence</h2>", "<table><tr><th>figure</th><th>synthetic</th><th>real holdout</th></tr>"
+            f"{rows}</table>", *skipped]
+
+
+def _figures_table(section: dict) -> str:
+    rows = []
+    for key, value in section.items():
+        if isinstance(value, dict) and (len(value) > 12 or any(isinstance(v, dict) for v in value.values())):
+            continue  # per-column and per-pair detail: in metrics.json
+        if isinstance(value, float):
+            value = "n/a" if math.isnan(value) else f"{value:.4f}"
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in value.items())
+        rows.append(f"<tr><td>{html.escape(key)}</td><td>{html.escape(str(value))}</td></tr>")
+    return f"<table>{''.join(rows)}</table>"
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: 4px 10px; text-align: left; font-size: 14px; }
+.verdict { color: white; font-weight: bold; }
+figure { margin: 0.5em 0; } img { max-width: 100%; }
+.warning { background: #fff3cd; padding: 0.5em 1em; border-left: 4px solid #b26a00; }
+"""
+
+
+def report_html(evaluation: Evaluation, title: str = "llmsynth evaluation") -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    metrics = evaluation.metrics
+    counts = metrics.get("rows") or metrics.get("conversations")
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             "<p>" + ", ".join(f"{k}: {v:,}" for k, v in counts.items()) + f" ({metrics['kind']})</p>"]
+    parts += [f'<p class="warning">{html.escape(w)}</p>' for w in metrics["warnings"]]
+    rows = "".join(
+        f'<tr><td class="verdict" style="background:{_VERDICT_COLORS[c["verdict"]]}">{c["verdict"]}</td>'
+        f'<td>{html.escape(c["metric"])}</td><td>{c["value"]:.4f}</td>'
+        f'<td>{"&ge;" if c["better"] == "higher" else "&le;"} {c["pass"]:g} / {c["warn"]:g}</td>'
+        f'<td>{html.escape(c["meaning"])}</td></tr>' for c in evaluation.checks)
+    parts.append("<h2>Checks</h2><table><tr><th>verdict</th><th>metric</th><th>value</th>"
+                 f"<th>pass / warn at</th><th>meaning</th></tr>{rows}</table>")
+    for section in ("fidelity", "utility", "privacy"):
+        if section in metrics:
+            parts += [f"<h2>{section.capitalize()}</h2>", _figures_table(metrics[section])]
+    if "coherence" in metrics:
+        parts += _coherence_section(metrics["coherence"])
+    parts += _table_figures(evaluation.plots) if metrics["kind"] == "tabular" else _chat_figures(evaluation.plots)
+    if "canaries" in metrics:
+        parts += _canary_section(metrics["canaries"])
+    parts.append(_DEFINITIONS)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
+    """metrics.json and report.html in `out_dir`, each written whole or not at all."""
+    out_dir = Path(out_dir)
+    metrics_path = write_text(out_dir / "metrics.json", metrics_json(evaluation) + "\n")
+    report_path = write_text(out_dir / "report.html", report_html(evaluation))
+    return metrics_path, report_path

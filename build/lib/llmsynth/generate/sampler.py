@@ -1,0 +1,197 @@
+"""Constrained, batched sampling of rows with a KV cache.
+
+The sampler writes each column's ` name is` prefix and the separators itself; the model only chooses
+value tokens, and only among those that keep the value valid for its codec (a category from the trie
+of training values, a number in range at the column's precision, a date in range, or nothing where
+the column had nulls). Every row is valid by construction: there is no rejection loop.
+All live rows of a batch advance one token per step, each either forced (written by the sampler) or sampled;
+finished rows leave the batch and the KV cache.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from llmsynth.model.tokens import token_bytes
+from llmsynth.serialize.codecs import ColumnCodec
+from llmsynth.serialize.tabular import RowEncoder
+
+SPACE = 0x20
+
+
+@dataclass
+class _Row:
+    order: list[int]
+    pending: deque
+    position: int = 0  # index into order of the column being written
+    value: bytes = b""
+    values: dict[int, bytes] = field(default_factory=dict)
+    done: bool = False
+
+
+class ConstrainedSampler:
+    def __init__(self, model, encoder: RowEncoder, columns: Sequence[ColumnCodec]):
+        self.model = model
+        self.encoder = encoder
+        self.columns = list(columns)
+        self.token_bytes = token_bytes(encoder.tokenizer)
+        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self._candidates = [self._candidate_tokens(column) for column in self.columns]
+        self._allowed_cache: dict[tuple[int, bytes, int], torch.Tensor] = {}
+        self._end_of_value_ids = torch.tensor(encoder.end_of_value_ids)
+
+    def _candidate_tokens(self, column: ColumnCodec) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+        """Tokens that may start a value (after its leading space) and tokens that may continue one.
+
+        A cheap pre-filter on bytes; `viable` has the final word. Values without spaces never take
+        a token that starts with one after their first byte, which keeps numeric checks short.
+        """
+        value_bytes = column.allowed_bytes()
+        allowed = None if value_bytes is None else set(value_bytes) | {SPACE}
+        tokens = [(i, b) for i, b in enumerate(self.token_bytes)
+                  if b and i < self.vocab_size and (allowed is None or set(b) <= allowed)]
+        starting = [(i, b) for i, b in tokens if b[0] == SPACE]
+        spaces_inside = value_bytes is None or SPACE in value_bytes
+        continuing = tokens if spaces_inside else [(i, b) for i, b in tokens if b[0] != SPACE]
+        return starting, continuing
+
+    def _viable(self, column: ColumnCodec, text: bytes) -> bool:
+        return text[:1] == b" " and (len(text) == 1 or column.viable(text[1:]))
+
+    def _complete(self, column: ColumnCodec, text: bytes) -> bool:
+        return (text == b"" and column.nullable) or (text[:1] == b" " and column.complete(text[1:]))
+
+    def allowed_tokens(self, column_index: int, text: bytes, end_token: int) -> torch.Tensor:
+        """Boolean mask over the vocabulary of the tokens that may follow `text` in this column."""
+        key = (column_index, text, end_token)
+        allowed = self._allowed_cache.get(key)
+        if allowed is None:
+            column = self.columns[column_index]
+            starting, continuing = self._candidates[column_index]
+            ids = [i for i, b in (continuing if text else starting) if self._viable(column, text + b)]
+            if self._complete(column, text):
+                ids.append(end_token)
+            if not ids:
+                raise RuntimeError(f"no valid continuation for column {column.name!r} after {text!r}")
+            allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
+            allowed[ids] = True
+            self._allowed_cache[key] = allowed
+        return allowed
+
+    def _end_token(self, row: _Row) -> int:
+        """The token that closes the current value: the next column's segment, or end of row."""
+        if row.position == len(row.order) - 1:
+            return self.encoder.end_of_row_id
+        return self.encoder.segment_ids(row.order[row.position + 1], first=False)[0]
+
+    def _forced_prefix(self, row: _Row, conditions: dict[int, str]) -> None:
+        """Queue the sampler-written tokens up to the next value the model must choose."""
+        while row.position < len(row.order):
+            column = row.order[row.position]
+            row.pending.extend(self.encoder.segment_ids(column, first=row.position == 0))
+            if column not in conditions:
+                return
+            text = conditions[column]
+            row.values[column] = (" " + text).encode() if text else b""
+            row.pending.extend(self.encoder.value_ids(text))
+            row.position += 1
+        row.done = True
+
+    @torch.no_grad()
+    def sample_batch(self, orders: Sequence[Sequence[int]], conditions: dict[int, str], generator: torch.Generator,
+                     temperature: float = 1.0, top_p: float = 1.0) -> list[dict[int, bytes]]:
+        """Value bytes (with their leading space, b'' for null) per column for each row."""
+        device = self.model.device
+        rows = [_Row(order=list(order), pending=deque(self.encoder.prefix_ids)) for order in orders]
+        for row in rows:
+            self._forced_prefix(row, conditions)
+        cache = DynamicCache()
+        live = list(range(len(rows)))  # rows still being written; each has a token pending
+        while live:
+            feed = torch.tensor([rows[i].pending.popleft() for i in live], dtype=torch.long)
+            logits = self.model(input_ids=feed[:, None].to(device), past_key_values=cache, use_cache=True).logits
+            choosing = [k for k, i in enumerate(live) if not rows[i].pending and not rows[i].done]
+            if choosing:
+                chosen = self._choose(logits[choosing, -1].float().cpu(), [rows[live[k]] for k in choosing],
+                                      generator, temperature, top_p)
+                for k, token in zip(choosing, chosen.tolist()):
+                    self._advance(rows[live[k]], token, conditions)
+            keep = [k for k, i in enumerate(live) if rows[i].pending]
+            if len(keep) < len(live):  # drop finished rows from the batch and the KV cache
+                cache.reorder_cache(torch.tensor(keep, dtype=torch.long))
+                live = [live[k] for k in keep]
+        return [row.values for row in rows]
+
+    def _choose(self, logits: torch.Tensor, rows: list[_Row], generator, temperature, top_p) -> torch.Tensor:
+        ends = torch.tensor([self._end_token(row) for row in rows])
+        allowed = torch.stack([
+            self.allowed_tokens(row.order[row.position], row.value, int(end)) for row, end in zip(rows, ends)
+        ])
+        # The model may close a value with any column's segment; all that mass means "this value is complete".
+        end_mass = torch.logsumexp(logits[:, self._end_of_value_ids], dim=-1, keepdim=True)
+        return draw(logits.scatter(1, ends[:, None], end_mass), allowed, generator, temperature, top_p)
+
+    def _advance(self, row: _Row, token: int, conditions: dict[int, str]) -> None:
+        if token == self._end_token(row) and self._complete(self.columns[row.order[row.position]], row.value):
+            row.values[row.order[row.position]] = row.value
+            row.value = b""
+            row.position += 1
+            if row.position == len(row.order):
+                row.done = True
+            else:
+                self._forced_prefix(row, conditions)
+        else:
+            row.value += self.token_bytes[token]
+            row.pending.append(token)
+
+
+def draw(logits: torch.Tensor, allowed: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
+         top_p: float = 1.0) -> torch.Tensor:
+    """One token per row among the `allowed` ones: temperature, then top-p within the allowed (the nucleus never
+    holds a masked token), greedy at temperature 0."""
+    logits = logits.float().masked_fill(~allowed, -torch.inf)
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+        sorted_probs[sorted_probs.cumsum(dim=-1) - sorted_probs > top_p] = 0
+        probs = torch.zeros_like(probs).scatter_(-1, sorted_ids, sorted_probs)
+    # Inverse-CDF sampling: much faster than torch.multinomial on wide, mostly-masked rows.
+    cdf = probs.cumsum(dim=-1)
+    chosen = torch.searchsorted(cdf, torch.rand((len(logits), 1), generator=generator) * cdf[:, -1:], right=True)
+    chosen = chosen[:, 0].clamp_(max=probs.shape[1] - 1)
+    slipped = ~allowed.gather(1, chosen[:, None])[:, 0]  # a draw on the very edge of the CDF
+    chosen[slipped] = probs[slipped].argmax(dim=-1)
+    return chosen
+
+
+def row_orders(n: int, columns: int, conditioned: Sequence[int], mode: str,
+               rng: np.random.Generator) -> Iterator[list[int]]:
+    """Conditioned columns first (written before the model speaks); the rest as in training."""
+    free = np.array([c for c in range(columns) if c not in set(conditioned)], dtype=int)
+    for _ in range(n):
+        yield list(conditioned) + (rng.permutation(free) if mode == "random" else free).tolist()
+
+
+def batch_plan(n: int, batch_size: int, seed: int, shard: tuple[int, int] = (0, 1)
+               ) -> Iterator[tuple[int, int, np.random.Generator, torch.Generator]]:
+    """The batches one process samples, as (first record, count, numpy rng, torch generator).
+
+    Each batch draws from generators seeded by the seed and the batch's index alone, so the batches are
+    independent: process i of k takes batches i, i + k, ... and together they sample exactly what one process does.
+    """
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist")
+    for number, start in enumerate(range(0, n, batch_size)):
+        if number % count == index:
+            rng = np.random.default_rng([seed, number])
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            yield start, min(batch_size, n - start), rng, generator

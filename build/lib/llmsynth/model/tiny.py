@@ -1,0 +1,67 @@
+"""The offline default: a small Llama-style model from random init and a BPE tokenizer trained on the data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eor>"}
+
+
+class TinyModelConfig(BaseModel):
+    """Architecture of the from-scratch model; small enough to train on a laptop CPU in minutes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vocab_size: int = Field(1024, ge=300, description="Target BPE vocabulary size (the data may give fewer).")
+    hidden_size: int = Field(128, description="Width of the residual stream.")
+    num_layers: int = Field(4, description="Transformer blocks.")
+    num_heads: int = Field(4, description="Attention heads.")
+    intermediate_size: int = Field(384, description="Width of the MLP.")
+    max_length: int = Field(512, description="Longest row in tokens the model can see.")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequence[str] = (),
+                    markers: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+    """Byte-level BPE: any byte can be spelled, so the constrained sampler never reaches a dead end.
+
+    Numbers keep BPE merges (` 579` is one token): on the demo table this learned cross-column relations
+    better in the same CPU time than one token per digit (income-credit correlation 0.57 vs 0.52).
+    `whole_tokens` (the column segments ` name is` and `, name is`) become one token each: shorter rows,
+    one sampling step per column boundary. `markers` (a conversation's role tokens) are special tokens: never
+    part of a value or a turn's text.
+    """
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS.values()) + list(markers),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.add_tokens([AddedToken(text, normalized=False) for text in whole_tokens])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS,
+                                   additional_special_tokens=list(markers))
+
+
+def tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    llama = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads,
+        max_position_embeddings=config.max_length,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(llama)

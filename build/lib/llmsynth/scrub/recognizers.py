@@ -1,0 +1,310 @@
+"""Recognizers beyond Presidio's own: names from a name list and from cue phrases, street addresses, and the
+user's regex recognizers with context words.
+
+Presidio's pattern recognizers match case-insensitively; names and addresses are told apart from ordinary
+words by their capitals, so those two are plain `EntityRecognizer`s with their own case-sensitive regexes.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
+
+# ASCII and the Latin supplements and extensions: "Acuña", "Müller", "Perković", "Šťastná", "Miłosław"
+_LATIN = [chr(c) for c in range(0xC0, 0x250) if chr(c).isalpha()]
+_UPPER = "A-Z" + "".join(c for c in _LATIN if c.isupper())
+_LOWER = "a-z" + "".join(c for c in _LATIN if c.islower())
+_CAPITALIZED = rf"[{_UPPER}][{_LOWER}]+(?:['’-][{_UPPER}{_LOWER}][{_LOWER}]+)?"
+_INITIAL = r"[A-Z]\.?"
+_MONTHS_AND_DAYS = {"january", "february", "march", "april", "may", "june", "july", "august", "september",
+                    "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday",
+                    "saturday", "sunday"}
+# Given names that are also everyday words: a name only when a list surname follows.
+_AMBIGUOUS_GIVEN_NAMES = {"bill", "chase", "christian", "crystal", "dawn", "destiny", "faith", "frank", "grace",
+                          "hope", "hunter", "joy", "mark", "max", "miles", "page", "paris", "ray", "rich", "summer",
+                          "will", "austin", "jordan", "dakota", "sterling", "angel", "autumn", "brandy", "misty",
+                          "ruby", "jade", "amber", "april", "june", "heather", "holly", "olive", "penny", "lane"}
+_ORGANIZATION_WORDS = {"bank", "inc", "llc", "ltd", "corp", "company", "co", "support", "team", "services", "service",
+                       "insurance", "group", "department", "desk", "center", "centre", "credit", "union", "card"}
+NAME_SCORE, CUE_SCORE, LONE_GIVEN_NAME_SCORE, VOCATIVE_SCORE, UNLISTED_NAME_SCORE = 0.7, 0.85, 0.5, 0.5, 0.6
+_LATIN_NAME = re.compile(rf"[{_UPPER}][{_LOWER}]{{2,}}(?:['-][{_UPPER}{_LOWER}][{_LOWER}]+)?")
+
+
+@lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """Everyday English words (lower case), which a capitalized word must not be to count as a name by itself."""
+    from faker.providers.lorem.en_US import Provider as EnglishWords
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS | {w.lower() for w in EnglishWords.word_list})
+
+
+@lru_cache(maxsize=1)
+def name_lists() -> tuple[frozenset[str], frozenset[str]]:
+    """Given names and surnames (lower case) from every Latin-script locale Faker ships, minus everyday English
+    words: customers of a US bank are named Tuomo, Nayla and Frederiksen too."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.person as people
+
+    given, surnames = set(), set()
+    for locale in pkgutil.iter_modules(people.__path__):
+        provider = importlib.import_module(f"{people.__name__}.{locale.name}").Provider
+        for attribute, found in (("first_names", given), ("first_names_male", given),
+                                 ("first_names_female", given), ("last_names", surnames)):
+            names = getattr(provider, attribute, ())
+            found.update(n.lower() for n in (names if isinstance(names, (list, tuple, dict)) else ())
+                         if isinstance(n, str) and _LATIN_NAME.fullmatch(n))
+    return frozenset(given - common_words()), frozenset(surnames - common_words())
+
+
+@lru_cache(maxsize=1)
+def place_names() -> frozenset[str]:
+    """Cities and countries (lower case) from every locale Faker ships, minus given names and surnames: a gazetteer
+    that tells "Rotterdam" or "Warszawa" from a person where spaCy alone calls them one."""
+    import importlib
+    import pkgutil
+
+    import faker.providers.address as addresses
+
+    places = set()
+    for locale in pkgutil.iter_modules(addresses.__path__):
+        provider = importlib.import_module(f"{addresses.__name__}.{locale.name}").Provider
+        for attribute in ("cities", "city_names", "real_city_names", "countries"):
+            places.update(p.lower() for p in getattr(provider, attribute, ()) if isinstance(p, str))
+    given, surnames = name_lists()
+    return frozenset(places - given - surnames)
+
+
+class _TextRecognizer(EntityRecognizer):
+    """One entity found by our own code; results carry the ids Presidio's context enhancer looks for."""
+
+    def __init__(self, entity: str):
+        super().__init__(supported_entities=[entity], name=type(self).__name__)
+
+    def load(self) -> None:
+        pass
+
+    def _result(self, start: int, end: int, score: float) -> RecognizerResult:
+        return RecognizerResult(self.supported_entities[0], start, end, score,
+                                recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name,
+                                                      RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id})
+
+
+class NameListRecognizer(_TextRecognizer):
+    """A capitalized given name from the list, with the capitalized surname and middle initial after it; or an
+    unlisted first word, tagged a proper noun, that a middle initial or a listed surname marks as a name ("Teake R
+    Tuininga", not "Yesterday Dubois")."""
+
+    _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b(?!['’]t\b)")
+
+    def __init__(self):
+        super().__init__("PERSON")
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        given, surnames = name_lists()
+        tokens = getattr(nlp_artifacts, "tokens", None)
+        proper_nouns = {token.idx for token in tokens or () if token.pos_ == "PROPN"}  # none without a tagger
+        results = []
+        for match in self._CANDIDATE.finditer(text):
+            first, middle, last = (group and group.lower() for group in match.groups())
+            if first not in given:
+                if (last and (middle or last in surnames) and match.start() in proper_nouns
+                        and not {first, last} & common_words()):
+                    results.append(self._result(match.start(), match.end(), UNLISTED_NAME_SCORE))
+            elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
+                results.append(self._result(match.start(), match.end(), NAME_SCORE))
+            elif first not in _AMBIGUOUS_GIVEN_NAMES:
+                results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
+        return results
+
+
+class CuePhraseRecognizer(_TextRecognizer):
+    """Names announced by the words before them: "my name is …", "this is …", "thanks, …", "Mrs. …"."""
+
+    _NAME = rf"{_CAPITALIZED}(?:[ \t]+{_INITIAL})?(?:[ \t]+{_CAPITALIZED}){{0,2}}"
+    _CUES = re.compile(
+        r"(?i:\b(?:my name is|my name's|name is|name:|name\?|this is|i am|i'm|call me|calls me|called|speaking with|you're talking to"
+        r"|thanks|thank you|thx|hi|hello|hey|dear|regards|cheers|sincerely|best|signed)),?[ \t]*\n?[ \t]*"
+        rf"(?P<name>{_NAME})\b"
+        rf"|\b(?i:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+(?P<titled>{_NAME})\b"
+    )
+    _DAY = re.compile(r"\s*\d")  # "this is August 5": a date, not August
+    _LOWER_CASE_NAME = re.compile(r"(?i:\bmy name is)\s+(?P<name>[a-z]+(?:\s+[a-z]+)?)\b")
+
+    def __init__(self):
+        super().__init__("PERSON")
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        given, surnames = name_lists()
+        results = []
+        for match in self._CUES.finditer(text):
+            group = "titled" if match.groupdict().get("titled") else "name"
+            words = match.group(group).lower().split()
+            date = words[0] in _MONTHS_AND_DAYS and self._DAY.match(text, match.end())
+            if words[0] not in STOP_WORDS and not date and words[-1] not in _ORGANIZATION_WORDS:
+                results.append(self._result(match.start(group), match.end(group), CUE_SCORE))
+        for match in self._LOWER_CASE_NAME.finditer(text):  # "my name is john smith", when the list knows them
+            words = match.group("name").split()
+            known = [w for w in words if w in given or w in surnames]
+            if known and words[0] in known:
+                end = match.start("name") + len(" ".join(words[:len(known)]))
+                results.append(self._result(match.start("name"), end, CUE_SCORE))
+        return results
+
+
+class VocativeRecognizer(_TextRecognizer):
+    """The person addressed at the end of a clause ("Glad I could help, Gülten.") or first ("Nobuto, can I ...").
+    Weak evidence (a list of places or genres looks the same), so its findings are checked like spaCy's against the
+    dictionary and the places."""
+
+    _VOCATIVE = re.compile(rf"(?<=\w, )(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)(?=[.!?,;:])"
+                           rf"|^[ \t]*(?P<opening>{_CAPITALIZED}),[ \t]+(?=(?:can|could|would|will|please|I|we|you)\b)",
+                           re.MULTILINE)
+
+    def __init__(self):
+        super().__init__("PERSON")
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        results = []
+        for match in self._VOCATIVE.finditer(text):
+            group = "name" if match.group("name") else "opening"
+            words = match.group(group).lower().split()
+            if words[0] not in STOP_WORDS and words[0] not in _MONTHS_AND_DAYS and words[-1] not in _ORGANIZATION_WORDS:
+                results.append(self._result(match.start(group), match.end(group), VOCATIVE_SCORE))
+        return results
+
+
+class SpeakerRecognizer(_TextRecognizer):
+    """A speaker's name that opens a line of a transcript: "Yakha: Who are you?", 'Thilda:"I'm here"'. Weak evidence
+    ("Note: Call back" looks the same), so its findings are checked like spaCy's against the dictionary."""
+
+    _SPEAKER = re.compile(rf"^[ \t]*(?P<name>{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED})?)[ \t]*:"
+                          rf"(?=[ \t]*[\"“]|[ \t]+[^\W\d_])", re.MULTILINE)
+
+    def __init__(self):
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        super().__init__("PERSON")
+        self._no_name_words = STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        return [self._result(m.start("name"), m.end("name"), VOCATIVE_SCORE) for m in self._SPEAKER.finditer(text)
+                if self._no_name_words.isdisjoint(m.group("name").lower().split())]
+
+
+class StreetAddressRecognizer(_TextRecognizer):
+    """A street address as written in the US ("4821 Oak Ridge Road Apt. 5") and in Europe: a street word before
+    the name ("Via Tasso 21", "7 rue des Lacs", "ul. Grabowa 112"), a street ending on the name
+    ("Riedbergstrasse 8", "Søndergade 87", "Tompa u. 49.") or after it ("Kieler Strasse 90"), and post office boxes.
+    Street names are often people's names ("Rua Vasco Gama", "Greco Circles"): finding the whole address keeps them
+    from counting as a person. A name and a street suffix without a number count only where the suffix is neither a
+    name nor an everyday word ("Erik Valleys", not "Jane Park" or "Jennifer Green")."""
+
+    _STREET_WORDS = ("Via|Viale|Piazza|Piazzale|Corso|Largo|Vicolo|Rua|Rúa|Avenida|Av|Avda|Travessa|Estrada|Praça|Calle|"
+                     "Plaza|Paseo|Carrer|Camino|Rue|Avenue|Boulevard|Bd|Chemin|Place|Allée|Impasse|Quai|Route|Ul|Ulica|"
+                     "Al|Aleja|Trg|Cesta|Odos|Leoforos")
+    # Not "ring", "tie" or "tee": "Spring 2024", "Committee 3".
+    _STREET_ENDINGS = ("strasse|straße|str|gasse|weg|allee|platz|damm|ufer|gade|vej|veien|vegen|vei|vägen|"
+                       "gatan|gata|stigen|stræde|straat|laan|dreef|plein|kade|gracht|singel|katu|kuja|"
+                       "iela|gatve|utca")
+    _STREET_WORDS_AFTER = (r"u\.|út|utca|tér|sokak|cad\.|"
+                           r"(?i:straße|strasse|str\.|allee|weg|gasse|platz|damm|veg|vei|vej|gate|gata|gatan|straat|laan)")
+
+    def __init__(self):
+        from faker.providers.address.en_US import Provider
+
+        super().__init__("ADDRESS")
+        given_names, surnames = name_lists()
+        self._names = given_names | surnames
+        plain = self._names | common_words()  # "Jane Park", "Jennifer Green"
+        alone = sorted({s for s in Provider.street_suffixes if s.lower() not in plain} | {"Street", "Road", "Drive"},
+                       key=len, reverse=True)
+        self._named_street = re.compile(rf"\b({_CAPITALIZED})\s+(?:{'|'.join(alone)})\b")
+        suffixes = sorted(set(Provider.street_suffixes) | {"St", "Ave", "Rd", "Blvd", "Ln", "Dr", "Ct", "Pl", "Hwy",
+                                                             "Pkwy", "Cir", "Ter", "Sq", "Way"}, key=len, reverse=True)
+        word = rf"(?:{_CAPITALIZED}|[{_LOWER}]{{1,4}}|\d{{1,2}}\.?)"  # "rue des Lacs", "Trg revolucije", "Via 4 Novembre"
+        name = rf"{_CAPITALIZED}(?:\s+{_CAPITALIZED}){{0,2}}"
+        house = r"\d{1,5}(?:\s?[a-zA-Z]\b)?\.?"
+        street = rf"(?i:{self._STREET_WORDS})\.?"
+        self._patterns = [re.compile(pattern) for pattern in (
+            rf"\b\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:{_CAPITALIZED}\s+){{1,3}}(?:{'|'.join(suffixes)})\b\.?"
+            r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)\s*[\dA-Z]+\b)?",
+            rf"\b{street}\s+(?:{word}\s+){{0,3}}{_CAPITALIZED}\s+{house}",  # Via Tasso 21, ul. Grabowa 112
+            rf"\b\d{{1,5}},?\s+{street}\s+(?:{word}\s+){{0,3}}{_CAPITALIZED}\b",  # 7 rue des Lacs
+            rf"\b[{_UPPER}][{_LOWER}]*(?:{self._STREET_ENDINGS})\b\.?\s+{house}",  # Riedbergstrasse 8
+            rf"\b{name}\s+(?:{self._STREET_WORDS_AFTER})\s+{house}",  # Tompa u. 49., Kieler Strasse 90
+            # Alvaro Cunqueiro 55 Apt. 440: on one line (a name above an address is no street)
+            rf"\b{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED}){{0,2}}[ \t]+{house},?[ \t]+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit)"
+            r"[ \t]*\d+\b",
+            r"\b(?i:P\.?\s?O\.?\s+Box|Postfach|Apartado|Casilla)\s+\d{1,6}\b",
+        )]
+
+    def analyze(self, text, entities, nlp_artifacts=None):
+        return [self._result(m.start(), m.end(), NAME_SCORE) for pattern in self._patterns
+                for m in pattern.finditer(text)] + [
+            self._result(m.start(), m.end(), NAME_SCORE) for m in self._named_street.finditer(text)
+            if m.group(1).lower() in self._names]
+
+
+class RegexRecognizer(BaseModel):
+    """A user's recognizer: regexes for one entity, and words that, within five words before a match, add 0.35
+    to its score. A base score below the threshold makes the context words required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    entity: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$", description="Entity name, e.g. POLICY_NUMBER.")
+    patterns: list[str] = Field(min_length=1, description="Python regular expressions (matched ignoring case).")
+    context: list[str] = Field(default_factory=list, description="Words that make a match likely.")
+    score: float = Field(0.5, ge=0, le=1, description="Score of a match without context.")
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return patterns
+
+    def build(self) -> PatternRecognizer:
+        return PatternRecognizer(
+            supported_entity=self.entity, name=f"{self.entity}_regex",
+            patterns=[Pattern(f"{self.entity}_{i}", p, self.score) for i, p in enumerate(self.patterns)],
+            context=self.context)
+
+
+_PHONE_WORDS = ["phone", "call", "text", "cell", "mobile", "number", "tel", "fax", "reach", "contact", "answer",
+                "office", "registered", "whatsapp", "dial"]
+_NUMBER = r"\b(?:[A-Z]{1,4}-?)?\d{6,14}\b"
+# "bear" because the context words are compared with spaCy's lemmas, and the lemma of "born" is "bear".
+_DATE = (r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}-\d{2}-\d{2}"
+         r"|(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.? \d{1,2}(?:st|nd|rd|th)?,? (?:19|20)\d{2}"
+         r"|\d{1,2}(?:st|nd|rd|th)? (?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*,? (?:19|20)\d{2})\b")
+DEFAULT_RECOGNIZERS = [
+    # Presidio's phone recognizer checks numbering-plan validity; a written-down number need not be valid to be PII.
+    RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.])(?:\+?1[-. ]?)?\(?\d{3}\)?[-. ]?\d{3}[-. ]\d{4}"
+                                                     r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\w)"],
+                    context=_PHONE_WORDS, score=0.4),
+    # Other countries' numbers as people write them: groups of digits, found only next to a phone word.
+    RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.+-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{2,4}(?![\d.-]))(?:\+\d{1,3}[ .-]?)?(?:\(0?\d{1,5}\)[ .-]?)?\d{2,5}"
+                                                     r"(?:[ .-]\d{2,5}){1,4}(?![\w-])"],
+                    context=_PHONE_WORDS, score=0.1),
+    RegexRecognizer(entity="ACCOUNT_NUMBER", patterns=[_NUMBER], context=["account", "acct", "a/c", "loan"],
+                    score=0.1),
+    RegexRecognizer(entity="POLICY_NUMBER", patterns=[_NUMBER], context=["policy"], score=0.1),
+    RegexRecognizer(entity="MEMBER_ID", patterns=[_NUMBER], context=["member", "membership"], score=0.1),
+    RegexRecognizer(entity="ORDER_NUMBER", patterns=[_NUMBER], context=["order", "reference", "ref", "ticket",
+                                                                         "confirmation", "claim"], score=0.1),
+    RegexRecognizer(entity="DATE_OF_BIRTH", patterns=[_DATE], context=["born", "bear", "birth", "dob", "d.o.b"],
+                    score=0.1),
+]

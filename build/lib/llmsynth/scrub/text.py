@@ -1,0 +1,210 @@
+"""Span scrubbing of free text: detect (Presidio, batched), add the values already known to be PII, replace."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from llmsynth.scrub.engine import Analyzer, ScrubConfig
+from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
+from llmsynth.scrub.recognizers import NameListRecognizer, common_words, name_lists, place_names
+
+MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
+MAX_EXAMPLES = 5
+# Text exported through JSON or logs often holds line breaks as a backslash and a letter ("Name\\nPhone"), which
+# glues words together for every recognizer; the analyzer sees a space and a real break instead (same length).
+_ESCAPED_BREAK = re.compile(r"\\[nrt]")
+_NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as a person; names have letters
+MIN_PHONE_DIGITS = 7  # Presidio's phone recognizer, with many regions, takes 5-digit zip codes for numbers
+_DECIMAL = re.compile(r"\d+\.\d+")
+_NAME_STOP = re.compile(r"\n|\\[nr]|[:\"“”]")  # a line break, a colon or a quote mark ends a name
+_NAME_PARTICLES = "de|da|di|do|dos|das|du|del|della|la|le|van|von|der|den|ten|ter|bin|ibn|al|el|y"
+# Words in lower case before a capitalized name ("ex-Zombie "), not its particles ("de la Cruz").
+_LOWER_CASE_WORDS = re.compile(rf"(?:(?!(?:{_NAME_PARTICLES})\s)[a-z][\w'-]*\s+)+(?=[^\W\d_])")
+_WORDS = re.compile(r"[^\W\d_]+")
+_NAMES = NameListRecognizer()
+
+
+@dataclass
+class Findings:
+    """What was found and replaced; raw values are kept only in memory unless the user asks for them."""
+
+    counts: Counter = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+    raw_values: set[tuple[str, str]] = field(default_factory=set)
+
+    def merge(self, other: "Findings") -> None:
+        self.counts.update(other.counts)
+        self.examples += other.examples[: MAX_EXAMPLES - len(self.examples)]
+        self.raw_values |= other.raw_values
+
+
+def replacement(entity: str, value: str, config: ScrubConfig, pseudonyms: Pseudonymizer) -> str:
+    """What a found value becomes, by the configured mode."""
+    if config.mode == "tag":
+        return f"<{entity}>"
+    if config.mode == "redact":
+        return ""
+    return pseudonyms.surrogate(entity, value)
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+    entity_type: str
+
+
+def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progress: str | None = None,
+           batch_size: int = 64) -> list[list[Span]]:
+    """Presidio's findings for many texts in one spaCy pass; long texts are cut at whitespace into pieces.
+    `progress` is the label of a progress bar, or None for none."""
+    from presidio_analyzer import BatchAnalyzerEngine
+    from tqdm.auto import tqdm
+
+    pieces, owners = [], []  # (text index, offset) of each piece
+    for index, text in enumerate(texts):
+        for offset, piece in _pieces(text):
+            pieces.append(piece)
+            owners.append((index, offset))
+    batches = BatchAnalyzerEngine(analyzer.engine)
+    results = []  # the batch engine returns a list, so batches are fed one by one for the progress bar
+    with tqdm(total=len(pieces), desc=progress, unit="text", disable=progress is None) as bar:
+        for start in range(0, len(pieces), batch_size):
+            batch = [_ESCAPED_BREAK.sub(" \n", piece) for piece in pieces[start:start + batch_size]]
+            results += batches.analyze_iterator(batch, language="en", batch_size=batch_size,
+                                                entities=config.wanted_entities())
+            bar.update(len(batch))
+    places = "LOCATION" in config.wanted_entities()
+    spans: list[list[Span]] = [[] for _ in texts]
+    for piece, (index, offset), found in zip(pieces, owners, results):
+        for r in sorted(found, key=_precedence):
+            start, end = _name_bounds(r, piece)
+            if _plausible(r, piece[start:end], analyzer.dictionary):
+                place = places and _weak_person(r) and piece[start:end].lower() in place_names()
+                spans[index].append(Span(offset + start, offset + end, "LOCATION" if place else r.entity_type))
+            # Presidio dropped the listed names inside a person cut short here ('Jana:"I'm James's'): found again.
+            if r.entity_type == "PERSON" and end < r.end:
+                for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):
+                    spans[index].append(Span(offset + end + name.start, offset + end + name.end, "PERSON"))
+    return spans
+
+
+def _weak_person(result) -> bool:
+    """A person found by spaCy alone or as the one addressed (", Comedy,"): no name list or cue phrase backs it."""
+    return result.entity_type == "PERSON" and result.recognition_metadata.get(
+        result.RECOGNIZER_NAME_KEY) in ("SpacyRecognizer", "VocativeRecognizer", "SpeakerRecognizer")
+
+
+def _name_bounds(result, piece: str) -> tuple[int, int]:
+    """Where a name starts and ends: spaCy runs a person on over a line break ("Giovana Barros\\nBurnaby"), a colon
+    or a quote ('Stephanie:"I'm Jose's') and starts it at words in lower case ("ex-Zombie Abramov"); names never
+    do."""
+    if result.entity_type not in _NAMED_ENTITIES:
+        return result.start, result.end
+    start = result.start
+    lower = _LOWER_CASE_WORDS.match(piece, start, result.end)
+    if lower is not None and piece[lower.end()].isupper():  # not a name written all in lower case
+        start = lower.end()
+    stop = _NAME_STOP.search(piece, start + 1, result.end)
+    return start, result.end if stop is None else len(piece[:stop.start()].rstrip())
+
+
+def _precedence(result) -> tuple:
+    """Which of two overlapping findings is kept: an address (a number and a street word are firm evidence; its
+    street is often named after a person), then the earlier, the longer, a person over a place ("My name is
+    Umberto"), the surer."""
+    return (result.entity_type != "ADDRESS", result.start, result.start - result.end,
+            result.entity_type == "LOCATION", -result.score)
+
+
+def _plausible(result, value: str, dictionary: frozenset[str] = frozenset()) -> bool:
+    """Findings recognizers make that are rarely PII: a date as a person, everyday words ("Comedy", "Guilty
+    Pleasures": in the dictionary and no name list) as a weakly found person (a cue phrase may: "this is August"),
+    a zip code or a decimal fraction as a phone number."""
+    entity = result.entity_type
+    if entity in _NAMED_ENTITIES:
+        return any(c.isalpha() for c in value) and not (_weak_person(result) and _everyday_words(value, dictionary))
+    if entity == "PHONE_NUMBER":
+        return sum(c.isdigit() for c in value) >= MIN_PHONE_DIGITS and not _DECIMAL.fullmatch(value)
+    return True
+
+
+def _everyday_words(value: str, dictionary: frozenset[str]) -> bool:
+    if value.lower() in common_words():
+        return True
+    given, surnames = name_lists()
+    words = _WORDS.findall(value.lower())
+    return bool(dictionary) and bool(words) and all(
+        w not in given and w not in surnames and (w in dictionary or (w.endswith("s") and w[:-1] in dictionary))
+        for w in words)
+
+
+def _pieces(text: str) -> Iterable[tuple[int, str]]:
+    start = 0
+    while len(text) - start > MAX_PIECE_CHARS:
+        cut = text.rfind(" ", start + MAX_PIECE_CHARS // 2, start + MAX_PIECE_CHARS)
+        cut = cut if cut > 0 else start + MAX_PIECE_CHARS
+        yield start, text[start:cut]
+        start = cut
+    yield start, text[start:]
+
+
+def known_spans(text: str, known: Iterable[tuple[str, str]]) -> list[Span]:
+    """Where values already known to be PII occur again: whole values ignoring case, and each word of a person's
+    name as written ("John Smith" found once also catches "Mr. Smith" and "John")."""
+    spans = []
+    for entity, value in known:
+        if len(value) >= 3:
+            pattern = rf"(?<!\w){re.escape(value)}(?!\w)"
+            spans += [Span(m.start(), m.end(), entity) for m in re.finditer(pattern, text, re.IGNORECASE)]
+        if entity == "PERSON":
+            for word in value.split():
+                if len(word) >= 2 and word.lower().rstrip(".") not in TITLES and word[0].isupper():
+                    spans += [Span(m.start(), m.end(), entity) for m in re.finditer(rf"\b{re.escape(word)}\b", text)]
+    return spans
+
+
+def resolve(text: str, detected: Sequence[Span], known: Iterable[tuple[str, str]] = ()) -> list[Span]:
+    """The spans to replace, in order and without overlaps: known values, then earlier and longer findings, win."""
+    kept: list[Span] = []
+    ordered = sorted(known_spans(text, sorted(known)), key=lambda s: (s.start, s.start - s.end))  # deterministic
+    for span in ordered + list(detected):
+        if not any(span.start < other.end and other.start < span.end for other in kept):
+            kept.append(span)
+    return sorted(kept, key=lambda span: span.start)
+
+
+def scrub_spans(text: str, detected: Sequence[Span], config: ScrubConfig, pseudonyms: Pseudonymizer,
+                findings: Findings, known: Iterable[tuple[str, str]] = ()) -> str:
+    """Replace the detected spans and the known values."""
+    kept = resolve(text, detected, known)
+    pieces, cursor = [], 0
+    for span in kept:
+        value = text[span.start:span.end]
+        pieces += [text[cursor:span.start], replacement(span.entity_type, value, config, pseudonyms)]
+        cursor = span.end
+        findings.counts[span.entity_type] += 1
+        findings.raw_values.add((span.entity_type, value))
+    pieces.append(text[cursor:])
+    if kept and len(findings.examples) < MAX_EXAMPLES:
+        findings.examples.append(_masked_example(text, kept))
+    return "".join(pieces)
+
+
+def scrub_text(text: str, analyzer: Analyzer, config: ScrubConfig, pseudonyms: Pseudonymizer,
+               findings: Findings, known: Iterable[tuple[str, str]] = ()) -> str:
+    """One text: what Presidio finds, and the record's own identifier values (`known`)."""
+    return scrub_spans(text, detect([text], analyzer, config)[0], config, pseudonyms, findings, known)
+
+
+def _masked_example(text: str, kept: Sequence[Span]) -> str:
+    """The text with each finding shown as its type, so a report never repeats the PII itself."""
+    pieces, cursor = [], 0
+    for span in kept:
+        pieces += [text[cursor:span.start], f"<{span.entity_type}>"]
+        cursor = span.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)[:200]

@@ -1,0 +1,1 @@
+"""Serialization: column codecs, and rows as GReaT-style text and token ids."""

@@ -1,0 +1,123 @@
+"""Rows as GReaT-style text (` age is 34, state is CA`) and as the token ids the model trains on.
+
+Every segment (a column's ` name is` prefix, a value, the separator, end of row) is tokenized on its own
+and the ids are concatenated, so training sees exactly the token boundaries the constrained sampler
+produces. A missing value is the empty string: ` age is,`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from llmsynth.errors import ModelError
+from llmsynth.serialize.codecs import ColumnCodec, escape
+
+SEPARATOR = ","
+IGNORE = -100  # label of tokens the loss skips
+
+
+def value_texts(table: pd.DataFrame, columns: Sequence[ColumnCodec]) -> list[list[str]]:
+    """Each row as its learned columns' value texts, in schema order."""
+    per_column = [[column.write(v) for v in table[column.name].tolist()] for column in columns]
+    return [list(row) for row in zip(*per_column)]
+
+
+def column_prefix(name: str) -> str:
+    """What the sampler writes before a column's value."""
+    return f" {escape(name)} is"
+
+
+def segment_texts(name: str) -> tuple[str, str]:
+    """The text before a column's value: as the first column, and after another value."""
+    return column_prefix(name), SEPARATOR + column_prefix(name)
+
+
+def row_text(names: Sequence[str], values: Sequence[str]) -> str:
+    return SEPARATOR.join(column_prefix(name) + (f" {value}" if value else "") for name, value in zip(names, values))
+
+
+def split_fields(text: str) -> list[str]:
+    """Split on separators that are not escaped by a backslash."""
+    fields, current, escaped = [], [], False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == SEPARATOR:
+            fields.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    fields.append("".join(current))
+    return fields
+
+
+def parse_row_text(text: str, names: Sequence[str]) -> dict[str, str]:
+    """Inverse of row_text: value texts by column name (columns in any order)."""
+    by_length = sorted(names, key=lambda n: len(escape(n)), reverse=True)
+    row = {}
+    for field in split_fields(text):
+        name = next((n for n in by_length if field == column_prefix(n) or field.startswith(column_prefix(n) + " ")), None)
+        if name is None:
+            raise ValueError(f"field {field!r} does not start with a known column name")
+        row[name] = field[len(escape(name)) + 5:]
+    return row
+
+
+class RowEncoder:
+    """Token ids of rows for one tokenizer: the shared vocabulary of training and sampling.
+
+    A row is `<bos>` then, per column, a segment (` name is` for the first column, `, name is` after a
+    value) and the value's tokens, then `<eos>`. The first token of each later segment (and `<eos>`)
+    is the model's decision that the previous value is complete, so it is learned; the rest of a
+    segment is written by the sampler and masked out of the loss. With the tiny preset each segment
+    is a single token, so a column boundary costs one step.
+    """
+
+    def __init__(self, tokenizer, names: Sequence[str], end_of_row_id: int | None = None,
+                 prefix_ids: Sequence[int] | None = None):
+        """`end_of_row_id` closes the row (default: end of sequence; a conversation's metadata header has its own);
+        `prefix_ids` open it (default: beginning of sequence; a chat template's system turn has its own)."""
+        self.tokenizer = tokenizer
+        self.column_count = len(names)
+        bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self.prefix_ids = [bos_id] if prefix_ids is None else list(prefix_ids)
+        self.end_of_row_id = tokenizer.eos_token_id if end_of_row_id is None else end_of_row_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.end_of_row_id is None:
+            raise ModelError("the tokenizer needs an end-of-sequence token")
+        segments = [[self.encode_text(text) for text in segment_texts(name)] for name in names]
+        self.first_segment_ids = [first for first, _ in segments]
+        self.next_segment_ids = [after for _, after in segments]
+        self.end_of_value_ids = sorted({ids[0] for ids in self.next_segment_ids} | {self.end_of_row_id})
+        self._value_cache: dict[str, list[int]] = {}
+
+    def encode_text(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def segment_ids(self, column: int, first: bool) -> list[int]:
+        return (self.first_segment_ids if first else self.next_segment_ids)[column]
+
+    def value_ids(self, text: str) -> list[int]:
+        ids = self._value_cache.get(text)
+        if ids is None:
+            ids = self.encode_text(" " + text) if text else []
+            if len(self._value_cache) < 200_000:
+                self._value_cache[text] = ids
+        return ids
+
+    def encode(self, values: Sequence[str], order: Sequence[int]) -> tuple[list[int], list[int]]:
+        """Ids and labels for one row with its columns in `order`."""
+        ids, labels = list(self.prefix_ids), [IGNORE] * len(self.prefix_ids)
+        for position, column in enumerate(order):
+            segment = self.segment_ids(column, first=position == 0)
+            value = self.value_ids(values[column])
+            ids += segment + value
+            learned_end = segment[:1] if position > 0 else []
+            labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value
+        ids.append(self.end_of_row_id)
+        labels.append(self.end_of_row_id)
+        return ids, labels

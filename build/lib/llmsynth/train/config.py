@@ -1,0 +1,81 @@
+"""Training hyper-parameters and recipes (a recipe is this config, plus the model's, saved as YAML)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmsynth.errors import TrainError
+from llmsynth.model import LoraSettings, TinyModelConfig
+
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"  # package data: found in a wheel install too
+DEFAULT_RECIPE = "tiny-cpu"
+
+
+class TrainConfig(BaseModel):
+    """How long and how fast to train; defaults are the `tiny-cpu` recipe."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(40, ge=1, description="Upper bound on passes over the training rows.")
+    batch_size: int = Field(64, ge=1, description="Rows per optimizer step (global, over all processes).")
+    learning_rate: float = Field(2e-3, gt=0, description="Peak AdamW learning rate.")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, le=0.5, description="Share of steps with linear warm-up.")
+    column_order: Literal["conditional", "random", "schema"] = Field(
+        "conditional", description="Column order of training examples: 'random' shuffles every example (GReaT); "
+        "'schema' keeps the table's order (learns fastest, conditions only well on leading columns); "
+        "'conditional' mixes the two so that any conditioned subset can be written first.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
+    validation_fraction: float = Field(0.1, ge=0.01, le=0.5, description="Rows held out for early stopping.")
+    evals_per_epoch: int = Field(1, ge=1, description="Validation passes (and checkpoints) per epoch.")
+    patience: int = Field(5, ge=1, description="Validation passes without improvement before stopping.")
+    max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; stops at the next validation past it.")
+    packing: bool = Field(False, description="Lay short records end to end in rows of `pack_length` tokens (no "
+                          "attention across records) instead of padding each one: fewer wasted tokens per step.")
+    pack_length: int = Field(1024, ge=16, description="Longest packed row in tokens.")
+    context_tokens: int | None = Field(None, ge=32, description="Conversations: the longest training sequence; "
+                                       "longer conversations are learned as windows of whole turns, each with the "
+                                       "metadata header. Default: the 99th percentile of the conversations' token "
+                                       "lengths, capped by the model's own limit.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the GPU supports it.")
+    seed: int = 0
+    dp_epsilon: float | None = Field(None, gt=0, description="Differentially private training (DP-SGD, Opacus) to "
+                                     "this epsilon over `epochs`; off when not set.")
+    dp_delta: float | None = Field(None, gt=0, lt=1, description="DP delta; default 1 / records^1.2.")
+    dp_max_grad_norm: float = Field(1.0, gt=0, description="DP: each record's gradient is clipped to this norm.")
+
+
+class Recipe(BaseModel):
+    """A named training set-up: the tiny architecture or LoRA settings, and the training loop's config."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str | None = Field(None, description="Pretrained base to fine-tune with LoRA (a named base such as "
+                                   "smollm2-135m-instruct, a .gguf file or a model folder); none: the tiny preset.")
+    tiny: TinyModelConfig = TinyModelConfig()
+    lora: LoraSettings = LoraSettings()
+    train: TrainConfig = TrainConfig()
+
+
+def load_recipe(name_or_path: str | None) -> Recipe:
+    """A recipe by name (a file in llmsynth/recipes/) or by path to a YAML file."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_RECIPE
+    named, path = RECIPE_DIR / f"{name_or_path}.yaml", Path(name_or_path)
+    if named.is_file():  # a name first: "qwen2.5-0.5b-lora" has a dot but is no file name
+        path = named
+    elif path.suffix.lower() not in (".yaml", ".yml") and not path.exists():
+        if name_or_path == DEFAULT_RECIPE:
+            return Recipe()
+        known = sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+        raise TrainError(f"unknown recipe {name_or_path!r}; known recipes: {known}, or give a YAML file path")
+    if not path.is_file():
+        raise TrainError(f"{path}: recipe file not found")
+    try:
+        return Recipe.model_validate(yaml.safe_load(path.read_text()) or {})
+    except (yaml.YAMLError, ValidationError) as exc:
+        raise TrainError(f"{path}: invalid recipe: {exc}") from exc

@@ -1,0 +1,366 @@
+"""The training loop: batches, forward, loss, backward, clip, step, log, validate, checkpoint.
+
+Accelerate handles devices, processes (DDP under `accelerate launch`) and bf16. Rows are re-serialized every
+epoch with a fresh seeded column order (see `column_order`); padding and the column-name prefixes the sampler
+writes itself are masked out of the loss. Batches are padded, or packed with no attention across records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from pydantic import BaseModel
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from llmsynth.errors import TrainError
+from llmsynth.processes import on_cpu
+from llmsynth.serialize.tabular import IGNORE
+from llmsynth.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = ".checkpoint"
+
+
+class TrainSummary(BaseModel):
+    epochs: float
+    initial_validation_loss: float
+    steps: int
+    best_validation_loss: float
+    last_train_loss: float
+    tokens_per_second: float
+    seconds: float
+    stopped_because: str
+    precision: str
+    parameters: int
+    trainable_parameters: int
+    privacy: dict | None = None  # with DP: epsilon spent, delta, noise multiplier, clipping norm, sample rate, steps
+
+
+def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor | int]:
+    """One record per row, padded to the longest; `tokens` counts the real ones (not a model input)."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, row_labels) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(ids)] = torch.tensor(row_labels)
+        attention[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention,
+            "tokens": int(attention.sum())}
+
+
+def pack_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int,
+               length: int) -> dict[str, torch.Tensor | int]:
+    """The same records laid end to end in as few rows of at most `length` tokens as first-fit decreasing finds.
+
+    Each record's position ids start at 0 again, and no attention mask is passed: transformers reads the restarts
+    as sequence boundaries and builds a block-diagonal causal mask, so no token sees another record. A record's
+    first label is ignored already (its start token), so nothing is predicted across a boundary either; the tail
+    padding is a segment of its own with ignored labels. The step's loss is the padded batch's loss.
+    """
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for index in sorted(range(len(examples)), key=lambda i: -len(examples[i][0])):
+        size = len(examples[index][0])
+        row = next((r for r, used in enumerate(fill) if used + size <= length), None)
+        if row is None:
+            rows.append([])
+            fill.append(0)
+            row = len(rows) - 1
+        rows[row].append(index)
+        fill[row] += size
+    width = max(fill)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, members in enumerate(rows):
+        start = 0
+        for index in members:
+            ids, row_labels = examples[index]
+            end = start + len(ids)
+            input_ids[row, start:end] = torch.tensor(ids)
+            labels[row, start:end] = torch.tensor(row_labels)
+            positions[row, start:end] = torch.arange(len(ids))
+            start = end
+        positions[row, start:] = torch.arange(width - start)
+    return {"input_ids": input_ids, "labels": labels, "position_ids": positions,
+            "tokens": sum(fill)}
+
+
+def collate(config: TrainConfig, pad_id: int):
+    """The batch builder the config asks for."""
+    if config.packing:
+        return lambda examples: pack_batch(examples, pad_id, config.pack_length)
+    return lambda examples: pad_batch(examples, pad_id)
+
+
+def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """One training example's column order.
+
+    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional: half the
+    examples in schema order, the rest with a random subset moved to the front in random order, which is
+    exactly what sampling does with conditioned columns, while the fixed order is learned quickly.
+    """
+    if mode == "random" or columns == 0:
+        return rng.permutation(columns)
+    if mode == "schema" or rng.random() < 0.5:
+        return np.arange(columns)
+    front = rng.permutation(columns)[: rng.integers(1, columns + 1)]
+    return np.concatenate([front, np.setdiff1d(np.arange(columns), front)])
+
+
+def epoch_examples(records: Sequence, encoder, seed: int, epoch: int, mode: str, shuffle_rows: bool = True):
+    """Every record (a row, or a conversation with its metadata) once, in a seeded order, each with its own seeded
+    column order; `encoder` is a RowEncoder or a ChatEncoder."""
+    rng = np.random.default_rng([seed, epoch])
+    row_order = rng.permutation(len(records)) if shuffle_rows else np.arange(len(records))
+    return [encoder.encode(records[i], column_order(encoder.column_count, mode, rng)) for i in row_order]
+
+
+def resolve_precision(precision: str) -> str:
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "bf16" and not torch.cuda.is_available():
+        raise TrainError("precision bf16 needs a GPU; use fp32 (or auto) on a CPU")
+    return precision
+
+
+def train_model(
+    model: torch.nn.Module,
+    train_rows: Sequence,
+    validation_rows: Sequence,
+    encoder,
+    config: TrainConfig,
+    workdir: Path,
+    resume: bool = False,
+    fingerprint: str = "",
+) -> TrainSummary:
+    """Train in place; on return the model holds the weights with the best validation loss."""
+    precision = "fp32" if config.dp_epsilon is not None else resolve_precision(config.precision)
+    accelerator = Accelerator(cpu=on_cpu(), mixed_precision="bf16" if precision == "bf16" else "no")
+    torch.manual_seed(config.seed)
+    checkpoint = Path(workdir) / CHECKPOINT_DIR
+
+    batch_size = max(1, config.batch_size // accelerator.num_processes)
+    steps_per_epoch = math.ceil(len(train_rows) / (batch_size * accelerator.num_processes))
+    total_steps = steps_per_epoch * config.epochs
+    eval_steps = {math.ceil(steps_per_epoch * (k + 1) / config.evals_per_epoch) for k in range(config.evals_per_epoch)}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(trainable, config, accelerator)
+    budget = config.max_minutes * 60 if config.max_minutes else math.inf
+
+    def learning_rate(step: int, elapsed: float) -> float:
+        """Linear warm-up, then cosine decay to 10% by the end of the epochs or of the time budget."""
+        progress = max(step / total_steps, elapsed / budget)
+        if progress < config.warmup_ratio:
+            return config.learning_rate * (progress + 1 / total_steps) / config.warmup_ratio
+        remaining = (progress - config.warmup_ratio) / (1 - config.warmup_ratio)
+        return config.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, remaining))))
+
+    private = None
+    if config.dp_epsilon is None:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:  # Opacus wraps the plain model and optimizer; it draws the batches itself
+        from llmsynth.train.dp import PrivateTraining
+
+        if resume:
+            raise TrainError("--resume is not available with differential privacy: the accountant's record of the "
+                             "steps taken is not checkpointed; start again")
+        private = PrivateTraining(model.to(accelerator.device), optimizer, train_rows, encoder, config, batch_size,
+                                  accelerator.num_processes)
+        optimizer = private.optimizer
+
+    validation = DataLoader(epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order,
+                                           shuffle_rows=False),
+                            batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
+    validation = accelerator.prepare(validation)
+    if resume:
+        if accelerator.distributed_type == DistributedType.FSDP:
+            raise TrainError("--resume under FSDP is not supported: checkpoints hold the main process's optimizer "
+                             "shard only; start again, or resume under DDP (training/accelerate/multi-gpu.yaml)")
+        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
+        log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
+    else:
+        if accelerator.is_main_process:  # a fresh run must never resume into an older run's checkpoints
+            for stale in checkpoint.glob("step-*"):
+                shutil.rmtree(stale)
+            (checkpoint / "best.safetensors").unlink(missing_ok=True)
+        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
+                 "tokens": 0, "fingerprint": fingerprint,
+                 "initial_validation_loss": validation_loss(model, validation, accelerator)}
+    started = time.perf_counter() - state["seconds"]
+    loss, last_loss, shown, stopped = None, math.nan, 0.0, ""
+    bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
+               disable=not accelerator.is_local_main_process)
+    while state["epoch"] < config.epochs:
+        if private is None:
+            loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
+                                batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
+            loader = accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
+        else:
+            loader = private.loader
+        model.train()
+        for batch in loader:
+            if not isinstance(batch, dict):
+                continue  # an empty Poisson batch under DP (probability e^-batch_size): nothing to learn from
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(state["global_step"], time.perf_counter() - started)
+            state["tokens"] += batch.pop("tokens") * accelerator.num_processes
+            if private is None:
+                loss = training_step(model, batch, optimizer, accelerator, trainable, config.max_grad_norm)
+            else:
+                loss = private.step(batch)
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            elapsed = time.perf_counter() - started
+            bar.update(1)
+            if elapsed - shown > 1:  # reading the loss waits for the device: once a second, not every step
+                shown, last_loss = elapsed, loss.item()
+                bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
+            if state["step_in_epoch"] in eval_steps:
+                stopped = _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed)
+                bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{state['last_val']:.3f}",
+                                tok_s=f"{state['tokens'] / elapsed:.0f}")
+                if stopped:
+                    break
+                model.train()
+        if stopped:
+            break
+        state["epoch"] += 1
+        state["step_in_epoch"] = 0
+    bar.close()
+    privacy = private.finish() if private is not None else None
+    last_loss = loss.item() if loss is not None else last_loss
+    stopped = stopped or "epochs"
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
+    seconds = time.perf_counter() - started
+    return TrainSummary(
+        epochs=round(state["epoch"] + state["step_in_epoch"] / steps_per_epoch, 3),
+        initial_validation_loss=state["initial_validation_loss"],
+        steps=state["global_step"],
+        best_validation_loss=state["best"],
+        last_train_loss=last_loss,
+        tokens_per_second=state["tokens"] / seconds,
+        seconds=seconds,
+        stopped_because=stopped,
+        precision=precision,
+        parameters=sum(p.numel() for p in unwrapped.parameters()),
+        trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
+        privacy=privacy,
+    )
+
+
+def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerator) -> torch.optim.Optimizer:
+    """AdamW, with the fused kernel on GPUs."""
+    return torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay,
+                             fused=accelerator.device.type == "cuda")
+
+
+def training_step(model, batch: dict, optimizer, accelerator: Accelerator, parameters: list, max_grad_norm: float):
+    """Forward, backward, clip, step; returns the loss without waiting for the device to finish.
+
+    The loss is a sum over this process's predicted tokens divided by the count over all processes, times the
+    number of processes (which DDP's gradient averaging divides out again): N processes take exactly the step
+    one process takes on the same global batch, however the tokens fall between them.
+    """
+    targets = batch["labels"][:, 1:].ne(IGNORE).sum()
+    if accelerator.num_processes > 1:
+        targets = accelerator.reduce(targets, "sum")
+    loss = model(**batch, use_cache=False, num_items_in_batch=targets).loss * accelerator.num_processes
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(parameters, max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+@torch.no_grad()
+def validation_loss(model, batches, accelerator: Accelerator) -> float:
+    model.eval()
+    total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+    for batch in batches:
+        batch.pop("tokens")
+        labels = batch.pop("labels")[:, 1:]
+        logits = model(**batch, use_cache=False).logits.float()
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE,
+                                                   reduction="sum")
+        total += losses
+        count += (labels != IGNORE).sum()
+    total, count = accelerator.reduce(total), accelerator.reduce(count)
+    return float(total / count)
+
+
+def _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed) -> str:
+    """Validation loss, early stopping and a checkpoint; returns why training stops, or ''."""
+    loss = validation_loss(model, validation, accelerator)
+    state["last_val"] = loss
+    state["seconds"] = elapsed
+    improved = loss < state["best"] - 1e-4
+    state["bad_evals"] = 0 if improved else state["bad_evals"] + 1
+    state["best"] = min(loss, state["best"])
+    _save_checkpoint(checkpoint, accelerator, model, optimizer, state, save_best=improved)
+    if state["bad_evals"] >= config.patience:
+        return "early stopping"
+    if config.max_minutes is not None and elapsed > config.max_minutes * 60:
+        return "time budget"
+    return ""
+
+
+def _trainable_state(accelerator: Accelerator, model) -> dict[str, torch.Tensor]:
+    """The trainable weights, whole: under FSDP every process takes part in gathering them."""
+    names = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+    return {n: t.detach().float().cpu().clone() for n, t in accelerator.get_state_dict(model).items() if n in names}
+
+
+def _save_checkpoint(path: Path, accelerator, model, optimizer, state, save_best: bool) -> None:
+    """Each checkpoint is a folder renamed into place when complete, so an interrupt never leaves a torn one.
+    Written once, by the main process."""
+    accelerator.wait_for_everyone()
+    weights = _trainable_state(accelerator, model)
+    if not accelerator.is_main_process:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    if save_best:
+        save_file(weights, path / "best.safetensors.tmp")
+        (path / "best.safetensors.tmp").replace(path / "best.safetensors")
+    folder = path / f"step-{state['global_step']:09d}"
+    partial = path / f".{folder.name}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    save_file(weights, partial / "weights.safetensors")
+    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    (partial / "progress.json").write_text(json.dumps(state))
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+    for older in path.glob("step-*"):
+        if older.name < folder.name:
+            shutil.rmtree(older, ignore_errors=True)
+
+
+def _load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> dict:
+    folders = sorted(path.glob("step-*"))
+    if not folders:
+        raise TrainError(f"nothing to resume: {path} holds no checkpoint; start without --resume")
+    latest = folders[-1]
+    state = json.loads((latest / "progress.json").read_text())
+    if state.get("fingerprint") != fingerprint:
+        raise TrainError(f"the checkpoint in {path} was made with other data or settings; start without --resume")
+    model.load_state_dict(load_file(latest / "weights.safetensors"), strict=False)
+    optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+    return state
