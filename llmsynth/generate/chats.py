@@ -2,8 +2,8 @@
 
 The header is sampled like a table row (categories from the training values, conditions on any subset of
 fields, a requested mix of values). The turns are sampled with `TurnRules` enforced token by token: roles
-alternate, a turn is never empty, the number of turns and a turn's length are bounded, and the conversation
-always ends with its end-of-record token. Every conversation is structurally valid by construction. With a
+alternate, a turn is never empty, each conversation has a number of turns drawn from the training conversations'
+counts, a turn's length is bounded, and the conversation always ends with its end-of-record token. Every conversation is structurally valid by construction. With a
 `Novelty` filter, no turn longer than 40 characters closes as a word-for-word copy of a training turn.
 """
 
@@ -321,7 +321,8 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
 
     With `guidance` above 1 (classifier-free guidance), each conversation has a twin in the batch that is written
     after an empty header and is fed the same ids; the logits are the twin's plus `guidance` times the difference,
-    which pushes every token towards what the header asks for."""
+    which pushes every token towards what the header asks for. `targets`: each conversation's drawn number of turns
+    (None: the model decides where it ends, within the rules)."""
     device = model.device
     n = len(prompts)
     empty = list(encoder.header_ids([], [])[0])
