@@ -23,7 +23,7 @@ from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, Windowing,
 from llmsynth.serialize.codecs import TextColumn
 from llmsynth.serialize.tabular import row_text, segment_texts, value_texts
 from llmsynth.synthesizer import Synthesizer
-from llmsynth.train.config import Recipe
+from llmsynth.train.config import DEFAULT_LORA_RECIPE, Recipe
 
 if TYPE_CHECKING:
     from llmsynth.evaluate.canary import CanarySet
@@ -48,7 +48,8 @@ class ChatSynthesizer(Synthesizer):
     KIND = "chat"
 
     def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None, loss_on: str = "all"):
-        super().__init__(DEFAULT_CHAT_RECIPE if recipe is None else recipe, base_model)
+        super().__init__(DEFAULT_LORA_RECIPE if recipe is None and base_model else recipe or DEFAULT_CHAT_RECIPE,
+                         base_model)
         if loss_on not in ("all", "assistant"):
             raise ValueError(f"loss_on must be 'all' or 'assistant', got {loss_on!r}")
         self.loss_on = loss_on

@@ -29,7 +29,7 @@ from llmsynth.model import BaseWeights, check_base, load_base, resolve_base, tin
 from llmsynth.processes import process_state
 from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
 from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
-from llmsynth.train.config import Recipe, load_recipe
+from llmsynth.train.config import DEFAULT_LORA_RECIPE, Recipe, load_recipe
 from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
 
 if TYPE_CHECKING:
@@ -59,6 +59,8 @@ class Synthesizer:
     KIND = ""
 
     def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None):
+        if recipe is None and base_model:
+            recipe = DEFAULT_LORA_RECIPE
         self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
         self.base_model = base_model or self.recipe.base_model  # as the user named it; self.base: where it lies
         self.base: BaseWeights | None = None
@@ -78,6 +80,7 @@ class Synthesizer:
         else:
             self.base = resolve_base(self.base_model)
             base, self.tokenizer = load_base(self.base)
+            torch.manual_seed(self.recipe.train.seed)  # the adapter's initial weights: same seed, same model
             self.model = with_lora(base, self.recipe.lora)
 
     def _tiny_tokenizer(self, texts, whole_tokens, markers, workdir, resume: bool):
@@ -374,7 +377,8 @@ def new_synthesizer(kind: str, recipe: str | None = None, base_model: str | None
     the recipe's training settings overridden where a value is given (epochs, max_minutes, seed...)."""
     from llmsynth.chat_synthesizer import DEFAULT_CHAT_RECIPE, ChatSynthesizer
 
-    config = load_recipe(recipe or (DEFAULT_CHAT_RECIPE if kind == "chat" else None))
+    config = load_recipe(recipe or (DEFAULT_LORA_RECIPE if base_model else DEFAULT_CHAT_RECIPE if kind == "chat"
+                                    else None))
     overrides = {k: v for k, v in train_overrides.items() if v is not None}
     config = config.model_copy(update={"train": config.train.model_copy(update=overrides)})
     if kind == "chat":

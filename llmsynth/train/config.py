@@ -13,6 +13,9 @@ from llmsynth.model import LoraSettings, TinyModelConfig
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"  # package data: found in a wheel install too
 DEFAULT_RECIPE = "tiny-cpu"
+# With a pretrained base and no recipe named: the tiny presets' learning rates (2e-3, 3e-3) wreck a pretrained model
+# under LoRA (SmolLM2's validation loss rose from 2.8 to 4.0 in one epoch), so bases get a LoRA recipe's settings.
+DEFAULT_LORA_RECIPE = "smollm2-135m-lora"
 
 
 class TrainConfig(BaseModel):
