@@ -1,1 +1,0 @@
-"""Serialization: column codecs, and rows as GReaT-style text and token ids."""
