@@ -45,13 +45,19 @@ def corpus(name: str, size: int, seed: int, max_turns: int | None) -> tuple[list
     return scrubbed, label
 
 
-def one_model(base: str, train: list[dict], holdout: list[dict], label: str | None, args) -> dict:
-    base_model, recipe_name = BASES[base]
-    recipe = load_recipe(recipe_name)
-    overrides = {"max_minutes": args.minutes, "seed": args.seed, "context_tokens": args.context}
+def bench_recipe(base: str, tiny_recipe: str, args, **train) -> tuple[str | None, object]:
+    """The base's name and its recipe with the benchmark's budget: the tiny preset's own recipe, or LoRA at batch 8 and
+    lr 1e-3 for at most --lora-epochs."""
+    base_model, lora_recipe = BASES[base]
+    recipe = load_recipe(tiny_recipe if base_model is None else lora_recipe)
+    overrides = {"max_minutes": args.minutes, "seed": args.seed, **train}
     if base_model is not None:
         overrides.update(batch_size=8, learning_rate=1e-3, evals_per_epoch=2, epochs=args.lora_epochs)
-    recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
+    return base_model, recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
+
+
+def one_model(base: str, train: list[dict], holdout: list[dict], label: str | None, args) -> dict:
+    base_model, recipe = bench_recipe(base, "tiny-chat", args, context_tokens=args.context)
     started = time.perf_counter()
     synth = ChatSynthesizer(recipe, base_model=base_model).fit(train, scrub=False, progress=False)
     fit_seconds = time.perf_counter() - started
@@ -131,12 +137,7 @@ def german_credit(args) -> tuple[dict, str]:
     holdout = table.iloc[order[-300:]].reset_index(drop=True)
     runs = {}
     for base in args.bases:
-        base_model, recipe_name = BASES[base]
-        recipe = load_recipe("tiny-cpu" if base_model is None else recipe_name)
-        overrides = {"max_minutes": args.minutes, "seed": args.seed}
-        if base_model is not None:
-            overrides.update(batch_size=8, learning_rate=1e-3, evals_per_epoch=2, epochs=args.lora_epochs)
-        recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
+        base_model, recipe = bench_recipe(base, "tiny-cpu", args)
         started = time.perf_counter()
         synth = TabularSynthesizer(recipe, base_model=base_model).fit(train, scrub=False, progress=False)
         fit_seconds = time.perf_counter() - started
