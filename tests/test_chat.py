@@ -15,7 +15,7 @@ from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.evaluate.text import conversation_text, distinct_n, distinct_n_matched, label_agreement, replayed_values, verbatim_share
-from llmsynth.generate.chats import Novelty, TurnConstraint, TurnRules, _bodies, _messages, generate_chats
+from llmsynth.generate.chats import Novelty, TurnConstraint, TurnRules, _bodies, _messages, generate_chats, turn_token_limit
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
 from llmsynth.serialize.chat import FALLBACK_TEMPLATE, MARKERS, ChatEncoder, ChatRecord, chat_template
 from llmsynth.serialize.tabular import IGNORE
@@ -188,6 +188,13 @@ def test_each_conversation_gets_a_number_of_turns_drawn_from_training(demo):
     assert {len(c["messages"]) for c in batch} == {4}
     restored = TurnRules.model_validate(json.loads(json.dumps(rules.model_dump())))
     assert restored == rules  # saved in the manifest: JSON keys are strings
+
+
+def test_one_very_long_training_turn_does_not_set_every_turn_s_limit():
+    bulk = [20 + k % 30 for k in range(4000)]
+    assert turn_token_limit(bulk) == int(49 * 1.25) + 1
+    assert turn_token_limit([*bulk, 9000]) == turn_token_limit(bulk)  # one outlier in 4,001 turns
+    assert turn_token_limit([*bulk, *[300] * 10]) == int(300 * 1.25) + 1  # a tail of 1 in 400 is kept
 
 
 def test_a_turn_that_closes_as_a_training_turn_is_sampled_again(demo):
