@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmsynth.chat_synthesizer import ChatSynthesizer
+from llmsynth.synthesizers.chat import ChatSynthesizer
 from llmsynth.data.corpora import chitchat_conversations
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
 from llmsynth.evaluate import evaluate_chats

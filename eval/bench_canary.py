@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from llmsynth.demo import run_chat_demo
-from llmsynth.evaluate.canary import parse_counts
+from llmsynth.data.canaries import parse_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, versions, write_section  # noqa: E402

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from llmsynth.chat_synthesizer import GUIDANCE, ChatSynthesizer
+from llmsynth.synthesizers.chat import GUIDANCE, ChatSynthesizer
 from llmsynth.data.chats import read_chats
 from llmsynth.data.demo import CHAT_INTENTS
 from llmsynth.demo import CHAT_TEMPERATURE, run_chat_demo

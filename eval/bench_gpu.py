@@ -32,7 +32,8 @@ from llmsynth.data.demo import customers, support_chats
 from llmsynth.model import LoraSettings, train_tokenizer, with_lora
 from llmsynth.serialize.tabular import IGNORE, row_text
 from llmsynth.train.config import TrainConfig
-from llmsynth.train.loop import make_optimizer, pack_batch, pad_batch, training_step
+from llmsynth.train.batches import pack_batch, pad_batch
+from llmsynth.train.loop import make_optimizer, training_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, versions, write_section  # noqa: E402

@@ -3,13 +3,13 @@
 from llmsynth.errors import LlmsynthError
 
 __version__ = "0.1.0"
-__all__ = ["LlmsynthError", "TabularSynthesizer", "__version__"]
+__all__ = ["ChatSynthesizer", "LlmsynthError", "TabularSynthesizer", "__version__", "load", "new_synthesizer"]
 
 
 def __getattr__(name: str):
     # Imported on first use so that `llmsynth --help` does not pay for torch and transformers.
-    if name == "TabularSynthesizer":
-        from llmsynth.synthesizer import TabularSynthesizer
+    if name in ("ChatSynthesizer", "TabularSynthesizer", "load", "new_synthesizer"):
+        from llmsynth import synthesizers
 
-        return TabularSynthesizer
+        return getattr(synthesizers, name)
     raise AttributeError(f"module 'llmsynth' has no attribute {name!r}")

@@ -108,7 +108,7 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
         "generate": {"n": samples, "seed": seed, "temperature": temperature, "mix": even_mix},
         "evaluate": {"label": "intent", "seed": seed}}, echo)
 
-    from llmsynth.chat_synthesizer import GUIDANCE
+    from llmsynth.synthesizers.chat import GUIDANCE
 
     metrics = run.evaluation.metrics
     synthetic = read_chats(out_dir / "synthetic.jsonl").conversations

@@ -10,9 +10,9 @@
     evaluate: {target: is_fraud, fail_on: fail, thresholds: {privacy.dcr_share: {pass: 0.52}}}
 
 The holdout is split off from the raw source before anything is learned and recorded in `split.json`, so the
-evaluation always has records the model never saw. Training scrubs its part itself (the manifest records it);
-the evaluation compares the synthetic output with the source scrubbed the same way (keyed surrogates: the same
-value gets the same surrogate in both) and looks for the source's raw PII, kept in `private/raw_pii.jsonl`.
+evaluation always has records the model never saw. The source is scrubbed once, holdout included (keyed
+surrogates: the same value gets the same surrogate in both parts), and training takes its part as it is (the
+manifest records the scrub); the evaluation looks for the source's raw PII, kept in `private/raw_pii.jsonl`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +30,20 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmsynth.data import TableWriter, read_table, write_table
+from llmsynth.data import read_records, read_table, write_table
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.io import table_format, write_text
 from llmsynth.errors import DataError
-from llmsynth.evaluate import Evaluation, evaluate_chats, evaluate_tables, write_report
+from llmsynth.data.canaries import canary_path, read_canaries
+from llmsynth.data.schema import Schema
+from llmsynth.evaluate import Evaluation, evaluate_records, write_report
 from llmsynth.evaluate.canary import CanaryTest
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, apply_thresholds
 from llmsynth.evaluate.coherence import REFERENCE_LM
-from llmsynth.scrub import ScrubConfig
+from llmsynth.generate.parallel import write_batches
+from llmsynth.processes import process_state
+from llmsynth.scrub import ScrubConfig, Scrubbed, scrub_config
+from llmsynth.synthesizers import Synthesizer, copy_summary, load, new_synthesizer, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -121,20 +127,8 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
 @dataclass
 class PipelineRun:
     evaluation: Evaluation
-    synthesizer: Any  # the fitted TabularSynthesizer or ChatSynthesizer, as saved to output/model
+    synthesizer: Synthesizer  # fitted, as saved to output/model
     seconds: dict[str, float]  # per stage, as in pipeline.json
-
-
-def _scrub_config(config: PipelineConfig) -> ScrubConfig | None:
-    return None if config.scrub is False else (config.scrub if isinstance(config.scrub, ScrubConfig) else ScrubConfig())
-
-
-def _source(config: PipelineConfig) -> tuple[Any, int]:
-    if config.kind == "chat":
-        conversations = read_chats(config.input).conversations
-        return conversations, len(conversations)
-    table = read_table(config.input)
-    return table, len(table)
 
 
 def _take(records, mask: np.ndarray):
@@ -147,48 +141,14 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     split.json (the holdout's record numbers), train.* and holdout.* (scrubbed), private/raw_pii.jsonl (raw PII
     found in the source: keep it private), model/ (the synthesizer), synthetic.*, report/ (metrics.json,
     report.html) and pipeline.json (the resolved config and the seconds per stage)."""
-    from llmsynth.synthesizer import new_synthesizer
-
     out = config.output
-    chat = config.kind == "chat"
-    suffix = ".jsonl" if chat else "." + table_format(config.input)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-
-    source, count = _source(config)
-    holdout_mask = np.random.default_rng(config.split.seed).random(count) < config.split.holdout_fraction
-    if holdout_mask.all() or not holdout_mask.any():
-        raise DataError(f"{config.input}: {count} records are too few to split a holdout of "
-                        f"{config.split.holdout_fraction:.0%} off")
-    write_text(out / "split.json", json.dumps({"source": str(config.input), **config.split.model_dump(),
-                                               "records": count, "holdout": np.flatnonzero(holdout_mask).tolist()}))
-    train_raw, holdout_raw = _take(source, ~holdout_mask), _take(source, holdout_mask)
-    echo(f"split {count} records: {len(train_raw)} train, {len(holdout_raw)} holdout -> {out / 'split.json'}")
-
-    scrub = _scrub_config(config)
-    raw_pii: set[tuple[str, str]] = set()
-    scrubbed = source
-    if scrub is not None:
-        from llmsynth.scrub import scrub_chats, scrub_table, write_raw_pii
-
-        if chat:
-            scrubbed, _, raw_pii = scrub_chats(source, scrub, progress=True)
-        else:
-            scrubbed, _, raw_pii = scrub_table(source, scrub, config.train.column_kinds, progress=True)
-        write_raw_pii(out / "private" / "raw_pii.jsonl", raw_pii)
-        echo(f"scrubbed the source: {len(raw_pii)} distinct PII values found "
-             f"(raw values kept in {out / 'private' / 'raw_pii.jsonl'}: keep that file private)")
-    train, holdout = _take(scrubbed, ~holdout_mask), _take(scrubbed, holdout_mask)
-    for name, part in (("train", train), ("holdout", holdout)):
-        write_chats(out / f"{name}{suffix}", part) if chat else write_table(part, out / f"{name}{suffix}")
+    train, holdout, scrubbed = _split_and_scrub(config, echo)
     seconds["split_and_scrub"] = time.perf_counter() - started
 
-    stage = config.train
-    synth = new_synthesizer(config.kind, stage.recipe, stage.base_model, stage.column_kinds, stage.loss_on,
-                            epochs=stage.epochs, max_minutes=stage.max_minutes, dp_epsilon=stage.dp_epsilon)
     started = time.perf_counter()
-    synth.fit(train_raw, workdir=out / "model", scrub=scrub if scrub is not None else False, canaries=stage.canaries)
-    synth.save(out / "model")
+    synth = _train(config, train, scrubbed)
     seconds["train"] = time.perf_counter() - started
     private = synth.summary.privacy
     echo(f"trained in {seconds['train']:.0f}s ({synth.summary.epochs:g} epochs, stopped by "
@@ -196,45 +156,186 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
          + (f"; differentially private, epsilon {private['epsilon']:.2f} spent" if private else "")
          + f") -> {out / 'model'}")
 
-    generation = config.generate
-    n = generation.n or len(train)
-    sampling = {"n": n, "conditions": generation.conditions, "seed": generation.seed,
-                "temperature": generation.temperature, "top_p": generation.top_p}
-    if chat:
-        sampling.update(mix=generation.mix, allow_copies=generation.allow_copies,
-                        **({} if generation.guidance is None else {"guidance": generation.guidance}))
-    elif generation.mix or generation.allow_copies or generation.guidance is not None:
-        raise DataError("generate.mix, generate.allow_copies and generate.guidance are for conversations; tables "
-                        "take generate.conditions")
     started = time.perf_counter()
-    synthetic_path = out / f"synthetic{suffix}"
-    with TableWriter(synthetic_path) as output:
-        for chunk in synth.iter_sample(**sampling):
-            output.write(chunk)
+    synthetic_path, n = _generate(config, synth, len(train))
     seconds["generate"] = time.perf_counter() - started
     echo(f"generated {n} records in {seconds['generate']:.1f}s -> {synthetic_path}")
-    if chat and synth.copy_counts:
-        from llmsynth.chat_synthesizer import copy_summary
-
+    if config.kind == "chat" and synth.copy_counts:
         echo("  " + copy_summary(synth.copy_counts))
 
-    evaluation_config = config.evaluate
-    checks = apply_thresholds(evaluation_config.thresholds, CHAT_CHECKS if chat else TABLE_CHECKS, "evaluate.thresholds")
     started = time.perf_counter()
-    pii = sorted(raw_pii) if scrub is not None else None
-    canaries = CanaryTest(synth, synth.canaries, generation.temperature) if synth.canaries is not None else None
-    shared = {"raw_pii": pii, "checks": checks, "seed": evaluation_config.seed, "progress": True,
-              "canaries": canaries}
-    if chat:
-        evaluation = evaluate_chats(train, holdout, read_chats(synthetic_path).conversations,
-                                    label=evaluation_config.label, reference_model=evaluation_config.reference_model,
-                                    **shared)
-    else:
-        evaluation = evaluate_tables(train, holdout, read_table(synthetic_path), schema=synth.schema,
-                                     target=evaluation_config.target, **shared)
+    stage = config.evaluate
+    checks = apply_thresholds(stage.thresholds, CHAT_CHECKS if config.kind == "chat" else TABLE_CHECKS,
+                              "evaluate.thresholds")
+    canaries = CanaryTest(synth, synth.canaries, config.generate.temperature) if synth.canaries is not None else None
+    evaluation = evaluate_records(config.kind, train, holdout, read_records(config.kind, synthetic_path),
+                                  schema=getattr(synth, "schema", None), target=stage.target, label=stage.label,
+                                  reference_model=stage.reference_model, canaries=canaries, checks=checks,
+                                  raw_pii=sorted(scrubbed.raw) if scrubbed else None, seed=stage.seed)
     write_report(evaluation, out / "report")
     seconds["evaluate"] = time.perf_counter() - started
     write_text(out / "pipeline.json", json.dumps({"config": config.model_dump(mode="json"), "seconds": seconds},
                                                  indent=2))
     echo(f"evaluated in {seconds['evaluate']:.1f}s -> {out / 'report' / 'report.html'}")
     return PipelineRun(evaluation, synth, seconds)
+
+
+def _split_and_scrub(config: PipelineConfig, echo: Callable[[str], None]) -> tuple[Any, Any, Scrubbed | None]:
+    """The training and holdout parts, scrubbed once together, written beside the split and the raw PII found."""
+    out, chat = config.output, config.kind == "chat"
+    source = read_records(config.kind, config.input)
+    count = len(source)
+    holdout_mask = np.random.default_rng(config.split.seed).random(count) < config.split.holdout_fraction
+    if holdout_mask.all() or not holdout_mask.any():
+        raise DataError(f"{config.input}: {count} records are too few to split a holdout of "
+                        f"{config.split.holdout_fraction:.0%} off")
+    write_text(out / "split.json", json.dumps({"source": str(config.input), **config.split.model_dump(),
+                                               "records": count, "holdout": np.flatnonzero(holdout_mask).tolist()}))
+    echo(f"split {count} records: {count - holdout_mask.sum()} train, {holdout_mask.sum()} holdout -> "
+         f"{out / 'split.json'}")
+    scrub, scrubbed = scrub_config(config.scrub), None
+    if scrub is not None:
+        from llmsynth.scrub import scrub_chats, scrub_table, write_raw_pii
+
+        if chat:
+            source, summary, raw_pii = scrub_chats(source, scrub, progress=True)
+        else:
+            source, summary, raw_pii = scrub_table(source, scrub, config.train.column_kinds, progress=True)
+        scrubbed = Scrubbed(scrub, {**summary, "scrubbed": "the whole source, holdout included"}, frozenset(raw_pii))
+        write_raw_pii(out / "private" / "raw_pii.jsonl", raw_pii)
+        echo(f"scrubbed the source: {len(raw_pii)} distinct PII values found "
+             f"(raw values kept in {out / 'private' / 'raw_pii.jsonl'}: keep that file private)")
+    train, holdout = _take(source, ~holdout_mask), _take(source, holdout_mask)
+    suffix = _suffix(config)
+    for name, part in (("train", train), ("holdout", holdout)):
+        write_chats(out / f"{name}{suffix}", part) if chat else write_table(part, out / f"{name}{suffix}")
+    return train, holdout, scrubbed
+
+
+def _suffix(config: PipelineConfig) -> str:
+    return ".jsonl" if config.kind == "chat" else "." + table_format(config.input)
+
+
+def _train(config: PipelineConfig, train: Any, scrubbed: Scrubbed | None):
+    stage = config.train
+    options = {"loss_on": stage.loss_on} if config.kind == "chat" else {"column_kinds": stage.column_kinds}
+    synth = new_synthesizer(config.kind, stage.recipe, stage.base_model, options, epochs=stage.epochs,
+                            max_minutes=stage.max_minutes, dp_epsilon=stage.dp_epsilon)
+    synth.fit(train, workdir=config.output / "model", scrub=scrubbed or False, canaries=stage.canaries)
+    synth.save(config.output / "model")
+    return synth
+
+
+def _generate(config: PipelineConfig, synth: Synthesizer, train_records: int) -> tuple[Path, int]:
+    stage = config.generate
+    if config.kind != "chat" and (stage.mix or stage.allow_copies or stage.guidance is not None):
+        raise DataError("generate.mix, generate.allow_copies and generate.guidance are for conversations; tables "
+                        "take generate.conditions")
+    options = {} if config.kind != "chat" else {
+        "mix": stage.mix, "allow_copies": stage.allow_copies,
+        **({} if stage.guidance is None else {"guidance": stage.guidance})}
+    path = config.output / f"synthetic{_suffix(config)}"
+    generated = generate_file(synth, stage.n or train_records, path, conditions=stage.conditions, seed=stage.seed,
+                              temperature=stage.temperature, top_p=stage.top_p, **options)
+    return path, generated.n
+
+
+def saved_model_evaluation(model_dir: Path | None, canary_file: Path | None = None,
+                           temperature: float = 1.0) -> tuple[str | None, Schema | None, CanaryTest | None]:
+    """What a saved synthesizer brings to `llmsynth eval`: its kind, its schema (tables: the column types), and the
+    test of the canaries it was trained with (their file beside it, or `canary_file`)."""
+    if model_dir is None:
+        if canary_file is not None:
+            raise DataError("--canaries needs --model: the canaries are measured on the model they went into")
+        return None, None, None
+    manifest = read_manifest(model_dir)
+    schema = Schema.model_validate(manifest["schema"]) if "schema" in manifest else None
+    path = canary_file or canary_path(model_dir)
+    test = CanaryTest(load(model_dir), read_canaries(path), temperature) if canary_file or path.is_file() else None
+    return manifest["kind"], schema, test
+
+
+# -- one stage on files: what `llmsynth scrub`, `train` and `generate` call -----------------------------------------
+def scrub_file(input_path: Path, output: Path, kind: str, config: ScrubConfig, column_kinds: dict | None = None,
+               skip_bad_lines: bool = False, processes: int = 1) -> tuple[dict, set, list[str]]:
+    """Scrub a table or a JSONL corpus into `output`: the summary, the raw values found, and lines for the user."""
+    from llmsynth.scrub import scrub_chats, scrub_table
+
+    check_output(kind, output)
+    if kind == "chat":
+        chats = read_chats(input_path, skip_bad_lines=skip_bad_lines)
+        scrubbed, summary, raw = scrub_chats(chats.conversations, config, processes=processes)
+        write_chats(output, scrubbed)
+        summary["skipped_lines"] = chats.skipped
+        lines = [f"skipped {input_path}: {problem}" for problem in chats.skipped[:5]]
+        lines += [f"  {entity:<20} {count} replaced" for entity, count in summary["entities"].items()]
+        lines.append(f"scrubbed {summary['conversations']} conversations ({summary['messages']} messages)"
+                     + (f"; skipped {len(chats.skipped)} bad lines" if chats.skipped else ""))
+        return summary, raw, lines
+    scrubbed, summary, raw = scrub_table(read_table(input_path), config, column_kinds or {})
+    write_table(scrubbed, output)
+    lines = [f"  {name:<20} {column['policy']}: {column['replaced']} replaced"
+             for name, column in summary["columns"].items() if column["policy"] != "kept"]
+    quasi = summary["quasi_identifiers"]
+    if quasi and quasi["warning"]:
+        lines.append(f"warning: quasi-identifiers: {quasi['warning']}")
+    return summary, raw, [*lines, f"scrubbed {summary['rows']} rows"]
+
+
+def training_lines(synth: Synthesizer) -> list[str]:
+    """What a fit did, for the user: the scrub, the data, the stopping, the privacy spent."""
+    lines = []
+    if synth.scrub_summary and not synth.scrub_summary.get("skipped"):
+        if synth.KIND == "chat":
+            replaced = synth.scrub_summary["entities"]
+        else:
+            replaced = {name: column["replaced"] for name, column in synth.scrub_summary["columns"].items()
+                        if column["policy"] != "kept"}
+        lines.append(f"scrubbed first: {', '.join(f'{k} {v}' for k, v in replaced.items()) or 'no PII found'} "
+                     "values replaced (details in the manifest)")
+    summary, data = synth.summary, synth.data_summary
+    trained_on = (f"{data['train_conversations']} conversations" if "train_conversations" in data
+                  else f"{data['train_rows']} rows")
+    lines.append(f"trained on {trained_on} ({summary.epochs:g} epochs, {summary.seconds:.0f}s, stopped by "
+                 f"{summary.stopped_because}); validation loss {summary.initial_validation_loss:.3f} -> "
+                 f"{summary.best_validation_loss:.3f}")
+    if summary.privacy:
+        dp = summary.privacy
+        lines.append(f"differentially private: epsilon {dp['epsilon']:.2f} spent (target {dp['target_epsilon']:g}), "
+                     f"delta {dp['delta']:.2g}, noise multiplier {dp['noise_multiplier']:.3f}, clipping norm "
+                     f"{dp['max_grad_norm']:g}, {dp['steps']} steps (in the manifest)")
+    return lines
+
+
+def check_output(kind: str, output: Path) -> None:
+    """Fail before any work where the output's format cannot hold this kind's records."""
+    if kind == "chat" and output.suffix.lower() != ".jsonl":
+        raise DataError(f"{output}: conversations are written as .jsonl")
+    if kind != "chat":
+        table_format(output)
+
+
+@dataclass
+class Generated:
+    n: int
+    seconds: float
+    rescrubbed: Counter  # chats: PII the re-scrub replaced, by entity
+    copies: Counter  # chats: what the novelty filter did (see copy_summary)
+
+
+def generate_file(synth: Synthesizer, n: int, output: Path, **options: Any) -> Generated:
+    """Stream `n` records to `output`. Under `accelerate launch` each process samples its share of the batches and
+    the main process writes them in order: the same file as one process writes for the same seed."""
+    check_output(synth.KIND, output)
+    processes = process_state()
+    started = time.perf_counter()
+    write_batches(synth.iter_sample(n, progress=processes.is_local_main_process,
+                                    shard=(processes.process_index, processes.num_processes), **options),
+                  output, processes)
+    seconds = time.perf_counter() - started
+    counts = [Counter(getattr(synth, name, {})) for name in ("rescrub_counts", "copy_counts")]
+    if processes.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        counts = [sum(gather_object([c]), Counter()) for c in counts]
+    return Generated(n, seconds, *counts)

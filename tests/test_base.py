@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, distribution
 import pytest
 
 from llmsynth import TabularSynthesizer
-from llmsynth.chat_synthesizer import ChatSynthesizer
+from llmsynth.synthesizers.chat import ChatSynthesizer
 from llmsynth.data.corpora import chitchat_conversations
 from llmsynth.data.demo import customers
 from llmsynth.errors import DataError, ModelError
@@ -74,7 +74,7 @@ def test_conversations_on_the_real_base_in_its_chat_template(smollm2, tmp_path):
     synth.save(tmp_path / "model")
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
     assert manifest["model"] == {"type": "lora", "base_model": SMOLLM2, "base_sha256": smollm2.sha256}
-    assert "<|im_start|>" in synth.tokenizer.decode(synth._encoder().header.prefix_ids)  # SmolLM2's ChatML
+    assert "<|im_start|>" in synth.tokenizer.decode(synth.encoder.header.prefix_ids)  # SmolLM2's ChatML
     loaded = ChatSynthesizer.load(tmp_path / "model")
     assert loaded.sample(3, conditions={"intent": "refund"}, seed=1, temperature=0.7) == refunds
     manifest["model"]["base_sha256"] = "0" * 64  # trained on other weights than the ones installed now
@@ -84,7 +84,7 @@ def test_conversations_on_the_real_base_in_its_chat_template(smollm2, tmp_path):
 
 
 def test_a_base_without_a_recipe_gets_lora_settings_not_the_tiny_presets():
-    from llmsynth.synthesizer import new_synthesizer
+    from llmsynth.synthesizers import new_synthesizer
 
     lora = load_recipe("smollm2-135m-lora").train.learning_rate
     assert ChatSynthesizer(base_model=SMOLLM2).recipe.train.learning_rate == lora

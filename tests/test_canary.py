@@ -10,18 +10,13 @@ from conftest import tiny_recipe
 from test_chat import chat_recipe
 
 from llmsynth import TabularSynthesizer
-from llmsynth.chat_synthesizer import ChatSynthesizer
+from llmsynth.synthesizers.chat import ChatSynthesizer
 from llmsynth.cli import main
 from llmsynth.data.chats import write_chats
 from llmsynth.data.demo import support_chats
 from llmsynth.errors import DataError
-from llmsynth.evaluate.canary import (
-    canary_figures,
-    canary_path,
-    make_canaries,
-    parse_counts,
-    read_canaries,
-)
+from llmsynth.data.canaries import canary_path, make_canaries, parse_counts, read_canaries
+from llmsynth.evaluate.canary import canary_figures
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 from transformers import DynamicCache
 
-from llmsynth.chat_synthesizer import ChatSynthesizer
+from llmsynth.synthesizers.chat import ChatSynthesizer
 from llmsynth.cli import main
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
@@ -19,7 +19,7 @@ from llmsynth.generate.chats import Novelty, TurnConstraint, TurnRules, _bodies,
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
 from llmsynth.serialize.chat import FALLBACK_TEMPLATE, MARKERS, ChatEncoder, ChatRecord, chat_template
 from llmsynth.serialize.tabular import IGNORE
-from llmsynth.synthesizer import read_manifest
+from llmsynth.synthesizers import read_manifest
 from llmsynth.train.config import Recipe, TrainConfig
 
 
@@ -138,7 +138,7 @@ def test_lora_on_a_pretrained_base_writes_valid_conditioned_conversations_in_its
     loaded = ChatSynthesizer.load(tmp_path / "model")
     ids = torch.tensor([synth.tokenizer.encode("Hi, I want a refund for my order")])
     with torch.no_grad():  # the same weights to the last bit: an unmerged adapter differs from a merged one by rounding
-        assert torch.equal(synth._ready_model()(ids).logits, loaded._ready_model()(ids).logits)
+        assert torch.equal(synth.ready_model()(ids).logits, loaded.ready_model()(ids).logits)
     assert loaded.sample(6, conditions={"intent": "refund"}, seed=2, temperature=0.8) == refunds
     with_system = [{**c, "messages": [{"role": "system", "content": "Be brief."}, *c["messages"]]}
                    for c in demo.conversations[:40]]

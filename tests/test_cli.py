@@ -42,7 +42,7 @@ def test_generate_with_condition(cli_model, tmp_path):
 @pytest.mark.parametrize("condition, message", [
     ("color=red", "unknown column 'color'"),
     ("state=Atlantis", "value not seen in training"),
-    ("is_fraud", "expected COLUMN=VALUE"),
+    ("is_fraud", "expected COL=VALUE"),
 ])
 def test_bad_condition_fails_cleanly_with_no_output(cli_model, tmp_path, condition, message):
     out = tmp_path / "out.csv"

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from llmsynth.chat_synthesizer import ChatSynthesizer
+from llmsynth.synthesizers.chat import ChatSynthesizer
 from llmsynth.data import read_table
 from llmsynth.data.chats import read_chats
 from llmsynth.data.demo import support_chats

@@ -9,7 +9,7 @@ from llmsynth import TabularSynthesizer
 from llmsynth.model import tiny_model, train_tokenizer
 from llmsynth.model.tiny import TinyModelConfig
 from llmsynth.serialize.tabular import IGNORE, RowEncoder
-from llmsynth.train.loop import pack_batch, pad_batch
+from llmsynth.train.batches import pack_batch, pad_batch
 
 
 def test_padding_does_not_change_a_rows_loss():

@@ -5,7 +5,10 @@ self-contained report.html; `valid_rows` checks any generator's rows against a s
 """
 
 from llmsynth.evaluate.report import write_report
-from llmsynth.evaluate.suite import Evaluation, evaluate_chats, evaluate_files, evaluate_tables
+from llmsynth.evaluate.suite import (
+    Evaluation, evaluate_chats, evaluate_files, evaluate_records, evaluate_tables,
+)
 from llmsynth.evaluate.validity import valid_rows
 
-__all__ = ["Evaluation", "evaluate_chats", "evaluate_files", "evaluate_tables", "valid_rows", "write_report"]
+__all__ = ["Evaluation", "evaluate_chats", "evaluate_files", "evaluate_records", "evaluate_tables", "valid_rows",
+           "write_report"]

@@ -1,8 +1,5 @@
-"""Canaries (Carlini et al. 2019, "The Secret Sharer"): what the model memorized, measured.
-
-Random secrets of one format ("Hi, my reference number is 7 3 9 1 0 4 2 8") are put into the training data after
-scrubbing (the scrubber would erase them before), each a chosen number of times; reference canaries of the same
-format are never put in, and show what chance looks like.
+"""Canaries (Carlini et al. 2019, "The Secret Sharer"): what the model memorized, measured. The secrets and how
+they go into training: `llmsynth.data.canaries`.
 
 - Exposure = log2 |R| - log2 rank of a canary's likelihood among the |R| secrets of its format. |R| = 10^8 is too
   many to score, so the rank comes from a skew-normal fitted to the negative log-likelihoods of a random sample of
@@ -10,129 +7,42 @@ format are never put in, and show what chance looks like.
 - Extraction: prompt the model with the canary's own prefix, sample, look for the secret; and look for every secret
   in a bulk synthetic sample. The model's probability p of the secret after the prefix gives the chance of emitting
   it at least once in N prompted samples, 1 - (1 - p)^N.
-
-The secrets live in a file beside the synthesizer directory (`model.canaries.json` for `model/`), never inside it,
-so the model can be shipped without them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-from pydantic import BaseModel, Field, ValidationError
 
-from llmsynth.data.io import write_text
-from llmsynth.errors import DataError
+from llmsynth.data.canaries import CanarySet, random_secret
 
-PREFIX = "Hi, my reference number is"
-DIGITS = 8
-REFERENCES = 8
 CANDIDATES = 2000
 EXTRACTION_SAMPLES = 64
-FILE_FORMAT = "llmsynth-canaries"
 
 
-class Canary(BaseModel):
-    secret: str = Field(description="Digits separated by spaces, as they appear in the training text.")
-    inserted: int = Field(description="Copies in the training data; 0 for a reference canary.")
+class CanaryHost(Protocol):
+    """What the test needs of a fitted synthesizer, and no more: its causal LM ready to score, its tokenizer, and the
+    token ids of a canary's record (the kinds differ in where the secret goes)."""
 
+    tokenizer: Any
 
-class CanarySet(BaseModel):
-    format: str = FILE_FORMAT
-    kind: str = Field(description="'tabular' or 'chat': the synthesizer the canaries went into.")
-    prefix: str = PREFIX
-    digits: int = DIGITS
-    template: dict[str, Any] = Field(default_factory=dict, description="Where in a record the secret goes.")
-    canaries: list[Canary]
-    seed: int = 0
+    def ready_model(self) -> Any: ...
 
-    @property
-    def inserted(self) -> list[Canary]:
-        return [c for c in self.canaries if c.inserted]
-
-    @property
-    def copies(self) -> list[str]:
-        """The secrets as many times as they go into training."""
-        return [c.secret for c in self.inserted for _ in range(c.inserted)]
-
-
-def parse_counts(text: str) -> list[int]:
-    """'1,4,16,64' -> [1, 4, 16, 64]: how many times each canary is inserted (one canary per count)."""
-    try:
-        counts = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise DataError(f"canary counts must be whole numbers separated by commas, like 1,4,16,64; got {text!r}") \
-            from None
-    if not counts or min(counts) < 1:
-        raise DataError(f"canary counts must be at least 1; got {text!r}")
-    return counts
-
-
-def _secret(rng: np.random.Generator, digits: int) -> str:
-    return " ".join(str(d) for d in rng.integers(0, 10, digits))
-
-
-def make_canaries(kind: str, counts: Sequence[int], seed: int = 0, references: int = REFERENCES,
-                  digits: int = DIGITS) -> CanarySet:
-    """One canary per count and `references` never-inserted ones, all distinct secrets drawn from `seed`."""
-    rng = np.random.default_rng([seed, 0xCA4A])
-    secrets: list[str] = []
-    while len(secrets) < len(counts) + references:
-        secret = _secret(rng, digits)
-        if secret not in secrets:
-            secrets.append(secret)
-    inserted = [Canary(secret=s, inserted=int(k)) for s, k in zip(secrets, counts)]
-    return CanarySet(kind=kind, digits=digits, seed=seed,
-                     canaries=inserted + [Canary(secret=s, inserted=0) for s in secrets[len(counts):]])
-
-
-def canary_path(model_dir: str | Path) -> Path:
-    """The canary file of a synthesizer directory: beside it, not inside it."""
-    model_dir = Path(model_dir)
-    return model_dir.parent / f"{model_dir.resolve().name}.canaries.json"
-
-
-def write_canaries(canaries: CanarySet, path: Path) -> Path:
-    write_text(path, canaries.model_dump_json(indent=2))
-    return path
-
-
-def read_canaries(path: str | Path) -> CanarySet:
-    path = Path(path)
-    try:
-        canaries = CanarySet.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the canary file ({error.strerror})") from None
-    except (ValueError, ValidationError) as error:
-        raise DataError(f"{path}: not a canary file written by `llmsynth train --canaries` ({error})") from None
-    if canaries.format != FILE_FORMAT:
-        raise DataError(f"{path}: not a canary file (format {canaries.format!r})")
-    return canaries
+    def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]: ...
 
 
 @dataclass
 class CanaryTest:
     """A trained synthesizer and the canaries that went into it: what the evaluation measures."""
 
-    synthesizer: Any
+    synthesizer: CanaryHost
     canaries: CanarySet
     temperature: float = 1.0  # of the prompted extraction: the production sampling temperature
-
-    @classmethod
-    def load(cls, model_dir: str | Path, path: str | Path | None = None, temperature: float = 1.0) -> CanaryTest:
-        from llmsynth.chat_synthesizer import ChatSynthesizer
-        from llmsynth.synthesizer import TabularSynthesizer
-
-        canaries = read_canaries(path or canary_path(model_dir))
-        kind = ChatSynthesizer if canaries.kind == "chat" else TabularSynthesizer
-        return cls(kind.load(model_dir), canaries, temperature)
 
     def figures(self, synthetic_texts: Sequence[str], seed: int = 0) -> dict:
         return canary_figures(self.synthesizer, self.canaries, synthetic_texts, temperature=self.temperature,
@@ -195,17 +105,17 @@ def _emission_probability(p: float, n: int) -> float:
     return 0.0 if p <= 0 else float(-math.expm1(n * math.log1p(-min(p, 1 - 1e-16))))
 
 
-def canary_figures(synthesizer, canaries: CanarySet, synthetic_texts: Sequence[str] = (),
+def canary_figures(synthesizer: CanaryHost, canaries: CanarySet, synthetic_texts: Sequence[str] = (),
                    candidates: int = CANDIDATES, samples: int = EXTRACTION_SAMPLES, temperature: float = 1.0,
                    seed: int = 0) -> dict:
     """Exposure and extraction of every canary in a trained synthesizer; grouped by insertion count, references
     (never inserted) as count 0. `synthetic_texts`: a bulk synthetic sample searched for the secrets."""
     import torch
 
-    model = synthesizer._ready_model()
+    model = synthesizer.ready_model()
     rng = np.random.default_rng([seed, 0x5EC2])
     known = {c.secret for c in canaries.canaries}
-    pool = [s for s in (_secret(rng, canaries.digits) for _ in range(candidates + len(known))) if s not in known]
+    pool = [s for s in (random_secret(rng, canaries.digits) for _ in range(candidates + len(known))) if s not in known]
     pool = pool[:candidates]
     prompt = synthesizer.canary_ids(canaries, None)
     sequences = [synthesizer.canary_ids(canaries, s) for s in [c.secret for c in canaries.canaries] + pool]

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError
-from llmsynth.evaluate.canary import CanaryTest, canary_path
+from llmsynth.evaluate.canary import CanaryTest
 from llmsynth.evaluate.coherence import REFERENCE_LM, coherence
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, VERDICTS, Check, run_checks
 from llmsynth.evaluate.features import check_columns, typed
@@ -249,14 +249,8 @@ def _label_utility(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
             "label_agreement": label_agreement(train, synthetic, label)}
 
 
-def guess_kind(real: Path, model: Path | None = None) -> str:
-    """The synthesizer's kind when there is one, else 'chat' for JSONL in the messages format, else 'tabular'."""
-    if model is not None:
-        manifest = Path(model) / "manifest.json"
-        try:
-            return json.loads(manifest.read_text())["kind"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise DataError(f"{model}: not a synthesizer directory (no readable manifest.json)") from None
+def guess_kind(real: Path) -> str:
+    """'chat' for JSONL in the messages format, else 'tabular'."""
     if real.suffix.lower() in (".jsonl", ".json"):
         with real.open(encoding="utf-8", errors="replace") as lines:
             first = next((line for line in lines if line.strip()), "")
@@ -267,34 +261,27 @@ def guess_kind(real: Path, model: Path | None = None) -> str:
     return "tabular"
 
 
-def evaluate_files(real: Path, holdout: Path, synthetic: Path, kind: str | None = None, model: Path | None = None,
-                   target: str | None = None, label: str = "intent", raw_pii: Path | None = None,
-                   thresholds: Path | None = None, seed: int = 0, progress: bool = False,
-                   canaries: Path | None = None, reference_model: str | None = REFERENCE_LM) -> Evaluation:
-    """The suite on files: tables as CSV / Parquet / JSONL, conversations as JSONL; with a synthesizer directory,
-    its schema decides the column types, and the canaries it was trained with (their file beside it, or
-    `canaries`) are measured."""
-    from llmsynth.data import read_table
-    from llmsynth.data.chats import read_chats
+def evaluate_records(kind: str, train, holdout, synthetic, schema: Schema | None = None, target: str | None = None,
+                     label: str = "intent", reference_model: str | None = REFERENCE_LM, **shared) -> Evaluation:
+    """`evaluate_chats` or `evaluate_tables` by kind; `shared`: raw_pii, checks, seed, progress, canaries."""
+    if kind == "chat":
+        return evaluate_chats(train, holdout, synthetic, label=label, reference_model=reference_model, **shared)
+    return evaluate_tables(train, holdout, synthetic, schema=schema, target=target, **shared)
+
+
+def evaluate_files(real: Path, holdout: Path, synthetic: Path, kind: str | None = None, schema: Schema | None = None,
+                   canaries: CanaryTest | None = None, raw_pii: Path | None = None, thresholds: Path | None = None,
+                   **options) -> Evaluation:
+    """The suite on files: tables as CSV / Parquet / JSONL, conversations as JSONL; `kind` by default from the
+    files; `options` as for `evaluate_records` (target, label, reference_model, seed, progress)."""
+    from llmsynth.data import read_records
     from llmsynth.evaluate.checks import load_thresholds
     from llmsynth.evaluate.privacy import read_raw_pii
-    from llmsynth.synthesizer import read_manifest
 
-    kind = kind or guess_kind(real, model)
+    kind = kind or guess_kind(real)
     checks = CHAT_CHECKS if kind == "chat" else TABLE_CHECKS
     if thresholds is not None:
         checks = load_thresholds(thresholds, checks)
     pii = read_raw_pii(raw_pii) if raw_pii is not None else None
-    if canaries is not None and model is None:
-        raise DataError("--canaries needs --model: the canaries are measured on the model they went into")
-    canary_test = None
-    if model is not None and (canaries is not None or canary_path(model).is_file()):
-        canary_test = CanaryTest.load(model, canaries)
-    if kind == "chat":
-        corpora = [read_chats(path).conversations for path in (real, holdout, synthetic)]
-        return evaluate_chats(*corpora, label=label, raw_pii=pii, checks=checks, seed=seed, progress=progress,
-                              canaries=canary_test, reference_model=reference_model)
-    schema = Schema.model_validate(read_manifest(model, "tabular")["schema"]) if model is not None else None
-    tables = [read_table(path) for path in (real, holdout, synthetic)]
-    return evaluate_tables(*tables, schema=schema, target=target, raw_pii=pii, checks=checks, seed=seed,
-                           progress=progress, canaries=canary_test)
+    records = [read_records(kind, path) for path in (real, holdout, synthetic)]
+    return evaluate_records(kind, *records, schema=schema, raw_pii=pii, checks=checks, canaries=canaries, **options)

@@ -6,11 +6,11 @@ from pathlib import Path
 from llmsynth.data.io import write_text
 from llmsynth.errors import ScrubError
 from llmsynth.scrub.chat import scrub_chats
-from llmsynth.scrub.engine import ScrubConfig, build_analyzer, load_scrub_config
+from llmsynth.scrub.engine import ScrubConfig, Scrubbed, build_analyzer, load_scrub_config, scrub_config
 from llmsynth.scrub.table import scrub_table
 
-__all__ = ["ScrubConfig", "ScrubError", "build_analyzer", "load_scrub_config", "scrub_chats", "scrub_table",
-           "write_raw_pii"]
+__all__ = ["ScrubConfig", "ScrubError", "Scrubbed", "build_analyzer", "load_scrub_config", "scrub_chats",
+           "scrub_config", "scrub_table", "write_raw_pii"]
 
 
 def write_raw_pii(path: str | Path, raw: Iterable[tuple[str, str]]) -> None:

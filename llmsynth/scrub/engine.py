@@ -72,6 +72,23 @@ class ScrubConfig(BaseModel):
         return list(self.entities)
 
 
+@dataclass(frozen=True)
+class Scrubbed:
+    """Records this run scrubbed already, and how: `llmsynth run` scrubs the whole source once (the holdout too,
+    with the same surrogates) and hands the training part to `fit` as it is."""
+
+    config: ScrubConfig
+    summary: dict
+    raw: frozenset[tuple[str, str]]
+
+
+def scrub_config(scrub: ScrubConfig | bool) -> ScrubConfig | None:
+    """What `scrub: true | false | {config}` (a fit's argument, a pipeline's field) asks for: None skips."""
+    if scrub is False:
+        return None
+    return scrub if isinstance(scrub, ScrubConfig) else ScrubConfig()
+
+
 def load_scrub_config(path: str | os.PathLike) -> ScrubConfig:
     """Read a YAML scrub config; every mistake names the file and the field."""
     path = Path(path)

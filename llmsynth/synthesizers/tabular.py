@@ -1,0 +1,149 @@
+"""Tables: a row is a GReaT-style text (" age is 42, city is Lyon"), sampled value by value under constraints."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pandas as pd
+
+from llmsynth.data.canaries import CanarySet
+from llmsynth.data.io import check_table, read_table
+from llmsynth.data.schema import Schema, infer_schema
+from llmsynth.errors import DataError, GenerateError
+from llmsynth.generate.rows import generate_rows
+from llmsynth.generate.sampler import ConstrainedSampler
+from llmsynth.scrub import ScrubConfig, scrub_table
+from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
+from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
+from llmsynth.synthesizers.base import Synthesizer
+from llmsynth.train.config import Recipe
+
+
+class TabularSynthesizer(Synthesizer):
+    """Learns a table's rows with a small causal LM and samples new, always-valid rows.
+
+    >>> synth = TabularSynthesizer().fit(table)              # tiny offline preset
+    >>> synth.sample(1000, conditions={"is_fraud": 1})
+    """
+
+    KIND = "tabular"
+    UNSCRUBBED_WARNING = "training on unscrubbed data: PII in free-text columns can be memorized and replayed"
+
+    def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None,
+                 column_kinds: Mapping[str, str] | None = None):
+        super().__init__(recipe, base_model)
+        self.column_kinds = dict(column_kinds or {})
+        self.schema: Schema | None = None
+        self._source = "the DataFrame"
+        self._sampler: ConstrainedSampler | None = None
+
+    # -- fit: a DataFrame or a table file (CSV, Parquet, JSONL) -------------------------------------------------
+    def _read(self, data: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
+        self._source = "the DataFrame" if isinstance(data, pd.DataFrame) else str(data)
+        table = data if isinstance(data, pd.DataFrame) else read_table(data)
+        check_table(table, self._source)
+        return table.rename(columns=str)
+
+    def _scrub(self, table: pd.DataFrame, config: ScrubConfig, progress: bool) -> tuple[pd.DataFrame, dict, set]:
+        return scrub_table(table, config, self.column_kinds, progress=progress)
+
+    def _learn_records(self, table: pd.DataFrame) -> list[list[str]]:
+        try:
+            self.schema = infer_schema(table, self.column_kinds)
+        except DataError as exc:
+            raise DataError(f"{self._source}: {exc}") from exc
+        self._sampler = None
+        return value_texts(table, self.schema.learned)
+
+    def _names(self) -> list[str]:
+        return [c.name for c in self.schema.learned]
+
+    def _tokenizer_texts(self, records: list[list[str]]) -> Iterator[str]:
+        names = self._names()
+        return (row_text(names, r) for r in records)
+
+    def _whole_tokens(self) -> list[str]:
+        return [text for name in self._names() for text in segment_texts(name)]
+
+    def _new_encoder(self) -> RowEncoder:
+        return RowEncoder(self.tokenizer, self._names())
+
+    def _examples(self, records: list, canaries: list, train: list, validation: list) -> tuple[list, list, dict]:
+        columns = range(len(self.schema.learned))
+        longest = max(len(self.encoder.encode(r, columns)[0]) for r in records + canaries)
+        if self.base_model is None and longest > self.recipe.tiny.max_length:
+            raise DataError(f"a row takes {longest} tokens, more than the model's max_length "
+                            f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
+        return train + canaries, validation, {"longest_row_tokens": longest}
+
+    def _identity(self, records: list) -> list:
+        return [self.schema.model_dump(mode="json"), records[:1000], len(records)]
+
+    def _counts(self, records: list, train: list, validation: list) -> dict[str, Any]:
+        return {"rows": len(records), "train_rows": len(train), "validation_rows": len(validation),
+                "columns": len(self.schema.columns), "learned_columns": len(self.schema.learned)}
+
+    # -- sample ------------------------------------------------------------------------------------------------
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+                    temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
+                    progress: bool = True, shard: tuple[int, int] = (0, 1), **options: Any) -> Iterator[pd.DataFrame]:
+        """Rows in chunks of `batch_size` (default 256), for streaming writes; `conditions` fixes columns."""
+        if options:
+            raise GenerateError(f"{', '.join(sorted(options))}: options for conversations; condition a table's rows "
+                                "with conditions (--condition)")
+        self._require_fitted()
+        return generate_rows(self._get_sampler(), self.schema, n, conditions, seed, batch_size or 256, temperature,
+                             top_p, progress, self.recipe.train.column_order, shard)
+
+    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
+               top_p: float = 1.0, batch_size: int = 256, progress: bool = False) -> pd.DataFrame:
+        """`n` valid rows; `conditions` fixes columns (e.g. {"is_fraud": 1}) and the rest follow from them."""
+        chunks = list(self.iter_sample(n, conditions, seed, temperature, top_p, batch_size, progress))
+        return pd.concat(chunks, ignore_index=True)
+
+    def _get_sampler(self) -> ConstrainedSampler:
+        if self._sampler is None:
+            self._sampler = ConstrainedSampler(self.ready_model(), self.encoder, self.schema.learned)
+        return self._sampler
+
+    # -- canaries ----------------------------------------------------------------------------------------------
+    def _canary_template(self, records: list) -> dict[str, Any]:
+        """The canary row: each column's commonest value, the secret in the first free-text column, else in the
+        categorical column with the most categories."""
+        learned = self.schema.learned
+        text = [i for i, c in enumerate(learned) if isinstance(c, TextColumn)]
+        categorical = sorted((len(c.categories), i) for i, c in enumerate(learned) if isinstance(c, CategoricalColumn))
+        if not text and not categorical:
+            raise DataError("canaries need a free-text or categorical column to carry the secret; this table has "
+                            "only numbers and dates")
+        column = text[0] if text else categorical[-1][1]
+        values = [Counter(row[j] for row in records).most_common(1)[0][0] for j in range(len(learned))]
+        return {"values": values, "column": column, "free_text": bool(text)}
+
+    def _canary_values(self, canaries: CanarySet, secret: str | None) -> list[str]:
+        template = canaries.template
+        values = list(template["values"])
+        prefix = canaries.prefix if template["free_text"] else ""
+        values[template["column"]] = " ".join(part for part in (prefix, secret) if part)
+        return values
+
+    def _canary_record(self, records: list, number: int, secret: str) -> list[str]:
+        return self._canary_values(self.canaries, secret)
+
+    def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]:
+        column = canaries.template["column"]
+        order = [i for i in range(len(self.schema.learned)) if i != column] + [column]
+        return self.encoder.encode(self._canary_values(canaries, secret), order)[0][:-1]
+
+    # -- save / load -------------------------------------------------------------------------------------------
+    def _manifest(self) -> dict[str, Any]:
+        return {"schema": self.schema.model_dump(mode="json"),
+                "serialization": {"style": "great", "field": " {name} is {value}", "separator": ",",
+                                  "column_order": self.recipe.train.column_order, "null": "empty value",
+                                  "end_of_row": self.tokenizer.eos_token}}
+
+    def _restore(self, manifest: dict[str, Any]) -> None:
+        self.schema = Schema.model_validate(manifest["schema"])

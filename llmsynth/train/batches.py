@@ -1,0 +1,96 @@
+"""Training examples and batches: records encoded with a seeded column order per epoch, padded or packed.
+
+Shared by the ordinary loop and the differentially private one (which needs one record per row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from llmsynth.serialize.tabular import IGNORE
+from llmsynth.train.config import TrainConfig
+
+
+def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor | int]:
+    """One record per row, padded to the longest; `tokens` counts the real ones (not a model input)."""
+    width = max(len(ids) for ids, _ in examples)
+    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, (ids, row_labels) in enumerate(examples):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(ids)] = torch.tensor(row_labels)
+        attention[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention,
+            "tokens": int(attention.sum())}
+
+
+def pack_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int,
+               length: int) -> dict[str, torch.Tensor | int]:
+    """The same records laid end to end in as few rows of at most `length` tokens as first-fit decreasing finds.
+
+    Each record's position ids start at 0 again, and no attention mask is passed: transformers reads the restarts
+    as sequence boundaries and builds a block-diagonal causal mask, so no token sees another record. A record's
+    first label is ignored already (its start token), so nothing is predicted across a boundary either; the tail
+    padding is a segment of its own with ignored labels. The step's loss is the padded batch's loss.
+    """
+    rows: list[list[int]] = []
+    fill: list[int] = []
+    for index in sorted(range(len(examples)), key=lambda i: -len(examples[i][0])):
+        size = len(examples[index][0])
+        row = next((r for r, used in enumerate(fill) if used + size <= length), None)
+        if row is None:
+            rows.append([])
+            fill.append(0)
+            row = len(rows) - 1
+        rows[row].append(index)
+        fill[row] += size
+    width = max(fill)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, members in enumerate(rows):
+        start = 0
+        for index in members:
+            ids, row_labels = examples[index]
+            end = start + len(ids)
+            input_ids[row, start:end] = torch.tensor(ids)
+            labels[row, start:end] = torch.tensor(row_labels)
+            positions[row, start:end] = torch.arange(len(ids))
+            start = end
+        positions[row, start:] = torch.arange(width - start)
+    return {"input_ids": input_ids, "labels": labels, "position_ids": positions,
+            "tokens": sum(fill)}
+
+
+def collate(config: TrainConfig, pad_id: int):
+    """The batch builder the config asks for."""
+    if config.packing:
+        return lambda examples: pack_batch(examples, pad_id, config.pack_length)
+    return lambda examples: pad_batch(examples, pad_id)
+
+
+def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+    """One training example's column order.
+
+    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional: half the
+    examples in schema order, the rest with a random subset moved to the front in random order, which is
+    exactly what sampling does with conditioned columns, while the fixed order is learned quickly.
+    """
+    if mode == "random" or columns == 0:
+        return rng.permutation(columns)
+    if mode == "schema" or rng.random() < 0.5:
+        return np.arange(columns)
+    front = rng.permutation(columns)[: rng.integers(1, columns + 1)]
+    return np.concatenate([front, np.setdiff1d(np.arange(columns), front)])
+
+
+def epoch_examples(records: Sequence, encoder, seed: int, epoch: int, mode: str, shuffle_rows: bool = True):
+    """Every record (a row, or a conversation with its metadata) once, in a seeded order, each with its own seeded
+    column order; `encoder` is a RowEncoder or a ChatEncoder."""
+    rng = np.random.default_rng([seed, epoch])
+    row_order = rng.permutation(len(records)) if shuffle_rows else np.arange(len(records))
+    return [encoder.encode(records[i], column_order(encoder.column_count, mode, rng)) for i in row_order]
