@@ -166,6 +166,25 @@ def test_an_untrained_model_still_writes_only_valid_conversations(demo, style, m
     assert all(c["metadata"] == {} for c in conversations)
 
 
+def test_turns_hold_only_characters_the_training_turns_hold(demo):
+    """A base's vocabulary holds scripts, symbols and line breaks a corpus never has (SmolLM2 wrote "Peggyí" and
+    web boilerplate after a line break on the demo chats); turns are written in the training turns' characters."""
+    records = [ChatRecord((), tuple((m["role"], m["content"]) for m in c["messages"])) for c in demo.conversations]
+    tokenizer = train_tokenizer([t for r in records for _, t in r.turns] + ["Zürich ü ß\n\n"], 400, markers=MARKERS)
+    torch.manual_seed(0)
+    model = tiny_model(TinyModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), tokenizer)
+    encoder = ChatEncoder(tokenizer, [])
+    learned = TurnRules.learn(records, encoder)
+    assert "\n" not in learned.characters and "a" in learned.characters
+    rules = learned.model_copy(update={"characters": "abcdefghij ", "max_turn_tokens": 8})
+    from llmsynth.data.schema import Schema
+
+    conversations = [c for batch in generate_chats(model.eval(), encoder, Schema(columns=[]), rules, 16, seed=2,
+                                                   progress=False) for c in batch]
+    written = {ch for c in conversations for m in c["messages"] for ch in m["content"]}
+    assert written and written <= set("abcdefghij ") and all(rules.valid(c) for c in conversations)
+
+
 def test_each_conversation_gets_a_number_of_turns_drawn_from_training(demo):
     """Random weights decide nothing here: the drawn counts alone set how long each conversation is, so a corpus with
     a long tail of turn counts generates the tail as often as it was seen, and no more."""

@@ -38,6 +38,7 @@ class TurnRules(BaseModel):
     max_turns: int
     max_turn_tokens: int
     turn_counts: dict[int, int] = {}  # conversations per number of turns; empty in models saved before it
+    characters: str = ""  # every character the training turns hold; empty (any) in models saved before it
 
     @classmethod
     def learn(cls, records: list[ChatRecord], encoder: ChatEncoder) -> "TurnRules":
@@ -46,7 +47,8 @@ class TurnRules(BaseModel):
         return cls(first_roles=sorted({r.turns[0][0] for r in records}),
                    last_roles=sorted({r.turns[-1][0] for r in records}),
                    min_turns=min(turns), max_turns=max(turns), max_turn_tokens=turn_token_limit(lengths),
-                   turn_counts=dict(sorted(Counter(turns).items())))
+                   turn_counts=dict(sorted(Counter(turns).items())),
+                   characters="".join(sorted({c for r in records for _, content in r.turns for c in content})))
 
     def draw_turns(self, count: int, rng: np.random.Generator) -> list[int | None]:
         """How many turns each of `count` conversations gets, drawn from the training conversations' counts (None
@@ -146,7 +148,10 @@ class TurnConstraint:
     def __init__(self, encoder: ChatEncoder, rules: TurnRules, vocab_size: int, novelty: Novelty | None = None):
         self.encoder, self.rules, self.novelty = encoder, rules, novelty
         self.pieces = token_bytes(encoder.tokenizer)[:vocab_size] + [b""] * max(0, vocab_size - len(encoder.tokenizer))
-        self.content = torch.tensor([i not in encoder.reserved and _whole_text(b) for i, b in enumerate(self.pieces)])
+        seen = frozenset(rules.characters)  # a pretrained base's 49k tokens hold scripts and symbols the data never has
+        self.content = torch.tensor([i not in encoder.reserved and _whole_text(b)
+                                     and (not seen or seen.issuperset(b.decode("utf-8")))
+                                     for i, b in enumerate(self.pieces)])
         self.text = torch.tensor([bool(b.strip()) and bool(c) for b, c in zip(self.pieces, self.content.tolist())])
         self.text_bearing = set(torch.nonzero(self.text).flatten().tolist())
         self.transitions = {role: encoder.format.transitions(role) for role in (None, *encoder.format.opening)}
