@@ -64,7 +64,8 @@ def main(verbose: bool) -> None:
 
 @main.command()
 @SCRUB_OPTIONS
-def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_kinds, skip_bad_lines, processes):
+def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_kinds, skip_bad_lines, processes,
+          allow_no_ner):
     """Replace PII in INPUT (Presidio, offline): identifier columns whole, free text and chat turns span by span,
     each real value by the same surrogate everywhere."""
     import json
@@ -74,7 +75,7 @@ def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_k
     from llmsynth.scrub import ScrubConfig, load_scrub_config, write_raw_pii
 
     config = load_scrub_config(config_path) if config_path else ScrubConfig()
-    config = config.model_copy(update={"mode": mode}) if mode else config
+    config = config.model_copy(update={"mode": mode or config.mode, "allow_no_ner": allow_no_ner or config.allow_no_ner})
     started = time.perf_counter()
     summary, raw, lines = scrub_file(input_path, output, kind, config, column_kinds, skip_bad_lines, processes)
     for line in lines:
@@ -91,7 +92,7 @@ def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_k
 @main.command()
 @TRAIN_OPTIONS
 def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, resume, overwrite,
-          seed, no_scrub, scrub_config, loss_on, canary_counts, dp_epsilon):
+          seed, no_scrub, scrub_config, allow_no_ner, loss_on, canary_counts, dp_epsilon):
     """Scrub INPUT, learn it and save the synthesizer to MODEL_DIR.
 
     INPUT is a table (CSV, Parquet or JSONL) or, with --kind chat, conversations (JSONL, one
@@ -99,7 +100,7 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     from llmsynth.data.canaries import canary_path
     from llmsynth.pipeline import training_lines
     from llmsynth.processes import process_state
-    from llmsynth.scrub import load_scrub_config
+    from llmsynth.scrub import ScrubConfig, load_scrub_config
     from llmsynth.synthesizers import MANIFEST, new_synthesizer
 
     _quiet_libraries()
@@ -115,7 +116,8 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     options = {"loss_on": loss_on} if kind == "chat" else {"column_kinds": column_kinds}
     synth = new_synthesizer(kind, recipe, base_model, options, epochs=epochs, max_minutes=max_minutes, seed=seed,
                             dp_epsilon=dp_epsilon)
-    scrub = False if no_scrub else (load_scrub_config(scrub_config) if scrub_config else True)
+    scrub = load_scrub_config(scrub_config) if scrub_config else ScrubConfig()
+    scrub = False if no_scrub else scrub.model_copy(update={"allow_no_ner": allow_no_ner or scrub.allow_no_ner})
     synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub, canaries=canary_counts).save(model_dir)
     if not process_state().is_main_process:
         return  # under `accelerate launch`, one process reports

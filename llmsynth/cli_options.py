@@ -71,6 +71,9 @@ CANARIES = click.option("--canaries", "canary_counts", default=None, metavar="N,
                         "MODEL_DIR.canaries.json beside the model, and `llmsynth eval --model MODEL_DIR` measures "
                         "their exposure and extraction.")
 SEED = click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same output.")
+ALLOW_NO_NER = click.option("--allow-no-ner", is_flag=True, help="Scrub with patterns only where the spaCy NER model "
+                            "is missing (most names and every place are then missed; the report says so). Without "
+                            "it a missing model stops the command.")
 
 
 SCRUB_OPTIONS = _group(
@@ -89,6 +92,7 @@ SCRUB_OPTIONS = _group(
     click.option("--skip-bad-lines", is_flag=True, help="Chats: leave out malformed lines (counted) instead of stopping."),
     click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
                  help="Chats: scrub with this many processes."),
+    ALLOW_NO_NER,
 )
 
 
@@ -112,6 +116,7 @@ TRAIN_OPTIONS = _group(
     click.option("--no-scrub", is_flag=True, help="Skip PII scrubbing (only for data scrubbed already): free text "
                  "with PII can be memorized."),
     click.option("--scrub-config", type=FILE, help="YAML scrub config (see `llmsynth scrub --help`)."),
+    ALLOW_NO_NER,
     click.option("--loss-on", type=click.Choice(["all", "assistant"]), default="all", show_default=True,
                  help="Chats: learn both sides of each conversation, or only the assistant's turns."),
     CANARIES,

@@ -293,6 +293,8 @@ def training_lines(synth: Synthesizer) -> list[str]:
                         if column["policy"] != "kept"}
         lines.append(f"scrubbed first: {', '.join(f'{k} {v}' for k, v in replaced.items()) or 'no PII found'} "
                      "values replaced (details in the manifest)")
+        if synth.scrub_summary.get("ner") is False:
+            lines.append("warning: scrubbed without NER (--allow-no-ner): most names and every place were left in")
     summary, data = synth.summary, synth.data_summary
     trained_on = (f"{data['train_conversations']} conversations" if "train_conversations" in data
                   else f"{data['train_rows']} rows")

