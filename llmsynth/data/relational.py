@@ -1,0 +1,229 @@
+"""Relational data: tables that hang off one another by keys (customers -> accounts -> transactions), read from a
+folder with a `relations.yaml`, checked, and split into training and holdout parts by root entity.
+
+    tables:
+      customers:    {file: customers.csv, primary_key: customer_id}
+      accounts:     {file: accounts.csv, primary_key: account_id, parent: customers, foreign_key: customer_id}
+      transactions: {file: transactions.csv, parent: accounts, foreign_key: account_id, order_by: booked_at}
+
+A tree of any depth and width: one root table, each other table with one parent. `order_by` makes a parent's
+children a sequence. A single table of events with an entity key and no parent table is the same case
+(`group_by: customer_id` with `order_by`): the entity is the root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmsynth.data.io import read_table, write_table, write_text
+from llmsynth.errors import DataError
+
+LAYOUT_FILE = "relations.yaml"
+
+
+class TableLayout(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="The table's file in the folder: CSV, Parquet or JSONL.")
+    primary_key: str | None = Field(None, description="The column that names each row (needed to be a parent).")
+    parent: str | None = Field(None, description="The table each row belongs to; none for the root table.")
+    foreign_key: str | None = Field(None, description="The column holding the parent row's primary key.")
+    order_by: str | None = Field(None, description="A column (time or number) that orders a parent's children.")
+    group_by: str | None = Field(None, description="A root table of events: the column naming the entity.")
+
+
+class Layout(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tables: dict[str, TableLayout] = Field(min_length=1)
+
+
+@dataclass
+class Database:
+    """The tables of a layout, checked: keys unique and present, every foreign key found in its parent."""
+
+    layout: Layout
+    tables: dict[str, pd.DataFrame]
+
+    @property
+    def root(self) -> str:
+        return next(name for name, table in self.layout.tables.items() if table.parent is None)
+
+    def children(self, name: str) -> list[str]:
+        return [child for child, table in self.layout.tables.items() if table.parent == name]
+
+    def parents_first(self) -> Iterator[str]:
+        """Every table, each after its parent (depth first from the root)."""
+        pending = [self.root]
+        while pending:
+            name = pending.pop(0)
+            yield name
+            pending[:0] = self.children(name)
+
+    def root_keys(self) -> pd.Series:
+        """Each root entity's key, one per entity: the root's primary key, or its group_by values."""
+        spec = self.layout.tables[self.root]
+        return self.tables[self.root][spec.primary_key or spec.group_by].drop_duplicates()
+
+
+def read_layout(path: str | os.PathLike) -> Layout:
+    """A `relations.yaml`, validated; mistakes name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the layout ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise DataError(f"{path}: not valid YAML ({error})") from None
+    try:
+        layout = Layout.model_validate(raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'layout'}: {e['msg']}" for e in error.errors())
+        raise DataError(f"{path}: {problems}") from None
+    check_layout(layout, str(path))
+    return layout
+
+
+def check_layout(layout: Layout, source: str) -> None:
+    """One root; every parent known, keyed and reached without a cycle; a child's foreign key named."""
+    tables = layout.tables
+    roots = [name for name, table in tables.items() if table.parent is None]
+    if len(roots) != 1:
+        raise DataError(f"{source}: expected one root table (a table without a parent), found {len(roots)}: "
+                        f"{', '.join(roots) or 'none (every table has a parent: a cycle)'}")
+    for name, table in tables.items():
+        if table.parent is None:
+            if table.foreign_key:
+                raise DataError(f"{source}: table {name!r} has a foreign_key but no parent")
+            continue
+        if table.parent not in tables:
+            raise DataError(f"{source}: table {name!r} has parent {table.parent!r}, which is not a table of the "
+                            f"layout ({', '.join(tables)})")
+        if not table.foreign_key:
+            raise DataError(f"{source}: table {name!r} has parent {table.parent!r} but no foreign_key column")
+        if not tables[table.parent].primary_key:
+            raise DataError(f"{source}: table {table.parent!r} is the parent of {name!r} but has no primary_key")
+        if table.group_by:
+            raise DataError(f"{source}: table {name!r}: group_by is for a root table of events; a child table is "
+                            "grouped by its foreign_key")
+        seen, current = {name}, table.parent
+        while current is not None:
+            if current in seen:
+                raise DataError(f"{source}: the parents of {name!r} go round in a cycle through {current!r}")
+            seen.add(current)
+            current = tables[current].parent
+    root = tables[roots[0]]
+    if root.primary_key and root.group_by:
+        raise DataError(f"{source}: the root table {roots[0]!r} has both a primary_key and a group_by; a table of "
+                        "entities has a primary_key, a table of events a group_by")
+
+
+def read_database(folder: str | os.PathLike) -> Database:
+    """The tables of `folder/relations.yaml`, each read from its file and checked with the others."""
+    folder = Path(folder)
+    layout = read_layout(folder / LAYOUT_FILE)
+    tables = {name: read_table(folder / table.file) for name, table in layout.tables.items()}
+    database = Database(layout, tables)
+    check_database(database)
+    return database
+
+
+def check_database(database: Database) -> None:
+    """Key columns present; primary keys unique and not empty; every foreign key found in its parent; order
+    columns readable as times or numbers. Errors name the table, the row (1 = the first data row) and the key."""
+    layout = database.layout
+    for name, spec in layout.tables.items():
+        table = database.tables[name]
+        for role in ("primary_key", "foreign_key", "order_by", "group_by"):
+            column = getattr(spec, role)
+            if column is not None and column not in table.columns:
+                raise DataError(f"table {name!r}: its {role} column {column!r} is not in {spec.file} (columns: "
+                                f"{', '.join(map(str, table.columns))})")
+        for role in ("primary_key", "foreign_key", "group_by"):
+            column = getattr(spec, role)
+            if column is not None and table[column].isna().any():
+                row = int(np.flatnonzero(table[column].isna().to_numpy())[0]) + 1
+                raise DataError(f"table {name!r}, row {row}: the {role} {column!r} is empty")
+        if spec.primary_key is not None:
+            repeated = table[spec.primary_key].duplicated(keep="first")
+            if repeated.any():
+                row = int(np.flatnonzero(repeated.to_numpy())[0]) + 1
+                raise DataError(f"table {name!r}, row {row}: primary key {spec.primary_key}="
+                                f"{table[spec.primary_key].iloc[row - 1]!r} is already used by an earlier row")
+        if spec.parent is not None:
+            parent = database.tables[spec.parent][layout.tables[spec.parent].primary_key]
+            orphans = ~table[spec.foreign_key].astype(str).isin(set(parent.astype(str)))
+            if orphans.any():
+                row = int(np.flatnonzero(orphans.to_numpy())[0]) + 1
+                raise DataError(f"table {name!r}, row {row}: foreign key {spec.foreign_key}="
+                                f"{table[spec.foreign_key].iloc[row - 1]!r} is not a {spec.parent!r} row "
+                                f"({int(orphans.sum())} such rows)")
+        if spec.order_by is not None:
+            order_values(table[spec.order_by], f"table {name!r}")
+
+
+def order_values(column: pd.Series, source: str) -> pd.Series:
+    """An order column as numbers (times as nanoseconds): numbers where all are, else times; else an error
+    naming the first value that is neither."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    if numbers.notna().all():
+        return numbers
+    times = pd.to_datetime(column, errors="coerce", format="mixed")
+    if times.notna().all():
+        return times.astype("int64")
+    bad = numbers.isna() & times.isna()
+    row = int(np.flatnonzero(bad.to_numpy())[0]) + 1 if bad.any() else 1
+    raise DataError(f"{source}, row {row}: order column {column.name!r} holds {column.iloc[row - 1]!r}, neither a "
+                    "number nor a time")
+
+
+def split_by_root(database: Database, holdout_fraction: float, seed: int = 0) -> tuple[Database, Database, list]:
+    """Training and holdout databases with whole families on one side: a root entity goes to the holdout with
+    probability `holdout_fraction` (seeded), and every row below it goes with it. Also the holdout's root keys."""
+    keys = database.root_keys()
+    chosen = np.random.default_rng(seed).random(len(keys)) < holdout_fraction
+    if chosen.all() or not chosen.any():
+        raise DataError(f"{len(keys)} root entities are too few to split a holdout of {holdout_fraction:.0%} off")
+    holdout_keys = set(keys[chosen].astype(str))
+    parts = ({}, {})
+    for name in database.parents_first():
+        spec, table = database.layout.tables[name], database.tables[name]
+        if spec.parent is None:
+            inside = table[spec.primary_key or spec.group_by].astype(str).isin(holdout_keys)
+        else:
+            parent_spec = database.layout.tables[spec.parent]
+            parent_keys = set(parts[1][spec.parent][parent_spec.primary_key].astype(str))
+            inside = table[spec.foreign_key].astype(str).isin(parent_keys)
+        parts[0][name] = table[~inside].reset_index(drop=True)
+        parts[1][name] = table[inside].reset_index(drop=True)
+    return Database(database.layout, parts[0]), Database(database.layout, parts[1]), sorted(holdout_keys)
+
+
+def write_database(database: Database, folder: str | os.PathLike) -> Path:
+    """Every table to its file and the layout beside them, in a temporary folder renamed into place when all is
+    written; an existing folder of the same name is replaced only then."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, spec in database.layout.tables.items():
+            write_table(database.tables[name], staging / spec.file)
+        write_text(staging / LAYOUT_FILE, yaml.safe_dump(database.layout.model_dump(exclude_none=True),
+                                                         sort_keys=False))
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
