@@ -4,7 +4,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from llmsynth.data.relational import LAYOUT_FILE, read_database, split_by_root, write_database
+from llmsynth.data.relational import (
+    LAYOUT_FILE, read_database, read_sql_database, split_by_root, write_database, write_sql_database,
+)
 from llmsynth.errors import DataError
 
 LAYOUT = {"tables": {
@@ -97,3 +99,24 @@ def test_bad_layouts_say_what_is_wrong(tmp_path, change, message):
 def test_bad_rows_name_the_table_row_and_key(tmp_path, tables, message):
     with pytest.raises(DataError, match=message):
         read_database(_bank(tmp_path / "bank", **tables))
+
+
+def test_a_sqlite_database_round_trip_keeps_tables_and_keys(tmp_path):
+    database = read_database(_bank(tmp_path / "bank"))
+    url = f"sqlite:///{tmp_path / 'bank.db'}"
+    write_sql_database(database, url)
+    back = read_sql_database(url)
+    assert {n: (t.parent, t.foreign_key, t.primary_key) for n, t in back.layout.tables.items()} == \
+        {n: (t.parent, t.foreign_key, t.primary_key) for n, t in database.layout.tables.items()}
+    for name, table in database.tables.items():
+        pd.testing.assert_frame_equal(back.tables[name], table, check_dtype=False)
+    with pytest.raises(DataError, match="exists already"):
+        write_sql_database(database, url)
+
+
+def test_a_failed_database_write_leaves_nothing(tmp_path):
+    database = read_database(_bank(tmp_path / "bank"))
+    database.tables["cards"] = pd.concat([database.tables["cards"]] * 2)  # duplicate keys: the insert fails
+    with pytest.raises(DataError, match="cannot write the database"):
+        write_sql_database(database, f"sqlite:///{tmp_path / 'out.db'}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]

@@ -1,5 +1,6 @@
 """Relational data: tables that hang off one another by keys (customers -> accounts -> transactions), read from a
-folder with a `relations.yaml`, checked, and split into training and holdout parts by root entity.
+folder with a `relations.yaml` or from a database (SQLAlchemy: its catalog gives the keys), checked, and split into
+training and holdout parts by root entity.
 
     tables:
       customers:    {file: customers.csv, primary_key: customer_id}
@@ -227,3 +228,96 @@ def write_database(database: Database, folder: str | os.PathLike) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return folder
+
+
+def is_database_url(location: str | os.PathLike) -> bool:
+    return "://" in str(location)
+
+
+def read_sql_database(url: str) -> Database:
+    """Every table of a database (`sqlite:///bank.db`, `postgresql://user@host/bank`) with its primary key and its
+    foreign key (one per table: each child has one parent) from the catalog, checked like a folder's."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = create_engine(url)
+        catalog = inspect(engine)
+        layout, tables = {}, {}
+        with engine.connect() as connection:
+            for name in catalog.get_table_names():
+                keys = catalog.get_pk_constraint(name)["constrained_columns"]
+                parents = catalog.get_foreign_keys(name)
+                if len(keys) > 1 or len(parents) > 1 or any(len(p["constrained_columns"]) > 1 for p in parents):
+                    raise DataError(f"{url}: table {name!r} has a key of several columns or several foreign keys; "
+                                    "each table needs a one-column key and at most one parent")
+                layout[name] = TableLayout(file=f"{name}.parquet", primary_key=keys[0] if keys else None,
+                                           parent=parents[0]["referred_table"] if parents else None,
+                                           foreign_key=parents[0]["constrained_columns"][0] if parents else None)
+                tables[name] = pd.read_sql_table(name, connection)
+    except SQLAlchemyError as error:
+        raise DataError(f"{url}: cannot read the database ({error.__class__.__name__}: {error})") from None
+    if not layout:
+        raise DataError(f"{url}: the database has no tables")
+    database = Database(Layout(tables=layout), tables)
+    check_layout(database.layout, url)
+    check_database(database)
+    return database
+
+
+def write_sql_database(database: Database, url: str) -> str:
+    """The tables into a new database, with their primary and foreign keys, in one transaction; a SQLite file is
+    written under a temporary name and renamed when complete. Tables already there are an error, not replaced."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    target = make_url(url)
+    sqlite_file = Path(target.database) if target.get_backend_name() == "sqlite" and target.database else None
+    if sqlite_file is not None:
+        if sqlite_file.exists():
+            raise DataError(f"{url}: the file exists already; write to a new database file")
+        staging = sqlite_file.parent / f".{sqlite_file.name}.partial"
+        staging.unlink(missing_ok=True)
+        engine = create_engine(target.set(database=str(staging)))
+    else:
+        engine = create_engine(target)
+    try:
+        with engine.begin() as connection:
+            metadata = _sql_tables(database)
+            existing = set(inspect(connection).get_table_names()) & set(metadata.tables)
+            if existing:
+                raise DataError(f"{url}: tables {sorted(existing)} exist already; write to a new database")
+            metadata.create_all(connection)
+            for name in database.parents_first():
+                rows = database.tables[name].astype(object).where(database.tables[name].notna(), None)
+                if len(rows):
+                    connection.execute(metadata.tables[name].insert(), rows.to_dict("records"))
+        engine.dispose()  # the file is closed before it is renamed
+        if sqlite_file is not None:
+            staging.rename(sqlite_file)
+    except SQLAlchemyError as error:
+        raise DataError(f"{url}: cannot write the database ({error.__class__.__name__}: {error})") from None
+    finally:
+        engine.dispose()
+        if sqlite_file is not None:
+            staging.unlink(missing_ok=True)
+    return url
+
+
+def _sql_tables(database: Database):
+    """SQLAlchemy tables for the database's tables: column types from the frames, keys from the layout."""
+    from sqlalchemy import BigInteger, Boolean, Column, DateTime, Float, ForeignKey, MetaData, Table, Text
+
+    metadata = MetaData()
+    for name in database.parents_first():
+        spec, frame = database.layout.tables[name], database.tables[name]
+        columns = []
+        for column in frame.columns:
+            kind = frame[column].dtype.kind
+            sql_type = {"i": BigInteger, "u": BigInteger, "f": Float, "b": Boolean, "M": DateTime}.get(kind, Text)
+            parent = database.layout.tables[spec.parent] if spec.parent and column == spec.foreign_key else None
+            keys = [ForeignKey(f"{spec.parent}.{parent.primary_key}")] if parent else []
+            columns.append(Column(str(column), sql_type(), *keys, primary_key=column == spec.primary_key))
+        Table(name, metadata, *columns)
+    return metadata
