@@ -55,6 +55,38 @@ def test_packed_records_do_not_see_each_other():
     assert torch.allclose(loss_of(packed), loss_of(padded), atol=1e-5)
 
 
+def test_a_batch_in_pieces_takes_the_whole_batch_s_step():
+    """Bounded memory for long records on a big vocabulary: the step's gradients, summed over pieces of at most
+    max_tokens tokens (each cut to its own longest row), are the whole batch's."""
+    from accelerate import Accelerator
+
+    from llmsynth.train.config import TrainConfig
+    from llmsynth.train.loop import make_optimizer, micro_batches, training_step
+
+    tokenizer = train_tokenizer([" a is 1, b is xyz"] * 10, 300)
+    encoder = RowEncoder(tokenizer, ["a", "b"])
+    batch = pad_batch([encoder.encode([str(10 ** k), "xyz" * k], [k % 2, 1 - k % 2]) for k in range(1, 8)],
+                      encoder.pad_id)
+    batch.pop("tokens")
+    rows, width = batch["input_ids"].shape
+    pieces = micro_batches(batch, 2 * width)
+    assert len(pieces) == math.ceil(rows / 2) and pieces[0]["input_ids"].shape[1] < width  # short rows: cut
+    assert micro_batches(batch, None) == [batch] and len(micro_batches(batch, 1)) == rows  # a row at least
+    weights = []
+    for max_tokens in (None, 2 * width):
+        torch.manual_seed(0)
+        model = tiny_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),
+                           tokenizer)
+        initial = torch.cat([p.detach().flatten() for p in model.parameters()])
+        accelerator = Accelerator(cpu=True)
+        parameters = list(model.parameters())
+        optimizer = make_optimizer(parameters, TrainConfig(learning_rate=0.01), accelerator)
+        loss = training_step(model, dict(batch), optimizer, accelerator, parameters, 1.0, max_tokens)
+        weights.append((float(loss), torch.cat([p.detach().flatten() for p in model.parameters()])))
+    assert abs(weights[0][0] - weights[1][0]) < 1e-5 and torch.allclose(weights[0][1], weights[1][1], atol=1e-6)
+    assert (weights[1][1] - initial).abs().max() > 1e-3  # the step moved the weights
+
+
 def test_training_learns_and_reports(trained):
     summary = trained.summary
     assert summary.steps > 0 and summary.epochs == 3

@@ -40,6 +40,10 @@ class TrainConfig(BaseModel):
     packing: bool = Field(False, description="Lay short records end to end in rows of `pack_length` tokens (no "
                           "attention across records) instead of padding each one: fewer wasted tokens per step.")
     pack_length: int = Field(1024, ge=16, description="Longest packed row in tokens.")
+    max_batch_tokens: int | None = Field(None, ge=16, description="Run a step's batch through the model in pieces of "
+                                         "at most this many tokens (same step, gradients accumulated): bounds memory "
+                                         "where a big vocabulary meets long records (a 49k-token base takes ~4 MB of "
+                                         "CPU memory per token in training). None: the whole batch at once.")
     context_tokens: int | None = Field(None, ge=32, description="Conversations: the longest training sequence; "
                                        "longer conversations are learned as windows of whole turns, each with the "
                                        "metadata header. Default: the 99th percentile of the conversations' token "

@@ -13,6 +13,7 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -84,7 +85,8 @@ def train_model(
     validation = accelerator.prepare(DataLoader(
         epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order, shuffle_rows=False),
         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
-    state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint)
+    state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint,
+                            config.max_batch_tokens)
     started = time.perf_counter() - state["seconds"]
     loss, last_loss, shown, stopped = None, math.nan, 0.0, ""
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
@@ -99,10 +101,8 @@ def train_model(
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(state["global_step"], time.perf_counter() - started)
             state["tokens"] += batch.pop("tokens") * accelerator.num_processes
-            if private is None:
-                loss = training_step(model, batch, optimizer, accelerator, trainable, config.max_grad_norm)
-            else:
-                loss = private.step(batch)
+            loss = private.step(batch) if private is not None else training_step(
+                model, batch, optimizer, accelerator, trainable, config.max_grad_norm, config.max_batch_tokens)
             state["step_in_epoch"] += 1
             state["global_step"] += 1
             elapsed = time.perf_counter() - started
@@ -178,7 +178,7 @@ def _schedule(config: TrainConfig, total_steps: int):
 
 
 def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, model, optimizer, validation,
-                    fingerprint: str) -> dict:
+                    fingerprint: str, max_tokens: int | None) -> dict:
     """Where a resumed run left off; for a fresh run, step 0 with no older run's checkpoints left to resume into."""
     if resume:
         if accelerator.distributed_type == DistributedType.FSDP:
@@ -193,7 +193,7 @@ def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, mo
         (checkpoint / "best.safetensors").unlink(missing_ok=True)
     return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
             "tokens": 0, "fingerprint": fingerprint,
-            "initial_validation_loss": validation_loss(model, validation, accelerator)}
+            "initial_validation_loss": validation_loss(model, validation, accelerator, max_tokens)}
 
 
 def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerator) -> torch.optim.Optimizer:
@@ -202,43 +202,67 @@ def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerat
                              fused=accelerator.device.type == "cuda")
 
 
-def training_step(model, batch: dict, optimizer, accelerator: Accelerator, parameters: list, max_grad_norm: float):
+def training_step(model, batch: dict, optimizer, accelerator: Accelerator, parameters: list, max_grad_norm: float,
+                  max_tokens: int | None = None):
     """Forward, backward, clip, step; returns the loss without waiting for the device to finish.
 
     The loss is a sum over this process's predicted tokens divided by the count over all processes, times the
     number of processes (which DDP's gradient averaging divides out again): N processes take exactly the step
-    one process takes on the same global batch, however the tokens fall between them.
+    one process takes on the same global batch, however the tokens fall between them. With `max_tokens` the batch
+    goes through in pieces whose gradients add up to the whole batch's.
     """
     targets = batch["labels"][:, 1:].ne(IGNORE).sum()
     if accelerator.num_processes > 1:
         targets = accelerator.reduce(targets, "sum")
-    loss = model(**batch, use_cache=False, num_items_in_batch=targets).loss * accelerator.num_processes
-    accelerator.backward(loss)
+    pieces = micro_batches(batch, max_tokens)
+    loss = torch.zeros((), device=targets.device)
+    for number, piece in enumerate(pieces, start=1):
+        with accelerator.no_sync(model) if number < len(pieces) else nullcontext():  # one gradient all-reduce
+            part = model(**piece, use_cache=False, num_items_in_batch=targets).loss * accelerator.num_processes
+            accelerator.backward(part)
+        loss += part.detach()
     accelerator.clip_grad_norm_(parameters, max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.detach()
+    return loss
+
+
+def micro_batches(batch: dict, max_tokens: int | None) -> list[dict]:
+    """The batch in pieces of whole rows of at most `max_tokens` tokens (one row at least), each cut to its own
+    longest row where rows are padded; the whole batch where it fits."""
+    rows, width = batch["input_ids"].shape
+    if max_tokens is None or rows * width <= max_tokens:
+        return [batch]
+    step = max(1, max_tokens // width)
+    pieces = []
+    for start in range(0, rows, step):
+        piece = {key: value[start:start + step] for key, value in batch.items()}
+        if "attention_mask" in piece:
+            used = int(piece["attention_mask"].sum(dim=1).max())
+            piece = {key: value[:, :used] for key, value in piece.items()}
+        pieces.append(piece)
+    return pieces
 
 
 @torch.no_grad()
-def validation_loss(model, batches, accelerator: Accelerator) -> float:
+def validation_loss(model, batches, accelerator: Accelerator, max_tokens: int | None = None) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
     for batch in batches:
         batch.pop("tokens")
-        labels = batch.pop("labels")[:, 1:]
-        logits = model(**batch, use_cache=False).logits.float()
-        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE,
-                                                   reduction="sum")
-        total += losses
-        count += (labels != IGNORE).sum()
+        for piece in micro_batches(batch, max_tokens):
+            labels = piece.pop("labels")[:, 1:]
+            logits = model(**piece, use_cache=False).logits.float()
+            total += torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE,
+                                                       reduction="sum")
+            count += (labels != IGNORE).sum()
     total, count = accelerator.reduce(total), accelerator.reduce(count)
     return float(total / count)
 
 
 def _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed) -> str:
     """Validation loss, early stopping and a checkpoint; returns why training stops, or ''."""
-    loss = validation_loss(model, validation, accelerator)
+    loss = validation_loss(model, validation, accelerator, config.max_batch_tokens)
     state["last_val"] = loss
     state["seconds"] = elapsed
     improved = loss < state["best"] - 1e-4
