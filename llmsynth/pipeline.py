@@ -42,7 +42,7 @@ from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, apply_thresholds
 from llmsynth.evaluate.coherence import REFERENCE_LM
 from llmsynth.generate.parallel import write_batches
 from llmsynth.processes import process_state
-from llmsynth.scrub import ScrubConfig, Scrubbed, scrub_config
+from llmsynth.scrub import ScrubConfig, Scrubbed, scrub_chats, scrub_config, scrub_table, write_raw_pii
 from llmsynth.synthesizers import Synthesizer, copy_summary, load, new_synthesizer, read_manifest
 
 log = logging.getLogger(__name__)
@@ -195,8 +195,6 @@ def _split_and_scrub(config: PipelineConfig, echo: Callable[[str], None]) -> tup
          f"{out / 'split.json'}")
     scrub, scrubbed = scrub_config(config.scrub), None
     if scrub is not None:
-        from llmsynth.scrub import scrub_chats, scrub_table, write_raw_pii
-
         if chat:
             source, summary, raw_pii = scrub_chats(source, scrub, progress=True)
         else:
@@ -259,8 +257,6 @@ def saved_model_evaluation(model_dir: Path | None, canary_file: Path | None = No
 def scrub_file(input_path: Path, output: Path, kind: str, config: ScrubConfig, column_kinds: dict | None = None,
                skip_bad_lines: bool = False, processes: int = 1) -> tuple[dict, set, list[str]]:
     """Scrub a table or a JSONL corpus into `output`: the summary, the raw values found, and lines for the user."""
-    from llmsynth.scrub import scrub_chats, scrub_table
-
     check_output(kind, output)
     if kind == "chat":
         chats = read_chats(input_path, skip_bad_lines=skip_bad_lines)
