@@ -297,6 +297,9 @@ def training_lines(synth: Synthesizer) -> list[str]:
     lines.append(f"trained on {trained_on} ({summary.epochs:g} epochs, {summary.seconds:.0f}s, stopped by "
                  f"{summary.stopped_because}); validation loss {summary.initial_validation_loss:.3f} -> "
                  f"{summary.best_validation_loss:.3f}")
+    if summary.best_validation_loss >= summary.initial_validation_loss:
+        lines.append("warning: no validation beat the starting weights, so they are what was saved (the base as it "
+                     "was): train longer, or with a lower learning rate")
     if summary.privacy:
         dp = summary.privacy
         lines.append(f"differentially private: epsilon {dp['epsilon']:.2f} spent (target {dp['target_epsilon']:g}), "

@@ -3,6 +3,7 @@
 import math
 
 import torch
+from transformers import AutoModelForCausalLM
 
 from conftest import tiny_recipe
 from llmsynth import TabularSynthesizer
@@ -109,6 +110,15 @@ def test_lora_on_a_local_pretrained_base(demo_table, lora_base, tmp_path):
     assert (tmp_path / "lora" / "adapter" / "adapter_model.safetensors").is_file()
     rows = TabularSynthesizer.load(tmp_path / "lora").sample(40, conditions={"state": "NY"})
     assert (rows["state"] == "NY").all() and rows["age"].between(18, 85).all()
+
+
+def test_a_base_that_training_only_made_worse_is_kept_as_it_was(demo_table, lora_base):
+    table = demo_table[["state", "age", "is_fraud"]].head(200)
+    synth = TabularSynthesizer(tiny_recipe(epochs=1, learning_rate=1e6), base_model=str(lora_base)).fit(table)
+    assert synth.summary.best_validation_loss == synth.summary.initial_validation_loss
+    ids = torch.tensor([synth.tokenizer("state is CA, age is 33")["input_ids"]])
+    base = AutoModelForCausalLM.from_pretrained(lora_base).eval()
+    assert torch.allclose(synth.ready_model()(ids).logits, base(ids).logits, atol=1e-6)
 
 
 def test_every_shipped_recipe_loads_by_name():

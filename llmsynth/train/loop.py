@@ -190,10 +190,12 @@ def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, mo
     if accelerator.is_main_process:
         for stale in checkpoint.glob("step-*"):
             shutil.rmtree(stale)
-        (checkpoint / "best.safetensors").unlink(missing_ok=True)
-    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": math.inf, "bad_evals": 0, "seconds": 0.0,
-            "tokens": 0, "fingerprint": fingerprint,
-            "initial_validation_loss": validation_loss(model, validation, accelerator, max_tokens)}
+    initial = validation_loss(model, validation, accelerator, max_tokens)
+    # The starting weights are the first candidate: a pretrained base that training only made worse is kept as it
+    # was (a model from random init is always beaten at the first validation).
+    _save_best(checkpoint, accelerator, model)
+    return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": initial, "bad_evals": 0, "seconds": 0.0,
+            "tokens": 0, "fingerprint": fingerprint, "initial_validation_loss": initial}
 
 
 def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerator) -> torch.optim.Optimizer:
@@ -265,9 +267,9 @@ def _validate(model, validation, accelerator, state, checkpoint, optimizer, conf
     loss = validation_loss(model, validation, accelerator, config.max_batch_tokens)
     state["last_val"] = loss
     state["seconds"] = elapsed
-    improved = loss < state["best"] - 1e-4
+    improved = loss < state["best"] - 1e-4  # never for a NaN loss (a diverged run): the best weights stay
     state["bad_evals"] = 0 if improved else state["bad_evals"] + 1
-    state["best"] = min(loss, state["best"])
+    state["best"] = loss if improved else state["best"]
     _save_checkpoint(checkpoint, accelerator, model, optimizer, state, save_best=improved)
     if state["bad_evals"] >= config.patience:
         return "early stopping"
@@ -289,10 +291,8 @@ def _save_checkpoint(path: Path, accelerator, model, optimizer, state, save_best
     weights = _trainable_state(accelerator, model)
     if not accelerator.is_main_process:
         return
-    path.mkdir(parents=True, exist_ok=True)
     if save_best:
-        save_file(weights, path / "best.safetensors.tmp")
-        (path / "best.safetensors.tmp").replace(path / "best.safetensors")
+        _write_best(path, weights)
     folder = path / f"step-{state['global_step']:09d}"
     partial = path / f".{folder.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
@@ -305,6 +305,19 @@ def _save_checkpoint(path: Path, accelerator, model, optimizer, state, save_best
     for older in path.glob("step-*"):
         if older.name < folder.name:
             shutil.rmtree(older, ignore_errors=True)
+
+
+def _save_best(path: Path, accelerator, model) -> None:
+    accelerator.wait_for_everyone()
+    weights = _trainable_state(accelerator, model)
+    if accelerator.is_main_process:
+        _write_best(path, weights)
+
+
+def _write_best(path: Path, weights: dict[str, torch.Tensor]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    save_file(weights, path / "best.safetensors.tmp")
+    (path / "best.safetensors.tmp").replace(path / "best.safetensors")
 
 
 def _load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> dict:
