@@ -35,6 +35,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _say(lines: list[str]) -> None:
+    """The library's lines for the user: warnings (and skipped input) yellow, on stderr."""
+    for line in lines:
+        warning = line.startswith(("warning", "skipped"))
+        click.secho(line, err=warning, fg="yellow" if warning else None)
+
+
 def _quiet_libraries() -> None:
     import transformers
 
@@ -78,8 +85,7 @@ def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_k
     config = config.model_copy(update={"mode": mode or config.mode, "allow_no_ner": allow_no_ner or config.allow_no_ner})
     started = time.perf_counter()
     summary, raw, lines = scrub_file(input_path, output, kind, config, column_kinds, skip_bad_lines, processes)
-    for line in lines:
-        click.secho(line, err=line.startswith(("warning", "skipped")), fg="yellow" if line[0] != " " else None)
+    _say(lines)
     if report is not None:
         write_text(report, json.dumps({"input": str(input_path), **summary}, indent=2))
     if raw_pii is not None:
@@ -121,8 +127,7 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub, canaries=canary_counts).save(model_dir)
     if not process_state().is_main_process:
         return  # under `accelerate launch`, one process reports
-    for line in [*training_lines(synth), f"synthesizer saved to {model_dir}"]:
-        click.echo(line)
+    _say([*training_lines(synth), f"synthesizer saved to {model_dir}"])
     if synth.canaries is not None:
         click.echo(f"canaries inserted {', '.join(map(str, canary_counts))} times; their secrets are in "
                    f"{canary_path(model_dir)} (keep it beside, not inside, the model)")
