@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmsynth.data import read_records, read_table, write_table
 from llmsynth.data.chats import read_chats, write_chats
-from llmsynth.data.io import table_format, write_text
+from llmsynth.data.io import read_config, table_format, write_text
 from llmsynth.errors import DataError
 from llmsynth.data.canaries import canary_path, read_canaries
 from llmsynth.data.schema import Schema
@@ -107,19 +106,7 @@ class PipelineConfig(_Stage):
 def load_pipeline(path: str | Path) -> PipelineConfig:
     """Read and validate a pipeline YAML; paths in it are relative to its folder; mistakes name the field."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the pipeline config ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise DataError(f"{path}: not valid YAML ({error})") from None
-    if not isinstance(raw, dict):
-        raise DataError(f"{path}: expected a mapping with at least 'input' and 'output'")
-    try:
-        config = PipelineConfig.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in error.errors())
-        raise DataError(f"{path}: {problems}") from None
+    config = read_config(path, PipelineConfig, "pipeline config")
     base = path.parent
     return config.model_copy(update={"input": base / config.input, "output": base / config.output})
 

@@ -12,11 +12,17 @@ import json
 import os
 from pathlib import Path
 
+from typing import TypeVar
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
+from pydantic import BaseModel, ValidationError
 
-from llmsynth.errors import DataError
+from llmsynth.errors import DataError, LlmsynthError
+
+Config = TypeVar("Config", bound=BaseModel)
 
 NULL_STRINGS = frozenset({"", "NA", "N/A", "NaN", "nan", "null", "NULL", "<NA>"})
 TABLE_SUFFIXES = (".csv", ".parquet", ".jsonl")
@@ -171,3 +177,24 @@ class TableWriter:
             os.replace(self.tmp_path, self.path)
         else:
             self.tmp_path.unlink(missing_ok=True)
+
+
+def read_config(path: str | os.PathLike, model: type[Config], what: str,
+                error: type[LlmsynthError] = DataError) -> Config:
+    """A YAML file validated into `model` (an empty file: the defaults); every problem names the file and, for
+    a wrong value, the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(raw, dict | None):
+        raise error(f"{path}: expected a {what} of fields (field: value, one per line), found a YAML "
+                    f"{type(raw).__name__}")
+    try:
+        return model.model_validate({} if raw is None else raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in exc.errors())
+        raise error(f"{path}: {problems}") from None

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from llmsynth.data.io import read_table, write_table, write_text
+from llmsynth.data.io import read_config, read_table, write_table, write_text
 from llmsynth.errors import DataError
 
 LAYOUT_FILE = "relations.yaml"
@@ -79,18 +79,7 @@ class Database:
 
 def read_layout(path: str | os.PathLike) -> Layout:
     """A `relations.yaml`, validated; mistakes name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the layout ({error.strerror})") from None
-    except yaml.YAMLError as error:
-        raise DataError(f"{path}: not valid YAML ({error})") from None
-    try:
-        layout = Layout.model_validate(raw)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'layout'}: {e['msg']}" for e in error.errors())
-        raise DataError(f"{path}: {problems}") from None
+    layout = read_config(path, Layout, "layout")
     check_layout(layout, str(path))
     return layout
 

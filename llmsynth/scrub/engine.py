@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from llmsynth.data.io import read_config
 from llmsynth.errors import ScrubError
 from llmsynth.scrub.recognizers import (
     DEFAULT_RECOGNIZERS, CuePhraseRecognizer, NameListRecognizer, RegexRecognizer, SpeakerRecognizer,
@@ -93,18 +93,7 @@ def scrub_config(scrub: ScrubConfig | bool) -> ScrubConfig | None:
 
 def load_scrub_config(path: str | os.PathLike) -> ScrubConfig:
     """Read a YAML scrub config; every mistake names the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ScrubError(f"{path}: cannot read the scrub config ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        raise ScrubError(f"{path}: not valid YAML ({exc})") from exc
-    try:
-        return ScrubConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors())
-        raise ScrubError(f"{path}: {problems}") from exc
+    return read_config(path, ScrubConfig, "scrub config", ScrubError)
 
 
 @dataclass
