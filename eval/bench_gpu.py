@@ -74,7 +74,7 @@ def train_figures(config: LlamaConfig, examples, batch_records: int, pack_length
     model = LlamaForCausalLM(config)
     if lora:
         model = with_lora(model, LoraSettings(r=16, lora_alpha=32, lora_dropout=0.0))
-    accelerator = Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    accelerator, bf16 = Accelerator(), torch.cuda.is_available()  # bf16 autocast as training does it
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, TrainConfig(), accelerator)
     batches = [examples[(i * batch_records) % len(examples):][:batch_records] for i in range(warmup + steps)]
@@ -94,7 +94,7 @@ def train_figures(config: LlamaConfig, examples, batch_records: int, pack_length
             accelerator.wait_for_everyone()
             _sync()
             started = time.perf_counter()
-        training_step(model, batch, optimizer, accelerator, trainable, 1.0)
+        training_step(model, batch, optimizer, accelerator, trainable, 1.0, bf16=bf16)
         if step >= warmup:
             tokens += real
             _sync()

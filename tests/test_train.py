@@ -2,15 +2,18 @@
 
 import math
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 from conftest import tiny_recipe
 from llmsynth import TabularSynthesizer
+from llmsynth.errors import TrainError
 from llmsynth.model import tiny_model, train_tokenizer
 from llmsynth.model.tiny import TinyModelConfig
 from llmsynth.serialize.tabular import IGNORE, RowEncoder
 from llmsynth.train.batches import pack_batch, pad_batch
+from llmsynth.train.loop import cpu_has_bf16, resolve_precision
 
 
 def test_padding_does_not_change_a_rows_loss():
@@ -94,6 +97,17 @@ def test_training_learns_and_reports(trained):
     assert summary.initial_validation_loss > 0.9 * math.log(len(trained.tokenizer))  # untrained: near uniform
     assert summary.best_validation_loss < 0.7 * summary.initial_validation_loss
     assert summary.precision == "fp32" and summary.trainable_parameters == summary.parameters
+
+
+def test_precision_auto_keeps_small_models_in_fp32_on_a_cpu_and_bf16_needs_native_support():
+    assert resolve_precision("auto", 1_000_000) == "fp32"  # autocast would cost what it saves
+    assert resolve_precision("fp32", 10**9) == "fp32"
+    if cpu_has_bf16():
+        assert resolve_precision("auto", 10**9) == resolve_precision("bf16", 10) == "bf16"
+    else:
+        assert resolve_precision("auto", 10**9) == "fp32"
+        with pytest.raises(TrainError, match="AVX512-BF16"):
+            resolve_precision("bf16", 10)
 
 
 def test_early_stopping_stops_before_the_epoch_limit(demo_table):

@@ -48,7 +48,9 @@ class TrainConfig(BaseModel):
                                        "longer conversations are learned as windows of whole turns, each with the "
                                        "metadata header. Default: the 99th percentile of the conversations' token "
                                        "lengths, capped by the model's own limit.")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the GPU supports it.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the hardware computes it "
+                                                                 "natively (a GPU, or a CPU with AVX512-BF16 or AMX "
+                                                                 "for models of 20M+ parameters), else fp32.")
     seed: int = 0
     dp_epsilon: float | None = Field(None, gt=0, description="Differentially private training (DP-SGD, Opacus) to "
                                      "this epsilon over `epochs`; off when not set.")

@@ -50,11 +50,28 @@ class TrainSummary(BaseModel):
     privacy: dict | None = None  # with DP: epsilon spent, delta, noise multiplier, clipping norm, sample rate, steps
 
 
-def resolve_precision(precision: str) -> str:
+# Below this size autocast costs about what bf16 matmuls save on a CPU (the tiny presets: 1.0-1.2x); a 135M-parameter
+# base trains 1.4x faster (docs/benchmarks.md).
+CPU_BF16_MIN_PARAMETERS = 20_000_000
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere autocast emulates it, slowly."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
+
+
+def resolve_precision(precision: str, parameters: int) -> str:
+    """auto: bf16 where the hardware computes it natively, a GPU with bf16 or, for a model large enough to gain, a CPU
+    with AVX512-BF16 or AMX; fp32 elsewhere."""
+    gpu = torch.cuda.is_available()
+    native = torch.cuda.is_bf16_supported() if gpu else cpu_has_bf16()
     if precision == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    if precision == "bf16" and not torch.cuda.is_available():
-        raise TrainError("precision bf16 needs a GPU; use fp32 (or auto) on a CPU")
+        large_enough = gpu or parameters >= CPU_BF16_MIN_PARAMETERS
+        return "bf16" if native and large_enough else "fp32"
+    if precision == "bf16" and not native:
+        raise TrainError("precision bf16 needs a GPU or a CPU with AVX512-BF16 or AMX; this machine has neither: use "
+                         "fp32 (or auto)")
     return precision
 
 
@@ -69,8 +86,11 @@ def train_model(
     fingerprint: str = "",
 ) -> TrainSummary:
     """Train in place; on return the model holds the weights with the best validation loss."""
-    precision = "fp32" if config.dp_epsilon is not None else resolve_precision(config.precision)
-    accelerator = Accelerator(cpu=on_cpu(), mixed_precision="bf16" if precision == "bf16" else "no")
+    parameters = sum(p.numel() for p in model.parameters())
+    precision = "fp32" if config.dp_epsilon is not None else resolve_precision(config.precision, parameters)
+    # bf16 by our own autocast around the forward passes, not Accelerate's: its setting is fixed for the whole
+    # process (a second model in one session could not change it) and its wrapper stays on the model it returns.
+    accelerator, bf16 = Accelerator(cpu=on_cpu()), precision == "bf16"
     torch.manual_seed(config.seed)
     checkpoint = Path(workdir) / CHECKPOINT_DIR
     batch_size = max(1, config.batch_size // accelerator.num_processes)
@@ -86,7 +106,7 @@ def train_model(
         epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order, shuffle_rows=False),
         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
     state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint,
-                            config.max_batch_tokens)
+                            config.max_batch_tokens, bf16)
     started = time.perf_counter() - state["seconds"]
     loss, last_loss, shown, stopped = None, math.nan, 0.0, ""
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
@@ -102,7 +122,7 @@ def train_model(
                 group["lr"] = learning_rate(state["global_step"], time.perf_counter() - started)
             state["tokens"] += batch.pop("tokens") * accelerator.num_processes
             loss = private.step(batch) if private is not None else training_step(
-                model, batch, optimizer, accelerator, trainable, config.max_grad_norm, config.max_batch_tokens)
+                model, batch, optimizer, accelerator, trainable, config.max_grad_norm, config.max_batch_tokens, bf16)
             state["step_in_epoch"] += 1
             state["global_step"] += 1
             elapsed = time.perf_counter() - started
@@ -111,7 +131,8 @@ def train_model(
                 shown, last_loss = elapsed, loss.item()
                 bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
             if state["step_in_epoch"] in eval_steps:
-                stopped = _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed)
+                stopped = _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed,
+                                    bf16)
                 bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{state['last_val']:.3f}",
                                 tok_s=f"{state['tokens'] / elapsed:.0f}")
                 if stopped:
@@ -134,7 +155,7 @@ def train_model(
         initial_validation_loss=state["initial_validation_loss"], steps=state["global_step"],
         best_validation_loss=state["best"], last_train_loss=last_loss, tokens_per_second=state["tokens"] / seconds,
         seconds=seconds, stopped_because=stopped, precision=precision, privacy=privacy,
-        parameters=sum(p.numel() for p in unwrapped.parameters()),
+        parameters=parameters,
         trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad))
 
 
@@ -178,7 +199,7 @@ def _schedule(config: TrainConfig, total_steps: int):
 
 
 def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, model, optimizer, validation,
-                    fingerprint: str, max_tokens: int | None) -> dict:
+                    fingerprint: str, max_tokens: int | None, bf16: bool) -> dict:
     """Where a resumed run left off; for a fresh run, step 0 with no older run's checkpoints left to resume into."""
     if resume:
         if accelerator.distributed_type == DistributedType.FSDP:
@@ -190,7 +211,7 @@ def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, mo
     if accelerator.is_main_process:
         for stale in checkpoint.glob("step-*"):
             shutil.rmtree(stale)
-    initial = validation_loss(model, validation, accelerator, max_tokens)
+    initial = validation_loss(model, validation, accelerator, max_tokens, bf16)
     # The starting weights are the first candidate: a pretrained base that training only made worse is kept as it
     # was (a model from random init is always beaten at the first validation).
     _save_best(checkpoint, accelerator, model)
@@ -205,7 +226,7 @@ def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerat
 
 
 def training_step(model, batch: dict, optimizer, accelerator: Accelerator, parameters: list, max_grad_norm: float,
-                  max_tokens: int | None = None):
+                  max_tokens: int | None = None, bf16: bool = False):
     """Forward, backward, clip, step; returns the loss without waiting for the device to finish.
 
     The loss is a sum over this process's predicted tokens divided by the count over all processes, times the
@@ -220,7 +241,8 @@ def training_step(model, batch: dict, optimizer, accelerator: Accelerator, param
     loss = torch.zeros((), device=targets.device)
     for number, piece in enumerate(pieces, start=1):
         with accelerator.no_sync(model) if number < len(pieces) else nullcontext():  # one gradient all-reduce
-            part = model(**piece, use_cache=False, num_items_in_batch=targets).loss * accelerator.num_processes
+            with _autocast(accelerator, bf16):
+                part = model(**piece, use_cache=False, num_items_in_batch=targets).loss * accelerator.num_processes
             accelerator.backward(part)
         loss += part.detach()
     accelerator.clip_grad_norm_(parameters, max_grad_norm)
@@ -247,14 +269,16 @@ def micro_batches(batch: dict, max_tokens: int | None) -> list[dict]:
 
 
 @torch.no_grad()
-def validation_loss(model, batches, accelerator: Accelerator, max_tokens: int | None = None) -> float:
+def validation_loss(model, batches, accelerator: Accelerator, max_tokens: int | None = None,
+                    bf16: bool = False) -> float:
     model.eval()
     total, count = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
     for batch in batches:
         batch.pop("tokens")
         for piece in micro_batches(batch, max_tokens):
             labels = piece.pop("labels")[:, 1:]
-            logits = model(**piece, use_cache=False).logits.float()
+            with _autocast(accelerator, bf16):
+                logits = model(**piece, use_cache=False).logits.float()
             total += torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE,
                                                        reduction="sum")
             count += (labels != IGNORE).sum()
@@ -262,9 +286,13 @@ def validation_loss(model, batches, accelerator: Accelerator, max_tokens: int | 
     return float(total / count)
 
 
-def _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed) -> str:
+def _autocast(accelerator: Accelerator, bf16: bool):
+    return torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
+def _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed, bf16: bool) -> str:
     """Validation loss, early stopping and a checkpoint; returns why training stops, or ''."""
-    loss = validation_loss(model, validation, accelerator, config.max_batch_tokens)
+    loss = validation_loss(model, validation, accelerator, config.max_batch_tokens, bf16)
     state["last_val"] = loss
     state["seconds"] = elapsed
     improved = loss < state["best"] - 1e-4  # never for a NaN loss (a diverged run): the best weights stay
