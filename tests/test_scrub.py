@@ -186,7 +186,8 @@ def test_names_found_by_cue_phrases(analyzer, text, name):
 
 
 @pytest.mark.parametrize("text", ["This is Chase Bank, how can we help?", "It was due on August 5, 2024.",
-                                  "Mark my words, the card will arrive.", "Sorry, can you say that again?"])
+                                  "Mark my words, the card will arrive.", "Sorry, can you say that again?",
+                                  "Loan account 00123456789, please."])  # "Loan" is a Vietnamese given name
 def test_everyday_capitalized_words_are_not_names(analyzer, text):
     assert "PERSON" not in _found(analyzer, text).values()
 
@@ -324,6 +325,23 @@ def test_a_name_found_once_is_replaced_everywhere_in_its_conversation():
     first, last = scrubbed[0]["messages"][0]["content"].removeprefix("Hello, my name is ").rstrip(".").split()
     assert scrubbed[0]["messages"][1]["content"] == f"Noted. {first}, your card ships today."
     assert scrubbed[0]["messages"][2]["content"] == f"Great. Is {last} spelled right on the card?"
+
+
+def test_a_given_name_used_as_a_common_word_stays_and_the_name_is_still_found():
+    """A false name would be replaced everywhere in its conversation: "my loan payoff" became "my david payoff"."""
+    conversations = [{"messages": [{"role": "user", "content": text}]} for text in (
+        "Hi, I'd like to know my loan payoff amount. Loan account 00123456789.",
+        "I spoke with Loan yesterday.")]
+    first, second = (c["messages"][0]["content"] for c in scrub_chats(conversations, progress=False)[0])
+    assert first.startswith("Hi, I'd like to know my loan payoff amount. Loan account ") and "00123456789" not in first
+    assert not second.startswith("I spoke with Loan ") and second.endswith(" yesterday.")
+
+
+def test_names_in_any_script_are_replaced_whole():
+    pseudonyms = Pseudonymizer()
+    for name in ("Jürgen Müller", "Zoë Núñez", "Begoña"):
+        surrogate = pseudonyms.surrogate("PERSON", name)
+        assert len(surrogate.split()) == len(name.split()) and not set("üëúñ") & set(surrogate)
 
 
 def test_same_value_same_surrogate_across_conversations_and_processes(demo_chats):

@@ -29,7 +29,7 @@ SURROGATES = {
     "ADDRESS": lambda fake: f"{fake.building_number()} {fake.last_name()} {fake.street_suffix()}",
     "id": lambda fake: fake.bothify("??######"),
 }
-_NAME_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-])*")  # letters of any script: "Jürgen" is one word, not "J", "rgen"
 TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir"}
 DEFAULT_KEY = "llmsynth-default-key"
 

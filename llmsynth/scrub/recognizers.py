@@ -98,7 +98,8 @@ class _TextRecognizer(EntityRecognizer):
 class NameListRecognizer(_TextRecognizer):
     """A capitalized given name from the list, with the capitalized surname and middle initial after it; or an
     unlisted first word, tagged a proper noun, that a middle initial or a listed surname marks as a name ("Teake R
-    Tuininga", not "Yesterday Dubois")."""
+    Tuininga", not "Yesterday Dubois"). A listed given name alone that the tagger reads as a common word is none
+    ("Loan account 0012..." starts a sentence with a noun, not the Vietnamese name)."""
 
     _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b(?!['’]t\b)")
 
@@ -109,6 +110,7 @@ class NameListRecognizer(_TextRecognizer):
         given, surnames = name_lists()
         tokens = getattr(nlp_artifacts, "tokens", None)
         proper_nouns = {token.idx for token in tokens or () if token.pos_ == "PROPN"}  # none without a tagger
+        common_use = {token.idx for token in tokens or () if token.pos_ in ("NOUN", "VERB", "ADJ", "ADV")}
         results = []
         for match in self._CANDIDATE.finditer(text):
             first, middle, last = (group and group.lower() for group in match.groups())
@@ -118,7 +120,7 @@ class NameListRecognizer(_TextRecognizer):
                     results.append(self._result(match.start(), match.end(), UNLISTED_NAME_SCORE))
             elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
                 results.append(self._result(match.start(), match.end(), NAME_SCORE))
-            elif first not in _AMBIGUOUS_GIVEN_NAMES:
+            elif first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use:
                 results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
         return results
 
