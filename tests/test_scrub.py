@@ -213,8 +213,20 @@ def test_european_addresses_are_found_whole(analyzer, address):
     assert _found(analyzer, f"Please send the new card to {address}, thanks.").get(address) == "ADDRESS"
 
 
+@pytest.mark.parametrize("text, phone", [("Call me on 218-1180057 tomorrow.", "218-1180057"),  # "call": a stop word
+                                         ("My number is 444 7846.", "444 7846"),
+                                         ("my phone number is 2181180057", "2181180057"),
+                                         ("You can reach me at +44 20 7946 0958.", "+44 20 7946 0958"),
+                                         ("call +33 1 42 68 53 00 please", "+33 1 42 68 53 00"),
+                                         ("mobile +49 (0)30 901820", "+49 (0)30 901820")])
+def test_phones_in_international_and_partial_formats_next_to_a_phone_word(analyzer, text, phone):
+    assert _found(analyzer, text).get(phone) == "PHONE_NUMBER"
+
+
 @pytest.mark.parametrize("text", ["The Spring 2024 statement is attached.", "Windows 10 keeps logging me out.",
-                                  "Zip code 90210, rate 1.2345 percent."])
+                                  "Zip code 90210, rate 1.2345 percent.", "Zip 90210-1234, call us.",
+                                  "Call between 9 and 5 on 2024-01-05.", "The amount is 1 234 567 dollars.",
+                                  "The total was 1,234.56, call me."])
 def test_years_zip_codes_and_decimals_are_neither_addresses_nor_phones(analyzer, text):
     assert not {"ADDRESS", "PHONE_NUMBER"} & set(_found(analyzer, text).values())
 

@@ -297,9 +297,11 @@ DEFAULT_RECOGNIZERS = [
     RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.])(?:\+?1[-. ]?)?\(?\d{3}\)?[-. ]?\d{3}[-. ]\d{4}"
                                                      r"(?:[ ]?(?:x|ext\.?)[ ]?\d{1,5})?(?!\w)"],
                     context=_PHONE_WORDS, score=0.4),
-    # Other countries' numbers as people write them: groups of digits, found only next to a phone word.
+    # Other countries' numbers as people write them: groups of digits ("218-1180057", "+33 1 42 68 53 00") or one run
+    # of 7-12 ("2181180057"), found only next to a phone word.
     RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.+-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{2,4}(?![\d.-]))(?:\+\d{1,3}[ .-]?)?(?:\(0?\d{1,5}\)[ .-]?)?\d{2,5}"
-                                                     r"(?:[ .-]\d{2,5}){1,4}(?![\w-])"],
+                                                     r"(?:[ .-]\d{2,7}){1,4}(?![\w-])",
+                                                     r"(?<![\w.+-])\+?\d{7,12}(?![\w-])"],
                     context=_PHONE_WORDS, score=0.1),
     RegexRecognizer(entity="ACCOUNT_NUMBER", patterns=[_NUMBER], context=["account", "acct", "a/c", "loan"],
                     score=0.1),

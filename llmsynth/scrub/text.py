@@ -19,6 +19,8 @@ _ESCAPED_BREAK = re.compile(r"\\[nrt]")
 _NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as a person; names have letters
 MIN_PHONE_DIGITS = 7  # Presidio's phone recognizer, with many regions, takes 5-digit zip codes for numbers
 _DECIMAL = re.compile(r"\d+\.\d+")
+# What Presidio's phone recognizer (many regions) also takes for a number: a date, a ZIP+4 code.
+_DATE_OR_ZIP = re.compile(r"(?:19|20)\d\d-\d\d-\d\d|\d\d?[./-]\d\d?[./-](?:19|20)?\d\d|\d{5}-\d{4}")
 _NAME_STOP = re.compile(r"\n|\\[nr]|[:\"“”]")  # a line break, a colon or a quote mark ends a name
 _NAME_PARTICLES = "de|da|di|do|dos|das|du|del|della|la|le|van|von|der|den|ten|ter|bin|ibn|al|el|y"
 # Words in lower case before a capitalized name ("ex-Zombie "), not its particles ("de la Cruz").
@@ -123,12 +125,13 @@ def _precedence(result) -> tuple:
 def _plausible(result, value: str, dictionary: frozenset[str] = frozenset()) -> bool:
     """Findings recognizers make that are rarely PII: a date as a person, everyday words ("Comedy", "Guilty
     Pleasures": in the dictionary and no name list) as a weakly found person (a cue phrase may: "this is August"),
-    a zip code or a decimal fraction as a phone number."""
+    a zip code, a date or a decimal fraction as a phone number."""
     entity = result.entity_type
     if entity in _NAMED_ENTITIES:
         return any(c.isalpha() for c in value) and not (_weak_person(result) and _everyday_words(value, dictionary))
     if entity == "PHONE_NUMBER":
-        return sum(c.isdigit() for c in value) >= MIN_PHONE_DIGITS and not _DECIMAL.fullmatch(value)
+        return (sum(c.isdigit() for c in value) >= MIN_PHONE_DIGITS and not _DECIMAL.fullmatch(value)
+                and not _DATE_OR_ZIP.fullmatch(value))
     return True
 
 
