@@ -213,6 +213,18 @@ def test_european_addresses_are_found_whole(analyzer, address):
     assert _found(analyzer, f"Please send the new card to {address}, thanks.").get(address) == "ADDRESS"
 
 
+@pytest.mark.parametrize("address", ["307 Alvaro Cunqueiro 55\n Apt. 440\n Sevilla\n Spain 19595",
+                                     "1222 4146 Port Washington Road Apt. 297\nNicosia, NI 86465",
+                                     "PSC 3412, Box 5242\nAPO AA 29282", "USS Lindqvist\nFPO AE 67601",
+                                     "40187 263 Xanthoudidou Street Apt. 175 Egkomi NI",
+                                     "Rúa Olmos 55 Sigtryggur Squares\n Suite 865\n Tarazona de Guareña\n Spain 55718"])
+def test_addresses_over_several_lines_and_military_mail_are_found_whole(analyzer, address):
+    """Town, region, country and postcode belong to the address (presidio-evaluator labels them so)."""
+    text = f"Please send it to {address}\n(555) 201-3344 is my number. Thanks."
+    found = _found(analyzer, text)
+    assert found.get(address) == "ADDRESS" and found.get("(555) 201-3344") == "PHONE_NUMBER"
+
+
 @pytest.mark.parametrize("text, phone", [("Call me on 218-1180057 tomorrow.", "218-1180057"),  # "call": a stop word
                                          ("My number is 444 7846.", "444 7846"),
                                          ("my phone number is 2181180057", "2181180057"),

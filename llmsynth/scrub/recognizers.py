@@ -245,16 +245,44 @@ class StreetAddressRecognizer(_TextRecognizer):
             rf"\b[{_UPPER}][{_LOWER}]*(?:{self._STREET_ENDINGS})\b\.?\s+{house}",  # Riedbergstrasse 8
             rf"\b{name}\s+(?:{self._STREET_WORDS_AFTER})\s+{house}",  # Tompa u. 49., Kieler Strasse 90
             # Alvaro Cunqueiro 55 Apt. 440: on one line (a name above an address is no street)
-            rf"\b{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED}){{0,2}}[ \t]+{house},?[ \t]+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit)"
-            r"[ \t]*\d+\b",
+            rf"\b{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED}){{0,2}}[ \t]+{house}(?:,?[ \t]+|[ \t]*\n[ \t]*)"
+            r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit)[ \t]*\d+\b",
             r"\b(?i:P\.?\s?O\.?\s+Box|Postfach|Apartado|Casilla)\s+\d{1,6}\b",
+            # US military mail: "PSC 3412, Box 5242", "Unit 3848 Box 3726", "USS Lindqvist", then "APO AA 29282"
+            rf"\b(?:(?:PSC|CMR|Unit)\s+\d{{3,5}},?\s+Box\s+\d{{3,5}}|(?:USNS|USNV|USS|USCGC)\s+{_CAPITALIZED})"
+            rf"(?:,?\s+[ADF]PO\s+A[AEP]\s+\d{{5}})?",
+            r"\b[ADF]PO\s+A[AEP]\s+\d{5}\b",
         )]
+        place_word = rf"(?:{_CAPITALIZED}|[{_UPPER}]{{2,}})"
+        postcode = r"\d{4,6}(?:-\d{4})?(?![ \t]*\d)"  # not the start of a phone number on the next line
+        place = (rf"{place_word}(?:[ \t-]+(?:{place_word}|de|del|la|di|am|an|der|sur|nan)){{0,3}}"
+                 rf"(?:,?[ \t]+[{_UPPER}]{{2}}\b)?(?:[ \t]+{postcode})?")
+        unit = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[\dA-Z]+\b"
+        # What follows a street, one part per comma or line: unit, town, region, country, postcode ("Apt. 440\n
+        # Sevilla\n Spain 19595", ", PARIS", "\nNicosia, NI 86465"): the address is found whole, not its first line.
+        self._tail = re.compile(rf"(?:(?:,[ \t]*|[ \t]*\n[ \t]*)(?:{unit}|{place}|{postcode})){{1,4}}")
+        self._after_unit = re.compile(rf"[ \t]+{place}")  # on the unit's line: "Apt. 175 Egkomi NI"
+        self._unit_end = re.compile(rf"{unit}$")
+        self._lead = re.compile(r"\d{1,6}[ \t]+$")  # a number before the street: "1222 4146 Port ...", "307 Alvaro ..."
 
     def analyze(self, text, entities, nlp_artifacts=None):
-        return [self._result(m.start(), m.end(), NAME_SCORE) for pattern in self._patterns
-                for m in pattern.finditer(text)] + [
-            self._result(m.start(), m.end(), NAME_SCORE) for m in self._named_street.finditer(text)
-            if m.group(1).lower() in self._names]
+        found = [m for pattern in self._patterns for m in pattern.finditer(text)]
+        found += [m for m in self._named_street.finditer(text) if m.group(1).lower() in self._names]
+        merged: list[list[int]] = []  # overlapping findings are parts of one address ("Rúa Olmos 55" + its tail)
+        for start, end in sorted(self._whole(text, m.start(), m.end()) for m in found):
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        return [self._result(start, end, NAME_SCORE) for start, end in merged]
+
+    def _whole(self, text: str, start: int, end: int) -> tuple[int, int]:
+        """The finding with the number before its house number and the lines or comma parts after it."""
+        lead = self._lead.search(text, 0, start)
+        if self._unit_end.search(text, start, end) and (same_line := self._after_unit.match(text, end)):
+            end = same_line.end()
+        tail = self._tail.match(text, end)
+        return (lead.start() if lead else start), (tail.end() if tail else end)
 
 
 class RegexRecognizer(BaseModel):
