@@ -3,6 +3,7 @@
 import json
 import logging
 import re
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,10 @@ def test_pseudonyms_are_consistent_keep_case_and_follow_the_key(monkeypatch):
     assert pseudonyms.surrogate("PERSON", "JOHN") == first.upper()
     email = pseudonyms.surrogate("EMAIL_ADDRESS", "a@b.com")
     assert email == pseudonyms.surrogate("EMAIL_ADDRESS", "a@b.com") and email != "a@b.com"
+    born = pseudonyms.surrogate("DATE_OF_BIRTH", "March 3, 1960")
+    assert born != "March 3, 1960" and datetime.strptime(born, "%B %d, %Y").year < 2010  # a date, as it was written
+    account = pseudonyms.surrogate("ACCOUNT_NUMBER", "0012-345678")
+    assert account != "0012-345678" and re.fullmatch(r"\d{4}-\d{6}", account)  # an identifier of the same shape
     monkeypatch.setenv("LLMSYNTH_SCRUB_SECRET", "another key")
     keyed = Pseudonymizer()
     assert keyed.keyed and keyed.surrogate("EMAIL_ADDRESS", "a@b.com") != email

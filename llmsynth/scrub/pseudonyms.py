@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import os
 import re
+from datetime import datetime
 
 from faker import Faker
 
@@ -27,8 +28,10 @@ SURROGATES = {
     # Places are built from surnames: Faker's own cities and streets contain given names ("Lake Joshua").
     "LOCATION": lambda fake: fake.last_name() + fake.city_suffix(),
     "ADDRESS": lambda fake: f"{fake.building_number()} {fake.last_name()} {fake.street_suffix()}",
-    "id": lambda fake: fake.bothify("??######"),
 }
+# How people write dates of birth; a surrogate keeps the format ("born on 05/22/1975", not "born on wYi96979").
+DATE_FORMATS = ["%m/%d/%Y", "%d/%m/%Y", "%Y-%m-%d", "%m-%d-%Y", "%d.%m.%Y", "%B %d, %Y", "%b %d, %Y", "%d %B %Y",
+                "%B %d %Y", "%m/%d/%y", "%d.%m.%y"]
 _NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-])*")  # letters of any script: "Jürgen" is one word, not "J", "rgen"
 TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir"}
 DEFAULT_KEY = "llmsynth-default-key"
@@ -54,7 +57,9 @@ class Pseudonymizer:
     def surrogate(self, entity: str, value: str) -> str:
         if entity == "PERSON":
             return _NAME_WORD.sub(lambda m: self._name_word(m.group(0)), value)
-        return self._draw(entity, value, SURROGATES.get(entity, SURROGATES["id"]))
+        if entity == "DATE_OF_BIRTH":
+            return self._draw(entity, value, lambda fake: _same_date_format(fake, value))
+        return self._draw(entity, value, SURROGATES.get(entity, lambda fake: _same_shape(fake, value)))
 
     def _name_word(self, word: str) -> str:
         if word.lower().rstrip(".") in TITLES:
@@ -62,6 +67,25 @@ class Pseudonymizer:
         if word.lower() in name_lists()[0]:
             return self._draw("PERSON", word, lambda fake: fake.first_name())
         return self._draw("PERSON", word, lambda fake: fake.last_name())
+
+
+def _same_date_format(fake: Faker, value: str) -> str:
+    """Another date of birth written as `value` is; for a date in no known format, one written as 05/22/1975."""
+    for form in DATE_FORMATS:
+        try:
+            datetime.strptime(value.strip(), form)
+        except ValueError:
+            continue
+        return fake.date_of_birth(minimum_age=18, maximum_age=90).strftime(form)
+    return fake.date_of_birth(minimum_age=18, maximum_age=90).strftime(DATE_FORMATS[0])
+
+
+def _same_shape(fake: Faker, value: str) -> str:
+    """An identifier of the same shape: each digit and letter drawn anew, separators kept (an account number
+    "0012-345678" becomes "4821-093317", not "je228242")."""
+    return "".join(str(fake.random_digit()) if c.isdigit()
+                   else fake.random_uppercase_letter() if c.isupper()
+                   else fake.random_lowercase_letter() if c.islower() else c for c in value)
 
 
 def _keep_case(original: str, replacement: str) -> str:
