@@ -356,6 +356,19 @@ def test_a_name_found_once_is_replaced_everywhere_in_its_conversation():
     assert scrubbed[0]["messages"][2]["content"] == f"Great. Is {last} spelled right on the card?"
 
 
+@pytest.mark.parametrize("text, name", [("hey its maria rossi from the other day", "maria rossi"),
+                                        ("MY NAME IS MARIA ROSSI AND I LOST MY CARD", "MARIA ROSSI"),
+                                        ("oh hey claire, long time", "claire"), ("ok im john, what now", "john")])
+def test_names_in_lower_case_or_capitals_as_informal_text_writes_them(analyzer, text, name):
+    assert _found(analyzer, text).get(name) == "PERSON"
+
+
+@pytest.mark.parametrize("text", ["i love snow and winter", "martial arts is fun", "i'm lucky i guess",
+                                  "hey buddy, thanks", "I AM SO HAPPY NOW"])
+def test_everyday_words_in_lower_case_or_capitals_are_no_names(analyzer, text):
+    assert "PERSON" not in _found(analyzer, text).values()
+
+
 def test_a_given_name_used_as_a_common_word_stays_and_the_name_is_still_found():
     """A false name would be replaced everywhere in its conversation: "my loan payoff" became "my david payoff"."""
     conversations = [{"messages": [{"role": "user", "content": text}]} for text in (

@@ -26,7 +26,13 @@ _MONTHS_AND_DAYS = {"january", "february", "march", "april", "may", "june", "jul
 _AMBIGUOUS_GIVEN_NAMES = {"bill", "chase", "christian", "crystal", "dawn", "destiny", "faith", "frank", "grace",
                           "hope", "hunter", "joy", "mark", "max", "miles", "page", "paris", "ray", "rich", "summer",
                           "will", "austin", "jordan", "dakota", "sterling", "angel", "autumn", "brandy", "misty",
-                          "ruby", "jade", "amber", "april", "june", "heather", "holly", "olive", "penny", "lane"}
+                          "ruby", "jade", "amber", "april", "june", "heather", "holly", "olive", "penny", "lane",
+                          "love"}
+# Listed given names that, after "hey" or "thanks", address anyone ("hey buddy").
+_TERMS_OF_ADDRESS = {"babe", "baby", "buddy", "mate", "doc", "captain", "chip", "bro", "dude", "honey", "darling", "sweetie",
+                     "boss", "chief", "champ", "pal", "sunshine", "sugar", "king", "queen", "prince", "princess"}
+# Tags a word in a name never gets ("love snow", "martial arts", "brain hurt", "said jesus").
+_NOT_IN_NAMES = {"VERB", "AUX", "ADJ", "ADV", "ADP", "DET", "PRON", "CCONJ", "SCONJ", "PART", "NUM", "INTJ"}
 _ORGANIZATION_WORDS = {"bank", "inc", "llc", "ltd", "corp", "company", "co", "support", "team", "services", "service",
                        "insurance", "group", "department", "desk", "center", "centre", "credit", "union", "card"}
 NAME_SCORE, CUE_SCORE, LONE_GIVEN_NAME_SCORE, VOCATIVE_SCORE, UNLISTED_NAME_SCORE = 0.7, 0.85, 0.5, 0.5, 0.6
@@ -102,6 +108,9 @@ class NameListRecognizer(_TextRecognizer):
     ("Loan account 0012..." starts a sentence with a noun, not the Vietnamese name)."""
 
     _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b(?!['’]t\b)")
+    # Overlapping pairs ("IS MARIA", "MARIA ROSSI"): the second word is looked at ahead, not consumed.
+    _UNCASED = re.compile(rf"(?<![\w@])(?:([{_LOWER}]{{2,}})(?=[ \t]+([{_LOWER}]{{2,}})\b)"
+                          rf"|([{_UPPER}]{{2,}})(?=[ \t]+([{_UPPER}]{{2,}})\b))\b")
 
     def __init__(self):
         super().__init__("PERSON")
@@ -122,6 +131,21 @@ class NameListRecognizer(_TextRecognizer):
                 results.append(self._result(match.start(), match.end(), NAME_SCORE))
             elif first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use:
                 results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
+        return results + self._uncased(text, tokens or (), given, surnames)
+
+    def _uncased(self, text: str, tokens, given: frozenset[str], surnames: frozenset[str]) -> list[RecognizerResult]:
+        """A full name in lower case or capitals, as informal text writes it ("maria rossi", "MARIA ROSSI"): a
+        listed given name and surname, neither an everyday word nor tagged as no name takes it (needs the tagger)."""
+        not_names = {token.idx for token in tokens if token.pos_ in _NOT_IN_NAMES}
+        if not any(token.pos_ for token in tokens):
+            return []
+        results = []
+        for match in self._UNCASED.finditer(text):
+            groups = (1, 2) if match.group(1) else (3, 4)
+            first, last = (match.group(g).lower() for g in groups)
+            if (first in given and first not in _AMBIGUOUS_GIVEN_NAMES and last in surnames
+                    and not {first, last} & common_words() and not {match.start(g) for g in groups} & not_names):
+                results.append(self._result(match.start(), match.end(groups[1]), NAME_SCORE))
         return results
 
 
@@ -137,6 +161,9 @@ class CuePhraseRecognizer(_TextRecognizer):
     )
     _DAY = re.compile(r"\s*\d")  # "this is August 5": a date, not August
     _LOWER_CASE_NAME = re.compile(r"(?i:\bmy name is)\s+(?P<name>[a-z]+(?:\s+[a-z]+)?)\b")
+    # Weaker cues before a name in lower case ("hey maria", "i'm jonas"): the list must know it as a given name.
+    _LOWER_CASE_GIVEN = re.compile(r"(?i:\b(?:this is|i'm|im|i am|call me|thanks|thank you|thx|hi|hey|hello|dear|bye)),?"
+                                   r"[ \t]+(?P<name>[a-z]{3,})\b")
 
     def __init__(self):
         super().__init__("PERSON")
@@ -158,6 +185,12 @@ class CuePhraseRecognizer(_TextRecognizer):
             if known and words[0] in known:
                 end = match.start("name") + len(" ".join(words[:len(known)]))
                 results.append(self._result(match.start("name"), end, CUE_SCORE))
+        not_names = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or () if token.pos_ in _NOT_IN_NAMES}
+        for match in self._LOWER_CASE_GIVEN.finditer(text):  # "i'm lucky": the tagger's adjective is no name
+            name = match.group("name")
+            if (name in given and name not in _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS and name not in common_words()
+                    and match.start("name") not in not_names):
+                results.append(self._result(match.start("name"), match.end("name"), VOCATIVE_SCORE))
         return results
 
 
