@@ -56,28 +56,42 @@ def bench_recipe(base: str, tiny_recipe: str, args, **train) -> tuple[str | None
     return base_model, recipe.model_copy(update={"train": recipe.train.model_copy(update=overrides)})
 
 
-def one_model(base: str, train: list[dict], holdout: list[dict], label: str | None, args) -> dict:
+def one_model(base: str, train: list[dict], holdout: list[dict], label: str | None, args) -> dict[str, dict]:
+    """One model trained, then sampled and judged at each --top-p: figures by column name."""
     base_model, recipe = bench_recipe(base, "tiny-chat", args, context_tokens=args.context)
     started = time.perf_counter()
     synth = ChatSynthesizer(recipe, base_model=base_model).fit(train, scrub=False, progress=False)
-    fit_seconds = time.perf_counter() - started
+    training = {"fit_seconds": time.perf_counter() - started, "epochs": synth.summary.epochs,
+                "stopped_because": synth.summary.stopped_because, "validation_loss": synth.summary.best_validation_loss,
+                "tokens_per_second": synth.summary.tokens_per_second,
+                "windowed": {k: synth.data_summary[k] for k in ("context", "windowed_conversations", "windows",
+                                                                 "cut_turns")}}
     mix = {label: {v: 1 / len(CHAT_INTENTS) for v in CHAT_INTENTS}} if label else None
-    started = time.perf_counter()
-    synthetic = synth.sample(args.samples, mix=mix, seed=args.seed, temperature=TEMPERATURE, batch_size=32)
-    generate_seconds = time.perf_counter() - started
-    metrics = evaluate_chats(train, holdout, synthetic, label=label or "intent", seed=args.seed).metrics
+    runs = {}
+    for top_p in args.top_p:
+        column = base if len(args.top_p) == 1 else f"{base}, top-p {top_p:g}"
+        started = time.perf_counter()
+        synthetic = synth.sample(args.samples, mix=mix, seed=args.seed, temperature=TEMPERATURE, top_p=top_p,
+                                 batch_size=32)
+        generate_seconds = time.perf_counter() - started
+        name = column.replace(", top-p ", "_top-p")
+        samples = ROOT / "eval" / "results" / f"bench_bases_{args.corpus}_{name}.jsonl"
+        samples.parent.mkdir(parents=True, exist_ok=True)
+        samples.write_text("".join(json.dumps(c) + "\n" for c in synthetic))
+        runs[column] = {**training, "top_p": top_p, "generate_seconds": generate_seconds,
+                        "conversations_per_second": args.samples / generate_seconds,
+                        "structure_valid_share": float(np.mean([synth.rules.valid(c) for c in synthetic])),
+                        **judged(train, holdout, synthetic, label, args.seed)}
+    return runs
+
+
+def judged(train: list[dict], holdout: list[dict], synthetic: list[dict], label: str | None, seed: int) -> dict:
+    """The evaluation suite's chat figures, each beside the real holdout's own."""
+    metrics = evaluate_chats(train, holdout, synthetic, label=label or "intent", seed=seed).metrics
     coherence = metrics["coherence"]
-    samples = ROOT / "eval" / "results" / f"bench_bases_{args.corpus}_{base}.jsonl"
-    samples.parent.mkdir(parents=True, exist_ok=True)
-    samples.write_text("".join(json.dumps(c) + "\n" for c in synthetic))
     names = coherence["name_consistency"]
     embeddings = coherence["sentence_embeddings"]
     return {
-        "fit_seconds": fit_seconds, "epochs": synth.summary.epochs, "stopped_because": synth.summary.stopped_because,
-        "validation_loss": synth.summary.best_validation_loss, "tokens_per_second": synth.summary.tokens_per_second,
-        "generate_seconds": generate_seconds, "conversations_per_second": args.samples / generate_seconds,
-        "windowed": {k: synth.data_summary[k] for k in ("context", "windowed_conversations", "windows", "cut_turns")},
-        "structure_valid_share": float(np.mean([synth.rules.valid(c) for c in synthetic])),
         "intent_agreement": metrics.get("utility", {}).get("label_agreement"),
         "intent_agreement_holdout": metrics.get("utility", {}).get("real_accuracy"),
         "verbatim_share": metrics["privacy"]["verbatim_share"],
@@ -161,8 +175,8 @@ holdout rows (seed-{args.seed} permutation), not scrubbed (no PII). Each model: 
 (tiny: tiny-cpu recipe; SmolLM2: LoRA r16, batch 8, lr 1e-3, at most {args.lora_epochs} epochs), {len(holdout)} rows
 sampled at temperature 1, judged by the evaluation suite against the holdout.
 
-| figure | {' | '.join(args.bases)} |
-|---|{'---|' * len(args.bases)}
+| figure | {' | '.join(runs)} |
+|---|{'---|' * len(runs)}
 {chr(10).join(lines)}
 
 Reproduce: `.venv/bin/python eval/bench_bases.py --corpus german --conversations {args.conversations} --minutes
@@ -183,6 +197,8 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60, help="Conversations generated per model.")
     parser.add_argument("--minutes", type=float, default=12.0, help="Training budget per model (wall clock).")
     parser.add_argument("--lora-epochs", type=int, default=3)
+    parser.add_argument("--top-p", type=float, nargs="+", default=[1.0], help="Chats: sample each trained model at "
+                        "each of these top-p values (one column each).")
     parser.add_argument("--context", type=int, default=None, help="context_tokens (default: from the data).")
     parser.add_argument("--max-turns", type=int, default=None, help="chitchat: subset only conversations up to this "
                         "many turns (on a CPU, generating the corpus's 500-turn tail takes hours).")
@@ -201,13 +217,13 @@ def main() -> None:
     train, holdout = [conversations[i] for i in order[:cut]], [conversations[i] for i in order[cut:]]
     runs = {}
     for base in args.bases:  # each run's figures are kept as soon as they are in
-        runs[base] = one_model(base, train, holdout, label, args)
+        runs.update(one_model(base, train, holdout, label, args))
         (ROOT / "eval" / "results" / f"bench_bases_{args.corpus}_partial.json").write_text(json.dumps(runs, indent=2))
     lines = []
     for key, caption, form in ROWS:
-        first = runs[args.bases[0]]
+        first = next(iter(runs.values()))
         caption = caption.format(**{k: _shown(v) for k, v in first.items() if not isinstance(v, dict)})
-        lines.append(f"| {caption} | " + " | ".join(_shown(runs[b][key], form) for b in args.bases) + " |")
+        lines.append(f"| {caption} | " + " | ".join(_shown(run[key], form) for run in runs.values()) + " |")
     windowed = "; ".join(f"{b}: context {r['windowed']['context']} tokens, {r['windowed']['windowed_conversations']} "
                          f"conversations as {r['windowed']['windows']} windows, {r['windowed']['cut_turns']} turns cut"
                          for b, r in runs.items())
@@ -219,16 +235,17 @@ def main() -> None:
 median {np.median(chars):.0f}, max {max(chars):,}), scrubbed, seed-{args.seed} split {len(train)} train / {len(holdout)}
 holdout. Each model: {args.minutes:g}-minute training budget (tiny: tiny-chat recipe, early stopping; SmolLM2: LoRA
 r16 on every linear layer, batch 8, lr 1e-3, at most {args.lora_epochs} epochs), {args.samples} conversations at
-temperature {TEMPERATURE:g}{', an even mix of intents' if label else ''}, guidance 2, novelty filter on. Holdout
-values in brackets are the real holdout's own (the baseline). Windowing: {windowed}.
+temperature {TEMPERATURE:g} (top-p {' and '.join(f'{p:g}' for p in args.top_p)}){', an even mix of intents' if label else ''}, guidance 2,
+novelty filter on. Holdout values in brackets are the real holdout's own (the baseline). Windowing: {windowed}.
 
-| figure | {' | '.join(args.bases)} |
-|---|{'---|' * len(args.bases)}
+| figure | {' | '.join(runs)} |
+|---|{'---|' * len(runs)}
 {chr(10).join(lines)}
 
 Generated conversations: `eval/results/bench_bases_{args.corpus}_*.jsonl` (not committed).
 Reproduce: `.venv/bin/python eval/bench_bases.py --corpus {args.corpus} --conversations {args.conversations}
---samples {args.samples} --minutes {args.minutes:g}{f' --max-turns {args.max_turns}' if args.max_turns else ''}` (after `make install`).
+--samples {args.samples} --minutes {args.minutes:g} --lora-epochs {args.lora_epochs}{f' --max-turns {args.max_turns}' if args.max_turns else ''}
+--top-p {' '.join(f'{p:g}' for p in args.top_p)}` (after `make install`).
 """
     write_section(f"Tiny vs SmolLM2-135M-Instruct on {args.corpus} conversations (`eval/bench_bases.py`)", body,
                   figures, f"bench_bases_{args.corpus}")
