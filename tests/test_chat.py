@@ -16,6 +16,7 @@ from llmsynth.data.demo import CHAT_INTENTS, support_chats
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.evaluate.text import conversation_text, distinct_n, distinct_n_matched, label_agreement, replayed_values, verbatim_share
 from llmsynth.generate.chats import Novelty, TurnConstraint, TurnRules, _bodies, _messages, generate_chats, turn_token_limit
+from llmsynth.generate.sampler import forward_cached
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
 from llmsynth.serialize.chat import FALLBACK_TEMPLATE, MARKERS, ChatEncoder, ChatRecord, chat_template
 from llmsynth.serialize.tabular import IGNORE
@@ -264,10 +265,10 @@ def test_a_turn_masked_out_of_the_cache_leaves_the_model_where_it_was():
         before = model(input_ids=prefix).logits[0, -1]
         cache = DynamicCache()
         written = torch.cat([prefix, torch.tensor([[40, 41, 42]])], dim=1)
-        model(input_ids=written, past_key_values=cache, use_cache=True)
+        forward_cached(model, cache, input_ids=written)
         mask = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0, 1]])  # the opening id (position 4) and the turn (5-7) out
-        again = model(input_ids=prefix[:, -1:], attention_mask=mask, position_ids=torch.tensor([[4]]),
-                      past_key_values=cache, use_cache=True).logits[0, -1]
+        again = forward_cached(model, cache, input_ids=prefix[:, -1:], attention_mask=mask,
+                               position_ids=torch.tensor([[4]])).logits[0, -1]
     assert torch.allclose(again, before, atol=1e-5)
 
 

@@ -24,7 +24,7 @@ from transformers import DynamicCache
 from llmsynth.data.schema import Schema
 from llmsynth.errors import GenerateError
 from llmsynth.generate.rows import condition_texts, values_frame
-from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, draw, row_orders
+from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, draw, forward_cached, row_orders
 from llmsynth.model.tokens import token_bytes
 from llmsynth.serialize.chat import NEXT_ROLE, ChatEncoder, ChatRecord
 
@@ -349,8 +349,8 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache, live = DynamicCache(), list(range(n))
     while live:
-        logits = model(input_ids=feed.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       past_key_values=cache, use_cache=True).logits[:, -1].float().cpu()
+        logits = forward_cached(model, cache, input_ids=feed.to(device), attention_mask=mask.to(device),
+                                position_ids=positions.to(device)).logits[:, -1].float().cpu()
         if twins:
             unconditional, logits = logits[len(live):], logits[:len(live)]
             logits = unconditional + guidance * (logits - unconditional)

@@ -10,9 +10,11 @@ finished rows leave the batch and the KV cache.
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -115,7 +117,7 @@ class ConstrainedSampler:
         live = list(range(len(rows)))  # rows still being written; each has a token pending
         while live:
             feed = torch.tensor([rows[i].pending.popleft() for i in live], dtype=torch.long)
-            logits = self.model(input_ids=feed[:, None].to(device), past_key_values=cache, use_cache=True).logits
+            logits = forward_cached(self.model, cache, input_ids=feed[:, None].to(device)).logits
             choosing = [k for k, i in enumerate(live) if not rows[i].pending and not rows[i].done]
             if choosing:
                 chosen = self._choose(logits[choosing, -1].float().cpu(), [rows[live[k]] for k in choosing],
@@ -149,6 +151,18 @@ class ConstrainedSampler:
         else:
             row.value += self.token_bytes[token]
             row.pending.append(token)
+
+
+def forward_cached(model, cache: DynamicCache, **inputs):
+    """The forward pass with the key/value cache under the name this transformers takes: `cache` since 5.25,
+    `past_key_values` before (the old name is gone in 5.40)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a LoRA model passes it through
+    return model(**inputs, **{_cache_keyword(type(base)): cache}, use_cache=True)
+
+
+@lru_cache(maxsize=None)
+def _cache_keyword(model_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(model_class.forward).parameters else "past_key_values"
 
 
 def draw(logits: torch.Tensor, allowed: torch.Tensor, generator: torch.Generator, temperature: float = 1.0,
