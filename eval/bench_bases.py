@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from llmsynth.synthesizers.base import MANIFEST
 from llmsynth.synthesizers.chat import ChatSynthesizer
 from llmsynth.data.corpora import chitchat_conversations
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
@@ -59,9 +60,14 @@ def bench_recipe(base: str, tiny_recipe: str, args, **train) -> tuple[str | None
 def one_model(base: str, train: list[dict], holdout: list[dict], label: str | None, args) -> dict[str, dict]:
     """One model trained, then sampled and judged at each --top-p: figures by column name."""
     base_model, recipe = bench_recipe(base, "tiny-chat", args, context_tokens=args.context)
-    started = time.perf_counter()
-    synth = ChatSynthesizer(recipe, base_model=base_model).fit(train, scrub=False, progress=False)
-    training = {"fit_seconds": time.perf_counter() - started, "epochs": synth.summary.epochs,
+    kept = args.keep / args.corpus / base if args.keep else None
+    if kept is not None and (kept / MANIFEST).is_file():  # trained by an earlier run with --keep: sampled again
+        synth = ChatSynthesizer.load(kept)
+    else:
+        synth = ChatSynthesizer(recipe, base_model=base_model).fit(train, scrub=False, progress=False)
+        if kept is not None:
+            synth.save(kept)
+    training = {"fit_seconds": synth.summary.seconds, "epochs": synth.summary.epochs,
                 "stopped_because": synth.summary.stopped_because, "validation_loss": synth.summary.best_validation_loss,
                 "tokens_per_second": synth.summary.tokens_per_second,
                 "windowed": {k: synth.data_summary[k] for k in ("context", "windowed_conversations", "windows",
@@ -199,6 +205,8 @@ def main() -> None:
     parser.add_argument("--lora-epochs", type=int, default=3)
     parser.add_argument("--top-p", type=float, nargs="+", default=[1.0], help="Chats: sample each trained model at "
                         "each of these top-p values (one column each).")
+    parser.add_argument("--keep", type=Path, help="Chats: save each trained model under DIR/CORPUS/BASE, and sample a "
+                        "model found there instead of training it again (more samples, other settings).")
     parser.add_argument("--context", type=int, default=None, help="context_tokens (default: from the data).")
     parser.add_argument("--max-turns", type=int, default=None, help="chitchat: subset only conversations up to this "
                         "many turns (on a CPU, generating the corpus's 500-turn tail takes hours).")

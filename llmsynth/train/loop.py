@@ -88,9 +88,7 @@ def train_model(
     """Train in place; on return the model holds the weights with the best validation loss."""
     parameters = sum(p.numel() for p in model.parameters())
     precision = "fp32" if config.dp_epsilon is not None else resolve_precision(config.precision, parameters)
-    # bf16 by our own autocast around the forward passes, not Accelerate's: its setting is fixed for the whole
-    # process (a second model in one session could not change it) and its wrapper stays on the model it returns.
-    accelerator, bf16 = Accelerator(cpu=on_cpu()), precision == "bf16"
+    accelerator, bf16 = Accelerator(cpu=on_cpu()), precision == "bf16"  # bf16: see _autocast
     torch.manual_seed(config.seed)
     checkpoint = Path(workdir) / CHECKPOINT_DIR
     batch_size = max(1, config.batch_size // accelerator.num_processes)
@@ -287,6 +285,8 @@ def validation_loss(model, batches, accelerator: Accelerator, max_tokens: int | 
 
 
 def _autocast(accelerator: Accelerator, bf16: bool):
+    """bf16 by our own autocast around the forward passes, not Accelerate's: its setting is fixed for the whole
+    process (a second model in one session could not change it) and its wrapper stays on the model it returns."""
     return torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
