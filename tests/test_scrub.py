@@ -218,6 +218,11 @@ def test_european_addresses_are_found_whole(analyzer, address):
     assert _found(analyzer, f"Please send the new card to {address}, thanks.").get(address) == "ADDRESS"
 
 
+def test_the_person_addressed_after_an_address_stays_a_person(analyzer):
+    found = _found(analyzer, "Your address is now 337 Bruce Club, Ottomar. Statements and cards will go there.")
+    assert found.get("337 Bruce Club") == "ADDRESS" and found.get("Ottomar") == "PERSON"
+
+
 @pytest.mark.parametrize("address", ["307 Alvaro Cunqueiro 55\n Apt. 440\n Sevilla\n Spain 19595",
                                      "1222 4146 Port Washington Road Apt. 297\nNicosia, NI 86465",
                                      "PSC 3412, Box 5242\nAPO AA 29282", "USS Lindqvist\nFPO AE 67601",

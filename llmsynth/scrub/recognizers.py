@@ -293,7 +293,8 @@ class StreetAddressRecognizer(_TextRecognizer):
         unit = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[\dA-Z]+\b"
         # What follows a street, one part per comma or line: unit, town, region, country, postcode ("Apt. 440\n
         # Sevilla\n Spain 19595", ", PARIS", "\nNicosia, NI 86465"): the address is found whole, not its first line.
-        self._tail = re.compile(rf"(?:(?:,[ \t]*|[ \t]*\n[ \t]*)(?:{unit}|{place}|{postcode})){{1,4}}")
+        self._tail_part = re.compile(rf"(,[ \t]*|[ \t]*\n[ \t]*)({unit}|{place}|{postcode})")
+        self._given_names = given_names
         self._after_unit = re.compile(rf"[ \t]+{place}")  # on the unit's line: "Apt. 175 Egkomi NI"
         self._unit_end = re.compile(rf"{unit}$")
         self._lead = re.compile(r"\d{1,6}[ \t]+$")  # a number before the street: "1222 4146 Port ...", "307 Alvaro ..."
@@ -314,8 +315,12 @@ class StreetAddressRecognizer(_TextRecognizer):
         lead = self._lead.search(text, 0, start)
         if self._unit_end.search(text, start, end) and (same_line := self._after_unit.match(text, end)):
             end = same_line.end()
-        tail = self._tail.match(text, end)
-        return (lead.start() if lead else start), (tail.end() if tail else end)
+        for _ in range(4):
+            part = self._tail_part.match(text, end)
+            if part is None or (part.group(1).startswith(",") and part.group(2).lower() in self._given_names):
+                break  # "Your address is now 337 Bruce Club, Ottomar.": the person addressed, not a town
+            end = part.end()
+        return (lead.start() if lead else start), end
 
 
 class RegexRecognizer(BaseModel):
