@@ -32,7 +32,7 @@ SURROGATES = {
 # How people write dates of birth; a surrogate keeps the format ("born on 05/22/1975", not "born on wYi96979").
 DATE_FORMATS = ["%m/%d/%Y", "%d/%m/%Y", "%Y-%m-%d", "%m-%d-%Y", "%d.%m.%Y", "%B %d, %Y", "%b %d, %Y", "%d %B %Y",
                 "%B %d %Y", "%m/%d/%y", "%d.%m.%y"]
-_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-])*")  # letters of any script: "Jürgen" is one word, not "J", "rgen"
+_NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-])*")  # letters of any script: "Jürgen", not "J", "rgen"
 TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir"}
 DEFAULT_KEY = "llmsynth-default-key"
 

@@ -29,8 +29,9 @@ _AMBIGUOUS_GIVEN_NAMES = {"bill", "chase", "christian", "crystal", "dawn", "dest
                           "ruby", "jade", "amber", "april", "june", "heather", "holly", "olive", "penny", "lane",
                           "love"}
 # Listed given names that, after "hey" or "thanks", address anyone ("hey buddy").
-_TERMS_OF_ADDRESS = {"babe", "baby", "buddy", "mate", "doc", "captain", "chip", "bro", "dude", "honey", "darling", "sweetie",
-                     "boss", "chief", "champ", "pal", "sunshine", "sugar", "king", "queen", "prince", "princess"}
+_TERMS_OF_ADDRESS = {"babe", "baby", "buddy", "mate", "doc", "captain", "chip", "bro", "dude", "honey", "darling",
+                     "sweetie", "boss", "chief", "champ", "pal", "sunshine", "sugar", "king", "queen", "prince",
+                     "princess"}
 # Tags a word in a name never gets ("love snow", "martial arts", "brain hurt", "said jesus").
 _NOT_IN_NAMES = {"VERB", "AUX", "ADJ", "ADV", "ADP", "DET", "PRON", "CCONJ", "SCONJ", "PART", "NUM", "INTJ"}
 _ORGANIZATION_WORDS = {"bank", "inc", "llc", "ltd", "corp", "company", "co", "support", "team", "services", "service",
@@ -136,9 +137,9 @@ class NameListRecognizer(_TextRecognizer):
     def _uncased(self, text: str, tokens, given: frozenset[str], surnames: frozenset[str]) -> list[RecognizerResult]:
         """A full name in lower case or capitals, as informal text writes it ("maria rossi", "MARIA ROSSI"): a
         listed given name and surname, neither an everyday word nor tagged as no name takes it (needs the tagger)."""
-        not_names = {token.idx for token in tokens if token.pos_ in _NOT_IN_NAMES}
         if not any(token.pos_ for token in tokens):
             return []
+        not_names = {token.idx for token in tokens if token.pos_ in _NOT_IN_NAMES}
         results = []
         for match in self._UNCASED.finditer(text):
             groups = (1, 2) if match.group(1) else (3, 4)
@@ -162,8 +163,8 @@ class CuePhraseRecognizer(_TextRecognizer):
     _DAY = re.compile(r"\s*\d")  # "this is August 5": a date, not August
     _LOWER_CASE_NAME = re.compile(r"(?i:\bmy name is)\s+(?P<name>[a-z]+(?:\s+[a-z]+)?)\b")
     # Weaker cues before a name in lower case ("hey maria", "i'm jonas"): the list must know it as a given name.
-    _LOWER_CASE_GIVEN = re.compile(r"(?i:\b(?:this is|i'm|im|i am|call me|thanks|thank you|thx|hi|hey|hello|dear|bye)),?"
-                                   r"[ \t]+(?P<name>[a-z]{3,})\b")
+    _LOWER_CASE_GIVEN = re.compile(r"(?i:\b(?:this is|i'm|im|i am|call me|thanks|thank you|thx|hi|hey|hello|dear"
+                                   r"|bye)),?[ \t]+(?P<name>[a-z]{3,})\b")
 
     def __init__(self):
         super().__init__("PERSON")
@@ -185,7 +186,8 @@ class CuePhraseRecognizer(_TextRecognizer):
             if known and words[0] in known:
                 end = match.start("name") + len(" ".join(words[:len(known)]))
                 results.append(self._result(match.start("name"), end, CUE_SCORE))
-        not_names = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or () if token.pos_ in _NOT_IN_NAMES}
+        tokens = getattr(nlp_artifacts, "tokens", None) or ()
+        not_names = {token.idx for token in tokens if token.pos_ in _NOT_IN_NAMES}
         for match in self._LOWER_CASE_GIVEN.finditer(text):  # "i'm lucky": the tagger's adjective is no name
             name = match.group("name")
             if (name in given and name not in _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS and name not in common_words()
