@@ -11,7 +11,6 @@ import io
 import json
 import os
 from pathlib import Path
-
 from typing import TypeVar
 
 import pandas as pd

@@ -58,7 +58,9 @@ class Pseudonymizer:
         if entity == "PERSON":
             return _NAME_WORD.sub(lambda m: self._name_word(m.group(0)), value)
         if entity == "DATE_OF_BIRTH":
-            return self._draw(entity, value, lambda fake: _same_date_format(fake, value))
+            form = _date_format(value)  # another date of birth, written as this one is
+            return self._draw(entity, value,
+                              lambda fake: fake.date_of_birth(minimum_age=18, maximum_age=90).strftime(form))
         return self._draw(entity, value, SURROGATES.get(entity, lambda fake: _same_shape(fake, value)))
 
     def _name_word(self, word: str) -> str:
@@ -69,15 +71,15 @@ class Pseudonymizer:
         return self._draw("PERSON", word, lambda fake: fake.last_name())
 
 
-def _same_date_format(fake: Faker, value: str) -> str:
-    """Another date of birth written as `value` is; for a date in no known format, one written as 05/22/1975."""
+def _date_format(value: str) -> str:
+    """How `value` writes a date; for a date in no known format, 05/22/1975."""
     for form in DATE_FORMATS:
         try:
             datetime.strptime(value.strip(), form)
         except ValueError:
             continue
-        return fake.date_of_birth(minimum_age=18, maximum_age=90).strftime(form)
-    return fake.date_of_birth(minimum_age=18, maximum_age=90).strftime(DATE_FORMATS[0])
+        return form
+    return DATE_FORMATS[0]
 
 
 def _same_shape(fake: Faker, value: str) -> str:

@@ -87,6 +87,11 @@ def place_names() -> frozenset[str]:
     return frozenset(places - given - surnames)
 
 
+def _tagged(nlp_artifacts, tags: set[str]) -> set[int]:
+    """Where the words the tagger gave one of `tags` start (none without a tagger)."""
+    return {token.idx for token in getattr(nlp_artifacts, "tokens", None) or () if token.pos_ in tags}
+
+
 class _TextRecognizer(EntityRecognizer):
     """One entity found by our own code; results carry the ids Presidio's context enhancer looks for."""
 
@@ -118,9 +123,8 @@ class NameListRecognizer(_TextRecognizer):
 
     def analyze(self, text, entities, nlp_artifacts=None):
         given, surnames = name_lists()
-        tokens = getattr(nlp_artifacts, "tokens", None)
-        proper_nouns = {token.idx for token in tokens or () if token.pos_ == "PROPN"}  # none without a tagger
-        common_use = {token.idx for token in tokens or () if token.pos_ in ("NOUN", "VERB", "ADJ", "ADV")}
+        proper_nouns = _tagged(nlp_artifacts, {"PROPN"})  # none without a tagger
+        common_use = _tagged(nlp_artifacts, {"NOUN", "VERB", "ADJ", "ADV"})
         results = []
         for match in self._CANDIDATE.finditer(text):
             first, middle, last = (group and group.lower() for group in match.groups())
@@ -132,14 +136,15 @@ class NameListRecognizer(_TextRecognizer):
                 results.append(self._result(match.start(), match.end(), NAME_SCORE))
             elif first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use:
                 results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
-        return results + self._uncased(text, tokens or (), given, surnames)
+        return results + self._uncased(text, nlp_artifacts, given, surnames)
 
-    def _uncased(self, text: str, tokens, given: frozenset[str], surnames: frozenset[str]) -> list[RecognizerResult]:
+    def _uncased(self, text: str, nlp_artifacts, given: frozenset[str],
+                 surnames: frozenset[str]) -> list[RecognizerResult]:
         """A full name in lower case or capitals, as informal text writes it ("maria rossi", "MARIA ROSSI"): a
         listed given name and surname, neither an everyday word nor tagged as no name takes it (needs the tagger)."""
-        if not any(token.pos_ for token in tokens):
+        if not any(token.pos_ for token in getattr(nlp_artifacts, "tokens", None) or ()):
             return []
-        not_names = {token.idx for token in tokens if token.pos_ in _NOT_IN_NAMES}
+        not_names = _tagged(nlp_artifacts, _NOT_IN_NAMES)
         results = []
         for match in self._UNCASED.finditer(text):
             groups = (1, 2) if match.group(1) else (3, 4)
@@ -186,8 +191,7 @@ class CuePhraseRecognizer(_TextRecognizer):
             if known and words[0] in known:
                 end = match.start("name") + len(" ".join(words[:len(known)]))
                 results.append(self._result(match.start("name"), end, CUE_SCORE))
-        tokens = getattr(nlp_artifacts, "tokens", None) or ()
-        not_names = {token.idx for token in tokens if token.pos_ in _NOT_IN_NAMES}
+        not_names = _tagged(nlp_artifacts, _NOT_IN_NAMES)
         for match in self._LOWER_CASE_GIVEN.finditer(text):  # "i'm lucky": the tagger's adjective is no name
             name = match.group("name")
             if (name in given and name not in _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS and name not in common_words()
