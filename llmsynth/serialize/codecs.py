@@ -274,6 +274,19 @@ class DatetimeColumn(ColumnCodec):
         return pd.Series(pd.to_datetime(values), name=self.name)
 
 
+def _utf8_within(prefix: bytes, limit: int) -> bool:
+    """Whether `prefix` is UTF-8 or its start, with the last character's missing bytes still inside `limit`: byte-level
+    tokens can split a character, and a value that can never decode (or only past the limit) is a dead end."""
+    try:
+        prefix.decode("utf-8")
+        return True
+    except UnicodeDecodeError as error:
+        if error.reason != "unexpected end of data":
+            return False
+        lead = prefix[error.start]
+        return error.start + (2 if lead < 0xE0 else 3 if lead < 0xF0 else 4) <= limit
+
+
 class TextColumn(ColumnCodec):
     """Free text, bounded in length; the separator is escaped inside it."""
 
@@ -287,7 +300,7 @@ class TextColumn(ColumnCodec):
         return unescape(text)
 
     def viable(self, prefix: bytes) -> bool:
-        if len(prefix) > self.max_bytes or b"\n" in prefix:
+        if len(prefix) > self.max_bytes or b"\n" in prefix or not _utf8_within(prefix, self.max_bytes):
             return False
         return not _has_unescaped_comma_or_dangling_escape(prefix)[0]
 
