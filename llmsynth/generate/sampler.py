@@ -107,10 +107,14 @@ class ConstrainedSampler:
 
     @torch.no_grad()
     def sample_batch(self, orders: Sequence[Sequence[int]], conditions: dict[int, str], generator: torch.Generator,
-                     temperature: float = 1.0, top_p: float = 1.0) -> list[dict[int, bytes]]:
-        """Value bytes (with their leading space, b'' for null) per column for each row."""
+                     temperature: float = 1.0, top_p: float = 1.0,
+                     prefixes: Sequence[Sequence[int]] | None = None) -> list[dict[int, bytes]]:
+        """Value bytes (with their leading space, b'' for null) per column for each row; each row after its own
+        `prefixes` where given (a related table's rows: their parents' text), else after the encoder's prefix.
+        Rows advance in lock step, a longer prefix simply being written for more steps."""
         device = self.model.device
-        rows = [_Row(order=list(order), pending=deque(self.encoder.prefix_ids)) for order in orders]
+        prefixes = prefixes if prefixes is not None else [self.encoder.prefix_ids] * len(orders)
+        rows = [_Row(order=list(order), pending=deque(prefix)) for order, prefix in zip(orders, prefixes)]
         for row in rows:
             self._forced_prefix(row, conditions)
         cache = DynamicCache()

@@ -109,9 +109,12 @@ class RowEncoder:
                 self._value_cache[text] = ids
         return ids
 
-    def encode(self, values: Sequence[str], order: Sequence[int]) -> tuple[list[int], list[int]]:
-        """Ids and labels for one row with its columns in `order`."""
-        ids, labels = list(self.prefix_ids), [IGNORE] * len(self.prefix_ids)
+    def encode(self, values: Sequence[str], order: Sequence[int],
+               prefix_ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+        """Ids and labels for one row with its columns in `order`, after `prefix_ids` (default: the encoder's;
+        a related table's row has its own context) that the loss skips."""
+        prefix = self.prefix_ids if prefix_ids is None else prefix_ids
+        ids, labels = list(prefix), [IGNORE] * len(prefix)
         for position, column in enumerate(order):
             segment = self.segment_ids(column, first=position == 0)
             value = self.value_ids(values[column])
