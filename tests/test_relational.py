@@ -1,5 +1,7 @@
 """Relational layouts (relations.yaml + one file per table): reading, checking, splitting by root entity."""
 
+import json
+
 import pandas as pd
 import pytest
 import yaml
@@ -120,3 +122,82 @@ def test_a_failed_database_write_leaves_nothing(tmp_path):
     with pytest.raises(DataError, match="cannot write the database"):
         write_sql_database(database, f"sqlite:///{tmp_path / 'out.db'}")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank"]
+
+
+def test_a_family_is_learned_as_rows_after_their_family_text(tmp_path):
+    from llmsynth.data.families import family_records, learned_frames, ordered, table_plans
+
+    database = ordered(read_database(_bank(tmp_path / "bank")))
+    frames = learned_frames(database)
+    plans = table_plans(database, frames, {})
+    assert [p.name for p in plans] == ["customers", "accounts", "transactions", "cards"]
+    assert frames["customers"]["number of accounts"].tolist() == [2] * 40
+    assert frames["customers"]["number of cards"].tolist() == [1, 0] * 20
+    assert frames["transactions"]["booked_at gap"].tolist() == [0, 3600, 3600] * 80  # seconds after the row before
+    assert plans[3].table_schema.learned == []  # cards: keys only, their number per customer is what is learned
+    records = family_records(database, frames, plans)
+    third = [r for r in records if r.table == 2][2]
+    assert third.context.splitlines() == [
+        "customers: segment is retail, number of accounts is 2, number of cards is 1",
+        "accounts: kind is checking, number of transactions is 3, first booked_at of transactions is 2026-01-01 00:00:00",
+        "transactions: amount is 5.0, booked_at gap is 0", "transactions: amount is 6.5, booked_at gap is 3600",
+        "transactions:"]
+    assert third.values == ("8.0", "3600") and third.family == 0
+
+
+def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
+    from llmsynth.synthesizers import RelationalSynthesizer, load
+
+    synth = RelationalSynthesizer()
+    synth.recipe.train = synth.recipe.train.model_copy(update={"epochs": 3})
+    synth.fit(_bank(tmp_path / "bank"), scrub=False, progress=False)
+    database = synth.sample(30, seed=1)
+    customers, accounts = database.tables["customers"], database.tables["accounts"]
+    transactions, cards = database.tables["transactions"], database.tables["cards"]
+    assert len(customers) == 30 and customers.customer_id.is_unique and accounts.account_id.is_unique
+    assert set(accounts.customer_id) <= set(customers.customer_id) and set(cards.customer_id) <= set(customers.customer_id)
+    assert set(transactions.account_id) <= set(accounts.account_id)
+    assert list(transactions.columns) == ["account_id", "booked_at", "amount"]  # the source's columns, in its order
+    assert customers.customer_id.str.fullmatch(r"C\d+").all()  # keys shaped like the source's
+    assert set(customers.segment) <= {"retail", "private"} and set(accounts.kind) <= {"checking", "savings"}
+    assert transactions.amount.between(5, 5 + 239 * 1.5).all()
+    times = pd.to_datetime(transactions.booked_at)
+    assert (times.groupby(transactions.account_id).diff().dropna() >= pd.Timedelta(0)).all()
+    assert accounts.groupby("customer_id").size().max() <= 2 and cards.groupby("customer_id").size().max() <= 1
+    private = synth.sample(8, conditions={"segment": "private"}, seed=2).tables["customers"]
+    assert (private.segment == "private").all()
+    synth.save(tmp_path / "model")
+    again = load(tmp_path / "model").sample(30, seed=1)
+    for name, table in database.tables.items():
+        pd.testing.assert_frame_equal(again.tables[name], table)
+
+
+def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(tmp_path):
+    from click.testing import CliRunner
+
+    from llmsynth.cli import main
+
+    names = ["Maria Gonzalez", "Kwame Mensah", "Daniel Fischer", "Sarah Johnson"] * 10
+    customers = pd.DataFrame({"customer_id": [f"C{i}" for i in range(40)], "segment": ["retail", "private"] * 20,
+                              "note": [f"Spoke with {name} about card {i} on Monday" for i, name in enumerate(names)]})
+    bank, model = _bank(tmp_path / "bank", customers=customers), tmp_path / "model"
+    runner = CliRunner()
+    bad = runner.invoke(main, ["train", str(bank), "--kind", "relational", "-o", str(model), "--column-kind",
+                               "segment=categorical"])
+    assert bad.exit_code == 2 and "TABLE.COL=KIND" in bad.output
+    trained = runner.invoke(main, ["train", str(bank), "--kind", "relational", "-o", str(model), "--epochs", "1",
+                                   "--column-kind", "customers.segment=categorical"])
+    assert trained.exit_code == 0, trained.output
+    assert "customers.note" in trained.output and "trained on 40 families (customers 40, accounts 80" in trained.output
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["scrub"]["tables"]["customers"]["columns"]["note"]["entities"]["PERSON"] == 40
+    written = runner.invoke(main, ["generate", str(model), "-n", "12", "-o", str(tmp_path / "synth")])
+    assert written.exit_code == 0, written.output
+    synthetic = read_database(tmp_path / "synth")  # checked as any input is: keys unique, no orphans
+    assert len(synthetic.tables["customers"]) == 12 and not any(n in " ".join(synthetic.tables["customers"].note)
+                                                                  for n in names)
+    url = f"sqlite:///{tmp_path / 'synth.db'}"
+    for attempt in (0, 1):
+        stored = runner.invoke(main, ["generate", str(model), "-n", "5", "-o", url, "--condition", "segment=private"])
+        assert (stored.exit_code, "exists already" in stored.output) == ((0, False) if attempt == 0 else (2, True))
+    assert read_sql_database(url).tables["customers"].segment.tolist() == ["private"] * 5

@@ -262,10 +262,8 @@ def write_sql_database(database: Database, url: str) -> str:
     from sqlalchemy.exc import SQLAlchemyError
 
     target = make_url(url)
-    sqlite_file = Path(target.database) if target.get_backend_name() == "sqlite" and target.database else None
+    sqlite_file = new_sqlite_file(url)
     if sqlite_file is not None:
-        if sqlite_file.exists():
-            raise DataError(f"{url}: the file exists already; write to a new database file")
         staging = sqlite_file.parent / f".{sqlite_file.name}.partial"
         staging.unlink(missing_ok=True)
         engine = create_engine(target.set(database=str(staging)))
@@ -292,6 +290,18 @@ def write_sql_database(database: Database, url: str) -> str:
         if sqlite_file is not None:
             staging.unlink(missing_ok=True)
     return url
+
+
+def new_sqlite_file(url: str) -> Path | None:
+    """The SQLite file a database URL names, checked not to exist yet; None for a server's database."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    if target.get_backend_name() != "sqlite" or not target.database:
+        return None
+    if Path(target.database).exists():
+        raise DataError(f"{url}: the file exists already; write to a new database file")
+    return Path(target.database)
 
 
 def _sql_tables(database: Database):

@@ -9,13 +9,15 @@ from typing import Any
 from llmsynth.errors import ModelError
 from llmsynth.synthesizers.base import MANIFEST, Synthesizer, read_manifest
 from llmsynth.synthesizers.chat import ChatSynthesizer, copy_summary
+from llmsynth.synthesizers.relational import RelationalSynthesizer
 from llmsynth.synthesizers.tabular import TabularSynthesizer
 from llmsynth.train.config import load_recipe
 
-KINDS: dict[str, type[Synthesizer]] = {kind.KIND: kind for kind in (TabularSynthesizer, ChatSynthesizer)}
+KINDS: dict[str, type[Synthesizer]] = {kind.KIND: kind for kind in (TabularSynthesizer, ChatSynthesizer,
+                                                                    RelationalSynthesizer)}
 
-__all__ = ["KINDS", "MANIFEST", "ChatSynthesizer", "Synthesizer", "TabularSynthesizer", "copy_summary", "load",
-           "new_synthesizer", "read_manifest"]
+__all__ = ["KINDS", "MANIFEST", "ChatSynthesizer", "RelationalSynthesizer", "Synthesizer", "TabularSynthesizer",
+           "copy_summary", "load", "new_synthesizer", "read_manifest"]
 
 
 def new_synthesizer(kind: str, recipe: str | None = None, base_model: str | None = None,

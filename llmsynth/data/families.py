@@ -1,0 +1,171 @@
+"""Related tables made ready to learn (see serialize/relational.py for the text): sequences in order, each table's
+learned frame (keys and order columns out; children's counts, a sequence's first value and gaps in), its plan (the
+schema and how keys and order values are written back), and every row as a record with its family's text."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from llmsynth.data.relational import Database, order_values
+from llmsynth.data.schema import MIN_ROWS, Schema, infer_schema
+from llmsynth.errors import DataError
+from llmsynth.serialize.relational import (
+    SEQUENCE_CONTEXT, RelationalRecord, count_column, first_column, gap_column, row_line,
+)
+from llmsynth.serialize.tabular import value_texts
+
+NANOSECONDS = 1_000_000_000
+
+
+class TablePlan(BaseModel):
+    """One table as the synthesizer learns and writes it (kept in the manifest)."""
+
+    name: str
+    columns: list[str]  # the source's columns, in its order: what the output has
+    parent: str | None = None
+    primary_key: str | None = None
+    foreign_key: str | None = None
+    order_by: str | None = None
+    order_kind: Literal["time", "number"] | None = None
+    key_prefix: str | None = None  # primary keys written as numbers (None), or as this text and zero-padded numbers
+    key_width: int = 0
+    children: list[str] = []
+    table_schema: Schema
+
+    @property
+    def learned_names(self) -> list[str]:
+        return [c.name for c in self.table_schema.learned]
+
+
+def ordered(database: Database) -> Database:
+    """The same database with each sequence's rows together and in order_by order (children of one parent in a
+    run, their parents in order of first appearance)."""
+    tables = dict(database.tables)
+    for name, spec in database.layout.tables.items():
+        if spec.order_by is not None:
+            table = tables[name]
+            groups = pd.factorize(table[spec.foreign_key or spec.order_by].astype(str))[0]
+            times = order_values(table[spec.order_by], f"table {name!r}").to_numpy()
+            tables[name] = table.iloc[np.lexsort((times, groups) if spec.foreign_key else (times,))
+                                      ].reset_index(drop=True)
+    return Database(database.layout, tables)
+
+
+def learned_frames(database: Database) -> dict[str, pd.DataFrame]:
+    """Each table as learned (from an `ordered` database): keys and order columns out; counts of children, a
+    sequence's first order value and its gaps in."""
+    layout = database.layout.tables
+    frames = {}
+    for name in database.parents_first():
+        spec, table = layout[name], database.tables[name]
+        frame = table.drop(columns=[c for c in (spec.primary_key, spec.foreign_key) if c])
+        if spec.order_by is not None and spec.parent is not None:
+            times = order_values(table[spec.order_by], f"table {name!r}")
+            gaps = times.groupby(table[spec.foreign_key].astype(str)).diff().fillna(0)
+            gaps = gaps / NANOSECONDS if _is_time(table[spec.order_by]) else gaps
+            frame = frame.drop(columns=[spec.order_by])
+            frame[gap_column(spec.order_by)] = gaps.round(6)
+        for child in database.children(name):
+            child_spec, children = layout[child], database.tables[child]
+            keys = table[spec.primary_key].astype(str)
+            frame[count_column(child)] = keys.map(children[child_spec.foreign_key].astype(str).value_counts()
+                                                  ).fillna(0).astype(int).to_numpy()
+            if child_spec.order_by is not None:
+                first = children.groupby(children[child_spec.foreign_key].astype(str))[child_spec.order_by].first()
+                frame[first_column(child, child_spec.order_by)] = keys.map(first).to_numpy()
+        frames[name] = frame
+    return frames
+
+
+def _is_time(column: pd.Series) -> bool:
+    return pd.api.types.is_datetime64_any_dtype(column) or not pd.to_numeric(column, errors="coerce").notna().all()
+
+
+def derived_kinds(database: Database, name: str) -> dict[str, str]:
+    """The kinds of the columns `learned_frames` adds: counts and gaps are numbers (a count of 0 or 1 is no
+    boolean), a first value is a time or a number as its order column is."""
+    spec = database.layout.tables[name]
+    kinds = {gap_column(spec.order_by): "integer"} if spec.order_by and spec.parent else {}
+    for child in database.children(name):
+        kinds[count_column(child)] = "integer"
+        order_by = database.layout.tables[child].order_by
+        if order_by is not None:
+            kinds[first_column(child, order_by)] = "datetime" if _is_time(database.tables[child][order_by]) else "integer"
+    return kinds
+
+
+def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kinds: dict[str, dict[str, str]]
+                ) -> list[TablePlan]:
+    plans = []
+    for name in database.parents_first():
+        spec, table = database.layout.tables[name], database.tables[name]
+        if spec.group_by is not None:
+            raise DataError(f"table {name!r}: a root table of events (group_by) is not supported yet; give the "
+                            "entities a table of their own with a primary key, and the events that table as parent")
+        kinds = {**derived_kinds(database, name), **column_kinds.get(name, {})}
+        try:  # a child table may be small, or hold nothing but its keys (then only how many rows is learned)
+            schema = (infer_schema(frames[name], kinds, min_rows=MIN_ROWS if spec.parent is None else 1)
+                      if len(frames[name].columns) else Schema(columns=[]))
+        except DataError as exc:
+            raise DataError(f"table {name!r}: {exc}") from exc
+        prefix, width = key_shape(table[spec.primary_key]) if spec.primary_key else (None, 0)
+        plans.append(TablePlan(
+            name=name, columns=[str(c) for c in table.columns], parent=spec.parent, primary_key=spec.primary_key,
+            foreign_key=spec.foreign_key, order_by=spec.order_by,
+            order_kind=None if spec.order_by is None else ("time" if _is_time(table[spec.order_by]) else "number"),
+            key_prefix=prefix, key_width=width,
+            children=database.children(name), table_schema=schema))
+    return plans
+
+
+def key_shape(keys: pd.Series) -> tuple[str | None, int]:
+    """How fresh primary keys look like the source's: numbers (None), or the letters every key starts with and
+    the digits' width ("A00017": "A", 5); keys of no such shape as the key column's name and a number."""
+    if pd.api.types.is_integer_dtype(keys):
+        return None, 0
+    texts = keys.astype(str)
+    parts = texts.str.extract(r"^(\D*)(\d+)$")
+    if parts.isna().any().any() or parts[0].nunique() != 1:
+        return f"{keys.name}-", 0
+    padded = parts[1].str.match(r"0\d")
+    width = int(parts[1].str.len().max()) if padded.any() else 0
+    return parts[0].iloc[0], width
+
+
+def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: list[TablePlan]
+                   ) -> list[RelationalRecord]:
+    """Every row of every table as a record with its family's text above it."""
+    lines: dict[str, list[str]] = {}
+    above: dict[str, list[str]] = {}  # each row's context without its own table's name
+    families: dict[str, np.ndarray] = {}
+    records = []
+    for index, plan in enumerate(plans):
+        table = database.tables[plan.name]
+        learned = plan.table_schema.learned
+        values = value_texts(frames[plan.name], learned) if learned else [[] for _ in range(len(table))]
+        lines[plan.name] = [row_line(plan.name, plan.learned_names, v) for v in values]
+        if plan.parent is None:
+            parents = np.arange(len(table))
+            families[plan.name] = parents
+            chains = [""] * len(table)
+        else:
+            parent_plan = next(p for p in plans if p.name == plan.parent)
+            position = {k: i for i, k in enumerate(database.tables[plan.parent][parent_plan.primary_key].astype(str))}
+            parents = np.array([position[k] for k in table[plan.foreign_key].astype(str)], dtype=int)
+            families[plan.name] = families[plan.parent][parents]
+            chains = [above[plan.parent][p] + lines[plan.parent][p] + "\n" for p in parents]
+        above[plan.name] = chains
+        for row, chain in enumerate(chains):
+            before = ""
+            if plan.order_by is not None and plan.parent is not None:
+                siblings = [r for r in range(max(0, row - SEQUENCE_CONTEXT), row) if parents[r] == parents[row]]
+                before = "".join(lines[plan.name][r] + "\n" for r in siblings)
+            records.append(RelationalRecord(index, f"{chain}{before}{plan.name}:", tuple(values[row]),
+                                            int(families[plan.name][row])))
+    return records
+
+

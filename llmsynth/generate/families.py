@@ -1,0 +1,136 @@
+"""Families out of a trained relational model: root rows first, then each child table's rows after their parents'
+text (a sequence one position at a time, each row after the ones before it), every value through the constrained
+sampler; keys written fresh, so every foreign key names its parent; order values from the parent's first value
+plus the sampled gaps, so every sequence is increasing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llmsynth.data.families import TablePlan
+from llmsynth.generate.rows import condition_texts, values_frame
+from llmsynth.generate.sampler import ConstrainedSampler, row_orders
+from llmsynth.serialize.relational import (
+    SEQUENCE_CONTEXT, RelationalEncoder, count_column, first_column, gap_column, row_line,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Written:
+    values: dict[int, bytes]  # as the sampler gives them: each learned column's bytes after a space, b"" for null
+    parent: int | None  # the parent row's index among its table's written rows
+    above: str  # the family's text above this row's table name
+    line: str = ""
+
+
+@dataclass
+class Settings:
+    seed: int
+    batch_size: int
+    temperature: float
+    top_p: float
+    column_order: str
+
+
+def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePlan], n: int,
+                      conditions: Mapping[str, Any] | None, settings: Settings, key_offsets: dict[str, int]
+                      ) -> dict[str, pd.DataFrame]:
+    """`n` root rows (root `conditions` fixed) with everything below them, as typed tables in the source's
+    column order; primary keys numbered on from `key_offsets` (updated), so that chunks join up."""
+    samplers = [ConstrainedSampler(model, encoder.rows[i], plan.table_schema.learned) for i, plan in enumerate(plans)]
+    by_name = {plan.name: plan for plan in plans}
+    root = plans[0]
+    fixed = condition_texts(root.table_schema, conditions)
+    written = {root.name: _sample(samplers[0], encoder, root, [_Written({}, None, "") for _ in range(n)], [""] * n,
+                                  fixed, settings, (0, 0))}
+    for index, plan in enumerate(plans[1:], start=1):
+        parents, parent_plan = written[plan.parent], by_name[plan.parent]
+        column = parent_plan.learned_names.index(count_column(plan.name))
+        counts = [int(p.values[column][1:] or 0) for p in parents]
+        below = [p.above + p.line + "\n" for p in parents]
+        if plan.order_by is None:
+            rows = [_Written({}, p, below[p]) for p, count in enumerate(counts) for _ in range(count)]
+            written[plan.name] = _sample(samplers[index], encoder, plan, rows, [""] * len(rows), {}, settings,
+                                         (index, 0))
+            continue
+        sequences: list[list[_Written]] = [[] for _ in parents]
+        for position in range(max(counts, default=0)):
+            members = [p for p, count in enumerate(counts) if count > position]
+            before = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:]) for p in members]
+            rows = _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in members], before, {},
+                           settings, (index, position))
+            for p, row in zip(members, rows):
+                sequences[p].append(row)
+        written[plan.name] = [row for sequence in sequences for row in sequence]
+    frames: dict[str, pd.DataFrame] = {}
+    for plan in plans:
+        frames[plan.name] = _frame(plan, written[plan.name], frames, by_name, settings.seed, key_offsets)
+    return {plan.name: frames[plan.name][plan.columns] for plan in plans}
+
+
+def _sample(sampler: ConstrainedSampler, encoder: RelationalEncoder, plan: TablePlan, rows: list[_Written],
+            before: list[str], fixed: dict[int, str], settings: Settings, step: tuple[int, int]) -> list[_Written]:
+    """The rows' values, in batches; each batch's generators seeded by the seed, the table, the step and the
+    batch's number alone."""
+    names = plan.learned_names
+    for number, start in enumerate(range(0, len(rows), settings.batch_size)):
+        chunk = rows[start:start + settings.batch_size]
+        rng = np.random.default_rng([settings.seed, *step, number])
+        generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        orders = list(row_orders(len(chunk), len(names), list(fixed), settings.column_order, rng))
+        prefixes = [encoder.context_ids(row.above + text + f"{plan.name}:")
+                    for row, text in zip(chunk, before[start:start + settings.batch_size])]
+        values = sampler.sample_batch(orders, fixed, generator, settings.temperature, settings.top_p, prefixes)
+        for row, sampled in zip(chunk, values):
+            row.values = sampled
+            row.line = row_line(plan.name, names, [sampled[k][1:].decode() for k in range(len(names))])
+    return rows
+
+
+def _frame(plan: TablePlan, rows: list[_Written], frames: dict[str, pd.DataFrame], by_name: dict[str, TablePlan],
+           seed: int, key_offsets: dict[str, int]) -> pd.DataFrame:
+    """The written rows as a typed table: values, fresh primary keys, the parents' keys, order values."""
+    frame = values_frame([row.values for row in rows], plan.table_schema, seed)
+    if plan.primary_key is not None:
+        start = key_offsets.get(plan.name, 0)
+        numbers = np.arange(start + 1, start + len(rows) + 1)
+        key_offsets[plan.name] = start + len(rows)
+        frame[plan.primary_key] = (numbers if plan.key_prefix is None
+                                   else [f"{plan.key_prefix}{k:0{plan.key_width}d}" for k in numbers])
+    if plan.parent is None:
+        return frame
+    parent_plan, parent_frame = by_name[plan.parent], frames[plan.parent]
+    parents = np.array([row.parent for row in rows], dtype=int)
+    frame[plan.foreign_key] = parent_frame[parent_plan.primary_key].to_numpy()[parents]
+    if plan.order_by is not None:
+        frame[plan.order_by] = _order_values(plan, frame, parent_frame, parents)
+    return frame
+
+
+def _order_values(plan: TablePlan, frame: pd.DataFrame, parent_frame: pd.DataFrame, parents: np.ndarray) -> Any:
+    """Each sequence's first value (written with its parent) plus the gaps after it (the first row's gap is 0)."""
+    first = parent_frame[first_column(plan.name, plan.order_by)]
+    missing = first.iloc[np.unique(parents)].isna()
+    if missing.any():  # a parent with children but no first value: the column's least value stands in
+        minimum = first.dropna().min() if first.notna().any() else 0
+        log.warning("%d %s sequences had no first %s; they start at %s", int(missing.sum()), plan.name,
+                    plan.order_by, minimum)
+        first = first.fillna(minimum)
+    gaps = frame[gap_column(plan.order_by)].fillna(0).astype(float).to_numpy()
+    starts = np.r_[True, parents[1:] != parents[:-1]]
+    gaps[starts] = 0
+    offsets = pd.Series(gaps).groupby(np.cumsum(starts)).cumsum().to_numpy()
+    if plan.order_kind == "time":
+        return (pd.to_datetime(first.to_numpy()[parents]) + pd.to_timedelta(offsets, unit="s")).to_numpy()
+    values = first.to_numpy()[parents] + offsets
+    whole = pd.api.types.is_integer_dtype(first) and np.all(offsets == np.round(offsets))
+    return values.astype(np.int64) if whole else values

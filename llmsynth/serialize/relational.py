@@ -1,0 +1,68 @@
+"""Related tables as the model learns them: every row a GReaT-style row after the text of what it belongs to (its
+parent's row, the parent's parent's...; in a sequence also the rows just before it), so that one model learns every
+table and writes each row knowing its family:
+
+    customers: age is 42, segment is retail, number of accounts is 2
+    accounts: type is checking, number of transactions is 31, first booked_at of transactions is 2024-01-03 09:12:00
+    transactions: amount is 12.5, booked_at gap is 3600
+    transactions: amount is 640, booked_at gap is 120
+    transactions:                                       <- the row learned (or written) here
+
+A parent row carries its number of children per child table (and a sequence's first order value), so the counts are
+learned with the parent's values; a sequence's rows carry the gap from the row before (0 for the first), so order
+columns come out increasing. Keys are never learned: generation writes fresh ones, consistent by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from llmsynth.serialize.tabular import RowEncoder, row_text
+
+SEQUENCE_CONTEXT = 3  # rows before a sequence's row that its context shows
+
+
+def count_column(child: str) -> str:
+    return f"number of {child}"
+
+
+def first_column(child: str, order_by: str) -> str:
+    return f"first {order_by} of {child}"
+
+
+def gap_column(order_by: str) -> str:
+    return f"{order_by} gap"
+
+
+@dataclass(frozen=True)
+class RelationalRecord:
+    table: int  # index into the plans (parents first)
+    context: str  # the family's text above the row, ending with the table's name
+    values: tuple[str, ...]  # the row's learned value texts, in its schema's order
+    family: int  # the root entity's number: a family goes to training or validation whole
+
+
+def row_line(table: str, names: Sequence[str], values: Sequence[str]) -> str:
+    return f"{table}:{row_text(names, values)}"
+
+
+class RelationalEncoder:
+    """Token ids of related tables' rows: one RowEncoder per table, each row after its context's ids (`<bos>` and
+    the context text, which the loss skips). Training passes one column order per record, sized for the widest
+    table; a table takes the part of it that names its own columns (a permutation of them)."""
+
+    def __init__(self, tokenizer, tables: Sequence[Sequence[str]]):
+        """`tables`: each table's learned column names, parents first."""
+        self.tokenizer = tokenizer
+        self.rows = [RowEncoder(tokenizer, names) for names in tables]
+        self.column_count = max(row.column_count for row in self.rows)
+        self.pad_id = self.rows[0].pad_id
+
+    def context_ids(self, context: str) -> list[int]:
+        return self.rows[0].prefix_ids + self.rows[0].encode_text(context)
+
+    def encode(self, record: RelationalRecord, order: Sequence[int]) -> tuple[list[int], list[int]]:
+        row = self.rows[record.table]
+        return row.encode(record.values, [c for c in order if c < row.column_count], self.context_ids(record.context))
+

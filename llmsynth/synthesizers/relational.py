@@ -1,0 +1,148 @@
+"""Related tables: a root table and the tables that hang off it by keys (customers -> accounts -> transactions),
+learned by one model with every row after its family's text (serialize/relational.py) and sampled family by family."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from llmsynth.data.relational import (
+    Database, check_database, is_database_url, read_database, read_sql_database,
+)
+from llmsynth.errors import DataError, GenerateError
+from llmsynth.generate.families import Settings, generate_families
+from llmsynth.scrub import ScrubConfig, scrub_table
+from llmsynth.data.families import TablePlan, family_records, learned_frames, ordered, table_plans
+from llmsynth.serialize.relational import RelationalEncoder, RelationalRecord
+from llmsynth.serialize.tabular import segment_texts
+from llmsynth.synthesizers.base import Synthesizer
+from llmsynth.train.config import Recipe
+
+
+class RelationalSynthesizer(Synthesizer):
+    """Learns a database of related tables and samples new families, every key consistent.
+
+    >>> synth = RelationalSynthesizer().fit("bank/")          # bank/relations.yaml, or sqlite:///bank.db
+    >>> database = synth.sample(500)                          # 500 customers with their accounts and transactions
+    """
+
+    KIND = "relational"
+    UNSCRUBBED_WARNING = "training on unscrubbed tables: PII in their free-text columns can be memorized and replayed"
+
+    def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None,
+                 column_kinds: Mapping[str, Mapping[str, str]] | None = None):
+        """`column_kinds`: per table, column kind overrides (as for one table)."""
+        super().__init__(recipe, base_model)
+        self.column_kinds = {table: dict(kinds) for table, kinds in (column_kinds or {}).items()}
+        self.plans: list[TablePlan] = []
+        self.layout = None
+
+    # -- fit: a folder with relations.yaml, a database URL, or a Database ----------------------------------------
+    def _read(self, data: Database | str | os.PathLike) -> Database:
+        if isinstance(data, Database):
+            check_database(data)
+            return data
+        return read_sql_database(str(data)) if is_database_url(data) else read_database(data)
+
+    def _scrub(self, database: Database, config: ScrubConfig, progress: bool) -> tuple[Database, dict, set]:
+        """Every table but its keys (never learned, and the links between tables until the records are built)."""
+        tables, summary, raw = {}, {}, set()
+        for name, spec in database.layout.tables.items():
+            keys = [c for c in (spec.primary_key, spec.foreign_key, spec.group_by) if c]
+            table = database.tables[name]
+            if len(table.columns) == len(keys):  # nothing but keys
+                tables[name], summary[name] = table, {"rows": len(table), "columns": {}}
+                continue
+            scrubbed, summary[name], found = scrub_table(table.drop(columns=keys), config,
+                                                         self.column_kinds.get(name), progress=progress)
+            tables[name] = pd.concat([table[keys], scrubbed], axis=1)[list(table.columns)]
+            raw |= found
+        return Database(database.layout, tables), {"tables": summary}, raw
+
+    def _learn_records(self, database: Database) -> list[RelationalRecord]:
+        database = ordered(database)
+        frames = learned_frames(database)
+        self.layout = database.layout
+        self.plans = table_plans(database, frames, self.column_kinds)
+        return family_records(database, frames, self.plans)
+
+    def _tokenizer_texts(self, records: list[RelationalRecord]) -> Iterator[str]:
+        return (r.context + " " + " ".join(r.values) for r in records)
+
+    def _whole_tokens(self) -> list[str]:
+        return [text for plan in self.plans for name in plan.learned_names for text in segment_texts(name)]
+
+    def _new_encoder(self) -> RelationalEncoder:
+        return RelationalEncoder(self.tokenizer, [plan.learned_names for plan in self.plans])
+
+    def _split(self, records: list[RelationalRecord]) -> tuple[list, list]:
+        """Validation by whole families, as the holdout is."""
+        families = sorted({r.family for r in records})
+        rng = np.random.default_rng(self.recipe.train.seed)
+        count = max(1, round(len(families) * self.recipe.train.validation_fraction))
+        validation = set(rng.permutation(families)[:count].tolist())
+        return [r for r in records if r.family not in validation], [r for r in records if r.family in validation]
+
+    def _examples(self, records: list, canaries: list, train: list, validation: list) -> tuple[list, list, dict]:
+        longest = max(len(self.encoder.encode(r, range(self.encoder.column_count))[0]) for r in records)
+        if self.base_model is None and longest > self.recipe.tiny.max_length:
+            raise DataError(f"a row with its family's text takes {longest} tokens, more than the model's max_length "
+                            f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
+        return train + canaries, validation, {"longest_row_tokens": longest}
+
+    def _identity(self, records: list) -> list:
+        return [[plan.model_dump(mode="json") for plan in self.plans], len(records)]
+
+    def _counts(self, records: list, train: list, validation: list) -> dict[str, Any]:
+        rows = {plan.name: sum(r.table == i for r in records) for i, plan in enumerate(self.plans)}
+        return {"tables": len(self.plans), "rows": rows, "families": len({r.family for r in records}),
+                "validation_families": len({r.family for r in validation})}
+
+    def _canary_template(self, records: list) -> dict[str, Any]:
+        raise DataError("canaries are not supported for related tables yet; train without --canaries")
+
+    # -- sample ------------------------------------------------------------------------------------------------
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+                    temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
+                    progress: bool = True, shard: tuple[int, int] = (0, 1), **options: Any) -> Iterator[Database]:
+        """`n` root rows with their families, as databases of up to `batch_size` (default 256) families each; keys
+        number on across them. `conditions` fix root columns."""
+        if options:
+            raise GenerateError(f"{', '.join(sorted(options))}: options for conversations")
+        if shard != (0, 1):
+            raise GenerateError("related tables are generated in one process for now")
+        if n < 1:
+            raise GenerateError(f"the number of root rows must be at least 1, got {n}")
+        self._require_fitted()
+        model, offsets = self.ready_model(), {}
+        families = batch_size or 256
+        with tqdm(total=n, desc="generating", unit="family", disable=not progress) as bar:
+            for number, start in enumerate(range(0, n, families)):
+                count = min(families, n - start)
+                settings = Settings(seed * 1_000_003 + number, 256, temperature, top_p, self.recipe.train.column_order)
+                tables = generate_families(model, self.encoder, self.plans, count, conditions, settings, offsets)
+                yield Database(self.layout, tables)
+                bar.update(count)
+
+    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
+               top_p: float = 1.0, batch_size: int = 256, progress: bool = False) -> Database:
+        """`n` root rows with everything below them; every row valid, every foreign key its parent's."""
+        parts = list(self.iter_sample(n, conditions, seed, temperature, top_p, batch_size, progress))
+        return Database(self.layout, {name: pd.concat([p.tables[name] for p in parts], ignore_index=True)
+                                      for name in self.layout.tables})
+
+    # -- save / load -------------------------------------------------------------------------------------------
+    def _manifest(self) -> dict[str, Any]:
+        return {"layout": self.layout.model_dump(mode="json"),
+                "tables": [plan.model_dump(mode="json") for plan in self.plans]}
+
+    def _restore(self, manifest: dict[str, Any]) -> None:
+        from llmsynth.data.relational import Layout
+
+        self.layout = Layout.model_validate(manifest["layout"])
+        self.plans = [TablePlan.model_validate(plan) for plan in manifest["tables"]]
