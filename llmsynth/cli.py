@@ -263,9 +263,14 @@ def run(pipeline):
 def demo(kind, out_dir, rows, samples, max_minutes, canary_counts):
     """Whole pipeline on bundled data with PII, through `llmsynth run`: split a holdout, scrub, train the tiny
     model, generate, evaluate (report in OUTPUT/report/)."""
-    from llmsynth.demo import run_chat_demo, run_tabular_demo
+    from llmsynth.demo import run_chat_demo, run_relational_demo, run_tabular_demo
 
     _quiet_libraries()
+    if kind == "relational":
+        if canary_counts:
+            raise click.UsageError("--canaries is not supported for related tables yet")
+        run_relational_demo(out_dir, rows or 300, samples or 150, max_minutes=max_minutes, echo=click.echo)
+        return
     run_demo, size, count = (run_chat_demo, 600, 210) if kind == "chat" else (run_tabular_demo, 4000, 1000)
     _, outcome = run_demo(out_dir, rows or size, samples or count, max_minutes=max_minutes,
                           train_options={"canaries": canary_counts}, echo=click.echo)

@@ -206,14 +206,15 @@ EVALUATE_OPTIONS = _group(
 
 
 DEMO_OPTIONS = _group(
-    click.option("--kind", type=click.Choice(["tabular", "chat"]), default="tabular", show_default=True,
-                 help="Which demo: the customers table, or support-chat conversations."),
+    click.option("--kind", type=click.Choice(["tabular", "chat", "relational"]), default="tabular", show_default=True,
+                 help="Which demo: the customers table, support-chat conversations, or a bank's related tables "
+                 "(customers -> accounts -> transactions)."),
     click.option("-o", "--output", "out_dir", type=FOLDER, default=Path("demo-output"), show_default=True,
                  help="Folder for the demo's data, model and synthetic output."),
-    click.option("--rows", type=click.IntRange(min=100), help="Demo size: table rows (default 4000) or conversations "
-                 "(default 600)."),
-    click.option("--samples", type=click.IntRange(min=1), help="Rows (default 1000) or conversations (default 210) to "
-                 "generate."),
+    click.option("--rows", type=click.IntRange(min=100), help="Demo size: table rows (default 4000), conversations "
+                 "(default 600) or bank customers (default 300)."),
+    click.option("--samples", type=click.IntRange(min=1), help="Rows (default 1000), conversations (default 210) or "
+                 "customers with their accounts and transactions (default 150) to generate."),
     click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
                  help="Training time budget."),
     CANARIES,

@@ -201,3 +201,28 @@ def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(
         stored = runner.invoke(main, ["generate", str(model), "-n", "5", "-o", url, "--condition", "segment=private"])
         assert (stored.exit_code, "exists already" in stored.output) == ((0, False) if attempt == 0 else (2, True))
     assert read_sql_database(url).tables["customers"].segment.tolist() == ["private"] * 5
+
+
+def test_relational_figures_tell_a_faithful_copy_from_a_broken_one():
+    from llmsynth.data.demo import bank, fraud_burst_share
+    from llmsynth.data.relational import Database, Layout
+    from llmsynth.evaluate.relational import relational_metrics
+
+    layout, tables = bank(120, seed=1)
+    real = Database(Layout.model_validate(layout), tables)
+    same = relational_metrics(real, real)
+    assert same["referential_integrity"] == 1.0 and same["children_per_parent"] == 1.0
+    assert same["parent_child_trend_gap_max"] == 0.0
+    sequences = same["tables"]["transactions"]
+    assert sequences["ordered"] == 1.0 and sequences["gaps"] == 1.0 and sequences["transitions"]["channel"] == 1.0
+    assert 0.03 < fraud_burst_share(tables["accounts"], tables["transactions"]) < 0.2
+    transactions = tables["transactions"].copy()
+    transactions.loc[::10, "account_id"] = "A999"  # orphans
+    transactions["booked_at"] = transactions["booked_at"].iloc[::-1].to_numpy()  # time runs backwards
+    accounts = tables["accounts"].assign(kind="checking")  # no savings: the kind-amount trend is gone
+    broken = relational_metrics(real, Database(real.layout, {**tables, "transactions": transactions,
+                                                             "accounts": accounts}))
+    assert abs(broken["referential_integrity"] - 0.9) < 0.01
+    assert broken["tables"]["transactions"]["ordered"] < 0.3
+    assert broken["tables"]["transactions"]["children_per_parent"] < 0.95
+    assert fraud_burst_share(accounts, transactions) < fraud_burst_share(tables["accounts"], tables["transactions"])

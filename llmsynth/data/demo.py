@@ -82,6 +82,80 @@ def _email(fake: Faker, name: str) -> str:
 
 # --- support chats ------------------------------------------------------------------------------------------------
 
+BANK_LAYOUT = {"tables": {
+    "customers": {"file": "customers.csv", "primary_key": "customer_id"},
+    "accounts": {"file": "accounts.csv", "primary_key": "account_id", "parent": "customers", "foreign_key": "customer_id"},
+    "transactions": {"file": "transactions.csv", "parent": "accounts", "foreign_key": "account_id",
+                     "order_by": "booked_at"},
+}}
+CITIES = ["Austin", "Boston", "Chicago", "Denver", "Miami", "Seattle"]
+
+
+def bank(n: int = 400, seed: int = 0) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """Related demo tables (the layout and the tables): customers with PII -> accounts -> transactions, ordered by
+    time. Private customers hold more accounts; savings see few, large transfers; some card accounts show fraud in
+    the sequence: a burst of tiny card-not-present payments minutes apart, then a large one (marked is_fraud)."""
+    rng = np.random.default_rng(seed)
+    fake = Faker("en_US")
+    fake.seed_instance(seed)
+    names = [fake.name() for _ in range(n)]
+    segment = rng.choice(["retail", "private"], n, p=[0.75, 0.25])
+    customers = pd.DataFrame({"customer_id": [f"C{100000 + i}" for i in range(n)], "name": names,
+                              "email": [_email(fake, name) for name in names], "segment": segment,
+                              "age": rng.integers(18, 86, n), "city": rng.choice(CITIES, n)})
+    accounts, transactions = [], []
+    for customer, kind_of_customer in zip(customers.customer_id, segment):
+        for _ in range(rng.integers(2, 5) if kind_of_customer == "private" else rng.integers(1, 3)):
+            kind = rng.choice(["checking", "savings", "credit_card"], p=[0.5, 0.25, 0.25])
+            account = f"A{200000 + len(accounts)}"
+            accounts.append((account, customer, kind))
+            transactions += _account_history(account, kind, kind_of_customer, rng)
+    return BANK_LAYOUT, {"customers": customers,
+                         "accounts": pd.DataFrame(accounts, columns=["account_id", "customer_id", "kind"]),
+                         "transactions": pd.DataFrame(transactions, columns=["account_id", "booked_at", "amount",
+                                                                             "channel", "is_fraud"])}
+
+
+def _account_history(account: str, kind: str, segment: str, rng: np.random.Generator) -> list[tuple]:
+    scale = 3.0 if segment == "private" else 1.0
+    time = pd.Timestamp("2026-01-01") + pd.Timedelta(minutes=int(rng.integers(0, 60 * 24 * 30)))
+    count = rng.integers(1, 5) if kind == "savings" else rng.integers(3, 10)
+    fraud_at = rng.integers(0, count) if kind != "savings" and rng.random() < 0.08 else None
+    rows = []
+    for number in range(count):
+        if number == fraud_at:
+            for _ in range(rng.integers(3, 5)):
+                time += pd.Timedelta(minutes=int(rng.integers(1, 10)))
+                rows.append((account, time, round(float(rng.uniform(1, 5)), 2), "card_not_present", 1))
+            time += pd.Timedelta(minutes=int(rng.integers(2, 30)))
+            rows.append((account, time, round(float(rng.uniform(800, 3000)), 2), "card_not_present", 1))
+        time += pd.Timedelta(minutes=int(rng.exponential(60 * 24 * 2)) + 1)
+        if kind == "savings":
+            rows.append((account, time, round(float(rng.lognormal(6.5, 0.8) * scale), 2), "transfer", 0))
+        else:
+            channel = rng.choice(["card_present", "card_not_present", "transfer"], p=[0.55, 0.3, 0.15])
+            rows.append((account, time, round(float(rng.lognormal(3.5, 0.9) * scale), 2), channel, 0))
+    return [(a, t.strftime("%Y-%m-%d %H:%M:%S"), amount, channel, fraud) for a, t, amount, channel, fraud in rows]
+
+
+def fraud_burst_share(accounts: pd.DataFrame, transactions: pd.DataFrame) -> float:
+    """Share of card accounts (not savings) whose history holds the demo's fraud pattern: three or more
+    card-not-present payments under 10 in a row, then a card-not-present payment over 500."""
+    cards = accounts.loc[accounts.kind != "savings", "account_id"]
+    found = set()
+    for account, history in transactions[transactions.account_id.isin(set(cards))].groupby("account_id", sort=False):
+        run = 0
+        for amount, channel in zip(pd.to_numeric(history.amount), history.channel):
+            if channel == "card_not_present" and amount < 10:
+                run += 1
+            elif channel == "card_not_present" and amount > 500 and run >= 3:
+                found.add(account)
+                break
+            else:
+                run = 0
+    return len(found) / max(1, len(cards))
+
+
 CHAT_INTENTS = ["card_lost", "refund", "dispute_charge", "address_change", "account_locked", "loan_question",
                 "update_contact"]
 _NAME_LOCALES = ["es_MX", "fr_FR", "de_DE", "it_IT", "nl_NL"]

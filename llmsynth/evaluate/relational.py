@@ -1,0 +1,135 @@
+"""Related tables, synthetic against real (the holdout): keys, order, children per parent, parent-child trends and,
+for sequences, gaps, lag-1 autocorrelation and category transitions. Every figure beside what it should be."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import ks_2samp
+
+from llmsynth.data.relational import Database, order_values
+
+
+def relational_metrics(real: Database, synthetic: Database) -> dict:
+    """Per child table: referential integrity, ordered sequences, children per parent (KS complement), parent-child
+    trends (each parent column against its children's count and numeric means: correlation real and synthetic),
+    and for sequences the gap KS complement, lag-1 autocorrelations and category transitions (TV complement)."""
+    tables = {}
+    for name, spec in real.layout.tables.items():
+        if spec.parent is None:
+            continue
+        parent_key = real.layout.tables[spec.parent].primary_key
+        child, parents = synthetic.tables[name], synthetic.tables[spec.parent]
+        figures = {"referential_integrity": float(child[spec.foreign_key].astype(str).isin(
+            set(parents[parent_key].astype(str))).mean()) if len(child) else 1.0,
+            "children_per_parent": _ks_complement(_counts(real, name), _counts(synthetic, name)),
+            "parent_child_trends": _trends(real, synthetic, name)}
+        if spec.order_by is not None:
+            figures.update(_sequence_figures(real, synthetic, name))
+        tables[name] = figures
+    trends = [abs(t["real"] - t["synthetic"]) for f in tables.values() for t in f["parent_child_trends"].values()]
+    return {"tables": tables,
+            "referential_integrity": min((f["referential_integrity"] for f in tables.values()), default=1.0),
+            "children_per_parent": min((f["children_per_parent"] for f in tables.values()), default=1.0),
+            "parent_child_trend_gap_max": max(trends, default=0.0),
+            "parent_child_trend_gap_mean": float(np.mean(trends)) if trends else 0.0}
+
+
+def _ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
+    if len(real) == 0 or len(synthetic) == 0:
+        return 0.0
+    return float(1 - ks_2samp(real.astype(float), synthetic.astype(float)).statistic)
+
+
+def _counts(database: Database, name: str) -> pd.Series:
+    """Each parent row's number of rows in table `name` (0 included)."""
+    spec = database.layout.tables[name]
+    keys = database.tables[spec.parent][database.layout.tables[spec.parent].primary_key].astype(str)
+    return keys.map(database.tables[name][spec.foreign_key].astype(str).value_counts()).fillna(0)
+
+
+def _aggregates(database: Database, name: str) -> pd.DataFrame:
+    """Per parent row: its columns (numbers as they are, each category of a categorical as a 0/1 column) and its
+    children's count and numeric means."""
+    spec = database.layout.tables[name]
+    parent_spec = database.layout.tables[spec.parent]
+    parents = database.tables[spec.parent].set_index(database.tables[spec.parent][parent_spec.primary_key].astype(str))
+    columns = {}
+    for column in parents.columns:
+        if column in (parent_spec.primary_key, parent_spec.foreign_key):
+            continue
+        numbers = pd.to_numeric(parents[column], errors="coerce")
+        if numbers.notna().mean() > 0.9:
+            columns[f"{spec.parent}.{column}"] = numbers
+        elif parents[column].nunique() <= 10:
+            for category in parents[column].dropna().unique():
+                columns[f"{spec.parent}.{column}={category}"] = (parents[column] == category).astype(float)
+    children = database.tables[name]
+    columns[f"{name} per parent"] = _counts(database, name).set_axis(parents.index)
+    for column in children.columns:
+        numbers = pd.to_numeric(children[column], errors="coerce")
+        if column not in (spec.foreign_key, spec.order_by) and numbers.notna().mean() > 0.9:
+            columns[f"mean {name}.{column}"] = numbers.groupby(children[spec.foreign_key].astype(str)).mean()
+    return pd.DataFrame(columns)
+
+
+def _trends(real: Database, synthetic: Database, name: str) -> dict[str, dict[str, float]]:
+    found = {}
+    real_frame, synthetic_frame = _aggregates(real, name), _aggregates(synthetic, name)
+    parents = [c for c in real_frame.columns if c.startswith(f"{real.layout.tables[name].parent}.")]
+    children = [c for c in real_frame.columns if c not in parents]
+    for parent in parents:
+        for child in children:
+            pair = [real_frame[[parent, child]].dropna(), synthetic_frame.reindex(columns=[parent, child]).dropna()]
+            if min(len(p) for p in pair) < 3 or any(p[parent].std() == 0 or p[child].std() == 0 for p in pair):
+                continue
+            real_value, synthetic_value = (float(np.corrcoef(p[parent], p[child])[0, 1]) for p in pair)
+            found[f"{parent} ~ {child}"] = {"real": real_value, "synthetic": synthetic_value}
+    return found
+
+
+def _sequence_figures(real: Database, synthetic: Database, name: str) -> dict:
+    spec = real.layout.tables[name]
+    figures = {}
+    for label, database in (("real", real), ("synthetic", synthetic)):
+        table = database.tables[name]
+        times = pd.Series(order_values(table[spec.order_by], f"table {name!r}").to_numpy(), index=table.index)
+        keys = table[spec.foreign_key].astype(str)
+        gaps = times.groupby(keys).diff().dropna()
+        figures[label] = {"ordered": float((gaps >= 0).mean()) if len(gaps) else 1.0, "gaps": gaps,
+                          "lag1": _lag1(table, keys, spec), "transitions": _transitions(table, keys, spec)}
+    real_figures, synthetic_figures = figures["real"], figures["synthetic"]
+    transitions = {column: 1 - 0.5 * float((real_figures["transitions"][column]
+                                            - synthetic_figures["transitions"].get(column, 0)).abs().sum())
+                   for column in real_figures["transitions"]}
+    return {"ordered": synthetic_figures["ordered"],
+            "gaps": _ks_complement(real_figures["gaps"], synthetic_figures["gaps"]),
+            "lag1_autocorrelation": {c: {"real": v, "synthetic": synthetic_figures["lag1"].get(c, float("nan"))}
+                                     for c, v in real_figures["lag1"].items()},
+            "transitions": transitions}
+
+
+def _lag1(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, float]:
+    """Each numeric column's correlation with its value one row before, within a sequence."""
+    found = {}
+    for column in table.columns:
+        numbers = pd.to_numeric(table[column], errors="coerce")
+        if column in (spec.foreign_key, spec.order_by) or numbers.notna().mean() < 0.9:
+            continue
+        pairs = pd.DataFrame({"now": numbers, "before": numbers.groupby(keys).shift()}).dropna()
+        if len(pairs) > 2 and pairs.std().min() > 0:
+            found[column] = float(np.corrcoef(pairs.now, pairs.before)[0, 1])
+    return found
+
+
+def _transitions(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, pd.Series]:
+    """Each categorical column's share of (before, now) pairs within sequences."""
+    found = {}
+    for column in table.columns:
+        values = table[column].astype(str)
+        if column in (spec.foreign_key, spec.order_by) or values.nunique() > 10 or pd.to_numeric(
+                table[column], errors="coerce").notna().mean() > 0.9:
+            continue
+        pairs = pd.DataFrame({"before": values.groupby(keys).shift(), "now": values}).dropna()
+        found[column] = (pairs.before + " -> " + pairs.now).value_counts(normalize=True)
+    return found
