@@ -92,6 +92,8 @@ def test_names_from_many_countries_escaped_line_breaks_and_phone_extensions_are_
     assert found["Jasna Perković"] == "PERSON" and found["Teake R Tuininga"] == "PERSON"
     assert found["Umberto"] == "PERSON"  # announced as a name, though NER calls it a place
     assert "Yesterday Dubois" not in _found(analyzer, "Yesterday Dubois called about the loan.")
+    # A verb opening the sentence had hidden the name after it from the name list: "Call Daniel" was the candidate.
+    assert _found(analyzer, "Call Daniel Fischer about card 3 on Monday.")["Daniel Fischer"] == "PERSON"
 
 
 def test_unknown_entity_names_are_refused():

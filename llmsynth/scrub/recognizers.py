@@ -113,7 +113,9 @@ class NameListRecognizer(_TextRecognizer):
     Tuininga", not "Yesterday Dubois"). A listed given name alone that the tagger reads as a common word is none
     ("Loan account 0012..." starts a sentence with a noun, not the Vietnamese name)."""
 
-    _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b(?!['’]t\b)")
+    # The words after the first are looked at ahead, not consumed: "Call Daniel Fischer" is a candidate at "Call" and,
+    # since the tagger reads "Call" as a common word, again at "Daniel" (consumed, the verb had hidden the name).
+    _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?=(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b(?!['’]t\b))")
     # Overlapping pairs ("IS MARIA", "MARIA ROSSI"): the second word is looked at ahead, not consumed.
     _UNCASED = re.compile(rf"(?<![\w@])(?:([{_LOWER}]{{2,}})(?=[ \t]+([{_LOWER}]{{2,}})\b)"
                           rf"|([{_UPPER}]{{2,}})(?=[ \t]+([{_UPPER}]{{2,}})\b))\b")
@@ -125,15 +127,19 @@ class NameListRecognizer(_TextRecognizer):
         given, surnames = name_lists()
         proper_nouns = _tagged(nlp_artifacts, {"PROPN"})  # none without a tagger
         common_use = _tagged(nlp_artifacts, {"NOUN", "VERB", "ADJ", "ADV"})
-        results = []
+        results, covered, after_common_word = [], -1, False
         for match in self._CANDIDATE.finditer(text):
             first, middle, last = (group and group.lower() for group in match.groups())
+            if match.start() < covered and not after_common_word:
+                continue  # a word inside the candidate before starts one only after a common word ("Call")
+            covered = max(match.end(group) for group in (1, 2, 3) if match.group(group))
+            after_common_word = match.start() in common_use and first not in given
             if first not in given:
                 if (last and (middle or last in surnames) and match.start() in proper_nouns
                         and not {first, last} & common_words()):
-                    results.append(self._result(match.start(), match.end(), UNLISTED_NAME_SCORE))
+                    results.append(self._result(match.start(), match.end(3), UNLISTED_NAME_SCORE))
             elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
-                results.append(self._result(match.start(), match.end(), NAME_SCORE))
+                results.append(self._result(match.start(), match.end(3), NAME_SCORE))
             elif first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use:
                 results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
         return results + self._uncased(text, nlp_artifacts, given, surnames)
