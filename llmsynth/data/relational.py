@@ -30,6 +30,7 @@ from llmsynth.data.io import read_config, read_table, write_table, write_text
 from llmsynth.errors import DataError
 
 LAYOUT_FILE = "relations.yaml"
+HOLDOUT_STREAM = 0x401D  # salts the holdout's random stream (see split_by_root)
 
 
 class TableLayout(BaseModel):
@@ -181,7 +182,9 @@ def split_by_root(database: Database, holdout_fraction: float, seed: int = 0) ->
     """Training and holdout databases with whole families on one side: a root entity goes to the holdout with
     probability `holdout_fraction` (seeded), and every row below it goes with it. Also the holdout's root keys."""
     keys = database.root_keys()
-    chosen = np.random.default_rng(seed).random(len(keys)) < holdout_fraction
+    # A stream of its own: data made with the same seed (the demo bank draws its segments with default_rng(seed)
+    # too) must not decide the split; with the plain seed every holdout customer of the demo was 'retail'.
+    chosen = np.random.default_rng([seed, HOLDOUT_STREAM]).random(len(keys)) < holdout_fraction
     if chosen.all() or not chosen.any():
         raise DataError(f"{len(keys)} root entities are too few to split a holdout of {holdout_fraction:.0%} off")
     holdout_keys = set(keys[chosen].astype(str))

@@ -4,6 +4,7 @@ learned by one model with every row after its family's text (serialize/relationa
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -93,7 +94,7 @@ class RelationalSynthesizer(Synthesizer):
         if self.base_model is None and longest > self.recipe.tiny.max_length:
             raise DataError(f"a row with its family's text takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
-        return train + canaries, validation, {"longest_row_tokens": longest}
+        return _balanced(train) + canaries, validation, {"longest_row_tokens": longest}
 
     def _identity(self, records: list) -> list:
         return [[plan.model_dump(mode="json") for plan in self.plans], len(records)]
@@ -146,3 +147,12 @@ class RelationalSynthesizer(Synthesizer):
 
         self.layout = Layout.model_validate(manifest["layout"])
         self.plans = [TablePlan.model_validate(plan) for plan in manifest["tables"]]
+
+
+def _balanced(records: list[RelationalRecord]) -> list[RelationalRecord]:
+    """Parent tables' rows repeated (up to 4 times) where the rows below outnumber them: without it a few hundred
+    customers are a few percent of what the model sees, and their own columns (and their children's counts) are
+    learned last."""
+    counts = Counter(r.table for r in records)
+    most = max(counts.values())
+    return [r for r in records for _ in range(min(4, max(1, round(most / counts[r.table] / 4))))]
