@@ -113,3 +113,16 @@ def test_load_refuses_other_kinds_newer_versions_and_plain_folders(trained, tmp_
         TabularSynthesizer.load(path)
     with pytest.raises(ModelError, match="not a synthesizer directory"):
         TabularSynthesizer.load(tmp_path)
+
+
+def test_identifier_surrogates_do_not_replay_data_made_with_the_same_faker_seed():
+    from faker import Faker
+
+    from llmsynth.generate.identifiers import fill_identifiers
+
+    fake = Faker("en_US")
+    fake.seed_instance(0)
+    source = [fake.name() for _ in range(200)]  # how demo and test data are often made (data.demo does this)
+    column = IdentifierColumn(name="name", identifier_type="name", shape="", null_fraction=0.0)
+    written = fill_identifiers(pd.DataFrame(index=range(200)), [column], seed=0)
+    assert len(set(written["name"]) & set(source)) < 5  # chance meetings of common names, not the same sequence

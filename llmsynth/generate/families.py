@@ -119,6 +119,8 @@ def _frame(plan: TablePlan, rows: list[_Written], frames: dict[str, pd.DataFrame
 def _order_values(plan: TablePlan, frame: pd.DataFrame, parent_frame: pd.DataFrame, parents: np.ndarray) -> Any:
     """Each sequence's first value (written with its parent) plus the gaps after it (the first row's gap is 0)."""
     first = parent_frame[first_column(plan.name, plan.order_by)]
+    if len(parents) == 0:
+        return first.iloc[:0].to_numpy()
     missing = first.iloc[np.unique(parents)].isna()
     if missing.any():  # a parent with children but no first value: the column's least value stands in
         minimum = first.dropna().min() if first.notna().any() else 0

@@ -13,7 +13,9 @@ UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 def fill_identifiers(table: pd.DataFrame, columns: list[IdentifierColumn], seed: int) -> pd.DataFrame:
     """Add one surrogate per row for each identifier column; e-mails follow a name column when there is one."""
     fake = Faker("en_US")
-    fake.seed_instance(seed)
+    # A stream of its own: Faker seeded with a small number is how test and demo data are made (ours is), and the same
+    # seed would write the source's very names back (the relational demo's first customers came out as its own).
+    fake.seed_instance(f"llmsynth identifiers {seed}")
     names: list[str] | None = None
     for column in columns:
         if column.identifier_type == "name":
