@@ -212,6 +212,13 @@ def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, 
     _quiet_libraries()
     started = time.perf_counter()
     model_kind, schema, canaries = saved_model_evaluation(model_dir, canary_file)
+    if (kind or model_kind) == "relational":
+        from llmsynth.pipeline import evaluate_databases
+
+        for line in evaluate_databases(real_path, holdout_path, synthetic_path, out_dir):
+            click.echo(line)
+        return
+    real_path, holdout_path, synthetic_path = map(Path, (real_path, holdout_path, synthetic_path))
     evaluation = evaluate_files(real_path, holdout_path, synthetic_path, kind=kind or model_kind, schema=schema,
                                 canaries=canaries, raw_pii=raw_pii, thresholds=thresholds, target=target, label=label,
                                 seed=seed, progress=True,

@@ -176,14 +176,17 @@ GENERATE_OPTIONS = _group(
 
 
 EVALUATE_OPTIONS = _group(
-    click.option("--real", "real_path", required=True, type=FILE, help="The (scrubbed) records the model was trained on."),
-    click.option("--holdout", "holdout_path", required=True, type=FILE,
+    click.option("--real", "real_path", required=True,
+                 help="The (scrubbed) records the model was trained on; related tables: a folder or database URL."),
+    click.option("--holdout", "holdout_path", required=True,
                  help="Real records split off before training and never seen by the model."),
-    click.option("--synthetic", "synthetic_path", required=True, type=FILE,
+    click.option("--synthetic", "synthetic_path", required=True,
                  help="The generated records (from llmsynth or any other generator)."),
     click.option("-o", "--output", "out_dir", required=True, type=FOLDER, help="Folder for metrics.json and report.html."),
-    click.option("--kind", type=click.Choice(["tabular", "chat"]),
-                 help="tabular or chat (default: the model's kind, else chat for JSONL in the messages format)."),
+    click.option("--kind", type=click.Choice(["tabular", "chat", "relational"]),
+                 help="tabular, chat or relational (default: the model's kind, else chat for JSONL in the messages "
+                 "format). Related tables get keys, children per parent, parent-child trends and sequence figures "
+                 "in metrics.json (no report.html yet), the holdout's own figures beside them."),
     click.option("--model", "model_dir", type=FOLDER,
                  help="The synthesizer directory: its schema decides the column types; canaries it was trained with "
                  "(MODEL.canaries.json beside it) are measured: exposure and extraction."),

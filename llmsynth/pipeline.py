@@ -32,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsynth.data import read_records, read_table, write_table
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.io import read_config, table_format, write_text
-from llmsynth.data.relational import Database, is_database_url, new_sqlite_file, write_database, write_sql_database
+from llmsynth.data.relational import (
+    Database, is_database_url, new_sqlite_file, read_database, read_sql_database, write_database, write_sql_database,
+)
 from llmsynth.errors import DataError
 from llmsynth.data.canaries import canary_path, read_canaries
 from llmsynth.data.schema import Schema
@@ -328,6 +330,25 @@ def generate_database(synth: Synthesizer, n: int, output: str, **options: Any) -
     else:
         write_database(database, output)
     return database, time.perf_counter() - started
+
+
+def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path) -> list[str]:
+    """Related tables (folders or database URLs): the synthetic tables' figures against the real ones, with the
+    holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json; lines to show."""
+    from llmsynth.evaluate.relational import relational_metrics
+
+    databases = [read_sql_database(p) if is_database_url(p) else read_database(p) for p in (real, holdout, synthetic)]
+    metrics = {"kind": "relational", "synthetic": relational_metrics(databases[0], databases[2]),
+               "holdout": relational_metrics(databases[0], databases[1])}
+    path = Path(out_dir) / "metrics.json"
+    write_text(path, json.dumps(metrics, indent=2, default=float))
+    lines = [f"{'figure':<42} {'synthetic':>10} {'holdout':>10}"]
+    for key, label in (("referential_integrity", "referential integrity"),
+                       ("children_per_parent", "children per parent (KS complement, worst)"),
+                       ("parent_child_trend_gap_max", "parent-child trends: largest gap"),
+                       ("parent_child_trend_gap_mean", "parent-child trends: mean gap")):
+        lines.append(f"{label:<42} {metrics['synthetic'][key]:>10.3f} {metrics['holdout'][key]:>10.3f}")
+    return [*lines, f"figures per table in {path}"]
 
 
 def generate_file(synth: Synthesizer, n: int, output: Path, **options: Any) -> Generated:

@@ -196,6 +196,12 @@ def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(
     synthetic = read_database(tmp_path / "synth")  # checked as any input is: keys unique, no orphans
     assert len(synthetic.tables["customers"]) == 12 and not any(n in " ".join(synthetic.tables["customers"].note)
                                                                   for n in names)
+    judged = runner.invoke(main, ["eval", "--real", str(bank), "--holdout", str(bank), "--synthetic",
+                                  str(tmp_path / "synth"), "--model", str(model), "-o", str(tmp_path / "report")])
+    assert judged.exit_code == 0, judged.output
+    figures = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert figures["synthetic"]["referential_integrity"] == 1.0 and figures["holdout"]["children_per_parent"] == 1.0
+    assert "children per parent" in judged.output
     url = f"sqlite:///{tmp_path / 'synth.db'}"
     for attempt in (0, 1):
         stored = runner.invoke(main, ["generate", str(model), "-n", "5", "-o", url, "--condition", "segment=private"])
