@@ -207,6 +207,10 @@ def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(
         stored = runner.invoke(main, ["generate", str(model), "-n", "5", "-o", url, "--condition", "segment=private"])
         assert (stored.exit_code, "exists already" in stored.output) == ((0, False) if attempt == 0 else (2, True))
     assert read_sql_database(url).tables["customers"].segment.tolist() == ["private"] * 5
+    missing = tmp_path / "missing.db"
+    with pytest.raises(DataError, match="no such database file"):
+        read_sql_database(f"sqlite:///{missing}")
+    assert not missing.exists()  # connecting would have made an empty one
 
 
 def test_relational_figures_tell_a_faithful_copy_from_a_broken_one():

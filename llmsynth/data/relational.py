@@ -230,8 +230,12 @@ def read_sql_database(url: str) -> Database:
     """Every table of a database (`sqlite:///bank.db`, `postgresql://user@host/bank`) with its primary key and its
     foreign key (one per table: each child has one parent) from the catalog, checked like a folder's."""
     from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    target = make_url(url)
+    if target.get_backend_name() == "sqlite" and target.database and not Path(target.database).is_file():
+        raise DataError(f"{url}: no such database file")  # connecting would create an empty one
     try:
         engine = create_engine(url)
         catalog = inspect(engine)
