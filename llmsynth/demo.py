@@ -162,9 +162,10 @@ def run_relational_demo(out_dir: Path, families: int = 300, samples: int = 150, 
 
     out_dir = Path(out_dir)
     layout, tables = bank(families, seed=seed)
-    source = write_database(Database(Layout.model_validate(layout), tables), out_dir / "bank")
+    database = Database(Layout.model_validate(layout), tables)
+    source = write_database(database, out_dir / "bank")
     echo(f"demo bank: {', '.join(f'{len(t)} {name}' for name, t in tables.items())} with PII -> {source}")
-    train, holdout, _ = split_by_root(Database(Layout.model_validate(layout), tables), HOLDOUT_FRACTION, seed)
+    train, holdout, _ = split_by_root(database, HOLDOUT_FRACTION, seed)
     write_database(train, out_dir / "train")
     write_database(holdout, out_dir / "holdout")
     synth = RelationalSynthesizer()

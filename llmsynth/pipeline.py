@@ -32,9 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsynth.data import read_records, read_table, write_table
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.io import read_config, table_format, write_text
-from llmsynth.data.relational import (
-    Database, is_database_url, new_sqlite_file, read_database, read_sql_database, write_database, write_sql_database,
-)
+from llmsynth.data.relational import Database, is_database_url, new_sqlite_file, read_related, write_related
 from llmsynth.errors import DataError
 from llmsynth.data.canaries import canary_path, read_canaries
 from llmsynth.data.schema import Schema
@@ -325,10 +323,7 @@ def generate_database(synth: Synthesizer, n: int, output: str, **options: Any) -
         new_sqlite_file(output)  # checked before the work, not after it
     started = time.perf_counter()
     database = synth.sample(n, progress=True, **options)
-    if is_database_url(output):
-        write_sql_database(database, output)
-    else:
-        write_database(database, output)
+    write_related(database, output)
     return database, time.perf_counter() - started
 
 
@@ -337,7 +332,7 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path) -
     holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json; lines to show."""
     from llmsynth.evaluate.relational import relational_metrics
 
-    databases = [read_sql_database(p) if is_database_url(p) else read_database(p) for p in (real, holdout, synthetic)]
+    databases = [read_related(location) for location in (real, holdout, synthetic)]
     metrics = {"kind": "relational", "synthetic": relational_metrics(databases[0], databases[2]),
                "holdout": relational_metrics(databases[0], databases[1])}
     path = Path(out_dir) / "metrics.json"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from llmsynth.data.relational import Database, order_values
+from llmsynth.data.relational import Database, is_time, order_values
 from llmsynth.data.schema import MIN_ROWS, Schema, infer_schema
 from llmsynth.errors import DataError
 from llmsynth.serialize.relational import (
@@ -66,23 +66,18 @@ def learned_frames(database: Database) -> dict[str, pd.DataFrame]:
         if spec.order_by is not None and spec.parent is not None:
             times = order_values(table[spec.order_by], f"table {name!r}")
             gaps = times.groupby(table[spec.foreign_key].astype(str)).diff().fillna(0)
-            gaps = gaps / NANOSECONDS if _is_time(table[spec.order_by]) else gaps
+            gaps = gaps / NANOSECONDS if is_time(table[spec.order_by]) else gaps
             frame = frame.drop(columns=[spec.order_by])
             frame[gap_column(spec.order_by)] = gaps.round(6)
         for child in database.children(name):
             child_spec, children = layout[child], database.tables[child]
             keys = table[spec.primary_key].astype(str)
-            frame[count_column(child)] = keys.map(children[child_spec.foreign_key].astype(str).value_counts()
-                                                  ).fillna(0).astype(int).to_numpy()
+            frame[count_column(child)] = database.children_per_parent(child).to_numpy()
             if child_spec.order_by is not None:
                 first = children.groupby(children[child_spec.foreign_key].astype(str))[child_spec.order_by].first()
                 frame[first_column(child, child_spec.order_by)] = keys.map(first).to_numpy()
         frames[name] = frame
     return frames
-
-
-def _is_time(column: pd.Series) -> bool:
-    return pd.api.types.is_datetime64_any_dtype(column) or not pd.to_numeric(column, errors="coerce").notna().all()
 
 
 def derived_kinds(database: Database, name: str) -> dict[str, str]:
@@ -94,7 +89,7 @@ def derived_kinds(database: Database, name: str) -> dict[str, str]:
         kinds[count_column(child)] = "integer"
         order_by = database.layout.tables[child].order_by
         if order_by is not None:
-            kinds[first_column(child, order_by)] = "datetime" if _is_time(database.tables[child][order_by]) else "integer"
+            kinds[first_column(child, order_by)] = "datetime" if is_time(database.tables[child][order_by]) else "integer"
     return kinds
 
 
@@ -116,7 +111,7 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
         plans.append(TablePlan(
             name=name, columns=[str(c) for c in table.columns], parent=spec.parent, primary_key=spec.primary_key,
             foreign_key=spec.foreign_key, order_by=spec.order_by,
-            order_kind=None if spec.order_by is None else ("time" if _is_time(table[spec.order_by]) else "number"),
+            order_kind=None if spec.order_by is None else ("time" if is_time(table[spec.order_by]) else "number"),
             key_prefix=prefix, key_width=width,
             children=database.children(name), table_schema=schema))
     return plans

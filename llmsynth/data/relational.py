@@ -72,6 +72,12 @@ class Database:
             yield name
             pending[:0] = self.children(name)
 
+    def children_per_parent(self, name: str) -> pd.Series:
+        """For each row of table `name`'s parent, in its order: how many rows of `name` hang off it (0 included)."""
+        spec = self.layout.tables[name]
+        keys = self.tables[spec.parent][self.layout.tables[spec.parent].primary_key].astype(str)
+        return keys.map(self.tables[name][spec.foreign_key].astype(str).value_counts()).fillna(0).astype(int)
+
     def root_keys(self) -> pd.Series:
         """Each root entity's key, one per entity: the root's primary key, or its group_by values."""
         spec = self.layout.tables[self.root]
@@ -163,11 +169,16 @@ def check_database(database: Database) -> None:
             order_values(table[spec.order_by], f"table {name!r}")
 
 
+def is_time(column: pd.Series) -> bool:
+    """Whether an order column holds times (a datetime column, or values not all numbers), not numbers."""
+    return pd.api.types.is_datetime64_any_dtype(column) or not pd.to_numeric(column, errors="coerce").notna().all()
+
+
 def order_values(column: pd.Series, source: str) -> pd.Series:
     """An order column as numbers (times as nanoseconds): numbers where all are, else times; else an error
     naming the first value that is neither."""
     numbers = pd.to_numeric(column, errors="coerce")
-    if numbers.notna().all():
+    if not is_time(column):
         return numbers
     times = pd.to_datetime(column, errors="coerce", format="mixed")
     if times.notna().all():
@@ -224,6 +235,17 @@ def write_database(database: Database, folder: str | os.PathLike) -> Path:
 
 def is_database_url(location: str | os.PathLike) -> bool:
     return "://" in str(location)
+
+
+def read_related(location: str | os.PathLike) -> Database:
+    """Related tables from a folder with relations.yaml or from a database URL."""
+    return read_sql_database(str(location)) if is_database_url(location) else read_database(location)
+
+
+def write_related(database: Database, location: str | os.PathLike) -> str | Path:
+    """Related tables into a new folder or a new database (URL), whole or not at all."""
+    return write_sql_database(database, str(location)) if is_database_url(location) else write_database(database,
+                                                                                                        location)
 
 
 def read_sql_database(url: str) -> Database:

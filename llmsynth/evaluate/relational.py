@@ -22,7 +22,7 @@ def relational_metrics(real: Database, synthetic: Database) -> dict:
         child, parents = synthetic.tables[name], synthetic.tables[spec.parent]
         figures = {"referential_integrity": float(child[spec.foreign_key].astype(str).isin(
             set(parents[parent_key].astype(str))).mean()) if len(child) else 1.0,
-            "children_per_parent": _ks_complement(_counts(real, name), _counts(synthetic, name)),
+            "children_per_parent": _ks_complement(real.children_per_parent(name), synthetic.children_per_parent(name)),
             "parent_child_trends": _trends(real, synthetic, name)}
         if spec.order_by is not None:
             figures.update(_sequence_figures(real, synthetic, name))
@@ -35,17 +35,16 @@ def relational_metrics(real: Database, synthetic: Database) -> dict:
             "parent_child_trend_gap_mean": float(np.mean(trends)) if trends else 0.0}
 
 
+def _numbers(values: pd.Series) -> pd.Series | None:
+    """A column as numbers, where nine in ten of its values are; else None (a categorical or free text)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    return numbers if numbers.notna().mean() > 0.9 else None
+
+
 def _ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
     if len(real) == 0 or len(synthetic) == 0:
         return 0.0
     return float(1 - ks_2samp(real.astype(float), synthetic.astype(float)).statistic)
-
-
-def _counts(database: Database, name: str) -> pd.Series:
-    """Each parent row's number of rows in table `name` (0 included)."""
-    spec = database.layout.tables[name]
-    keys = database.tables[spec.parent][database.layout.tables[spec.parent].primary_key].astype(str)
-    return keys.map(database.tables[name][spec.foreign_key].astype(str).value_counts()).fillna(0)
 
 
 def _aggregates(database: Database, name: str) -> pd.DataFrame:
@@ -58,17 +57,17 @@ def _aggregates(database: Database, name: str) -> pd.DataFrame:
     for column in parents.columns:
         if column in (parent_spec.primary_key, parent_spec.foreign_key):
             continue
-        numbers = pd.to_numeric(parents[column], errors="coerce")
-        if numbers.notna().mean() > 0.9:
+        numbers = _numbers(parents[column])
+        if numbers is not None:
             columns[f"{spec.parent}.{column}"] = numbers
         elif parents[column].nunique() <= 10:
             for category in parents[column].dropna().unique():
                 columns[f"{spec.parent}.{column}={category}"] = (parents[column] == category).astype(float)
     children = database.tables[name]
-    columns[f"{name} per parent"] = _counts(database, name).set_axis(parents.index)
+    columns[f"{name} per parent"] = database.children_per_parent(name).set_axis(parents.index)
     for column in children.columns:
-        numbers = pd.to_numeric(children[column], errors="coerce")
-        if column not in (spec.foreign_key, spec.order_by) and numbers.notna().mean() > 0.9:
+        numbers = _numbers(children[column])
+        if column not in (spec.foreign_key, spec.order_by) and numbers is not None:
             columns[f"mean {name}.{column}"] = numbers.groupby(children[spec.foreign_key].astype(str)).mean()
     return pd.DataFrame(columns)
 
@@ -93,7 +92,7 @@ def _sequence_figures(real: Database, synthetic: Database, name: str) -> dict:
     figures = {}
     for label, database in (("real", real), ("synthetic", synthetic)):
         table = database.tables[name]
-        times = pd.Series(order_values(table[spec.order_by], f"table {name!r}").to_numpy(), index=table.index)
+        times = order_values(table[spec.order_by], f"table {name!r}")
         keys = table[spec.foreign_key].astype(str)
         gaps = times.groupby(keys).diff().dropna()
         figures[label] = {"ordered": float((gaps >= 0).mean()) if len(gaps) else 1.0, "gaps": gaps,
@@ -113,8 +112,8 @@ def _lag1(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, float]:
     """Each numeric column's correlation with its value one row before, within a sequence."""
     found = {}
     for column in table.columns:
-        numbers = pd.to_numeric(table[column], errors="coerce")
-        if column in (spec.foreign_key, spec.order_by) or numbers.notna().mean() < 0.9:
+        numbers = _numbers(table[column])
+        if column in (spec.foreign_key, spec.order_by) or numbers is None:
             continue
         pairs = pd.DataFrame({"now": numbers, "before": numbers.groupby(keys).shift()}).dropna()
         if len(pairs) > 2 and pairs.std().min() > 0:
@@ -127,8 +126,7 @@ def _transitions(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, pd.Ser
     found = {}
     for column in table.columns:
         values = table[column].astype(str)
-        if column in (spec.foreign_key, spec.order_by) or values.nunique() > 10 or pd.to_numeric(
-                table[column], errors="coerce").notna().mean() > 0.9:
+        if column in (spec.foreign_key, spec.order_by) or values.nunique() > 10 or _numbers(table[column]) is not None:
             continue
         pairs = pd.DataFrame({"before": values.groupby(keys).shift(), "now": values}).dropna()
         found[column] = (pairs.before + " -> " + pairs.now).value_counts(normalize=True)

@@ -12,9 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llmsynth.data.relational import (
-    Database, check_database, is_database_url, read_database, read_sql_database,
-)
+from llmsynth.data.relational import Database, Layout, check_database, read_related
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.generate.families import Settings, generate_families
 from llmsynth.scrub import ScrubConfig, scrub_table
@@ -48,7 +46,7 @@ class RelationalSynthesizer(Synthesizer):
         if isinstance(data, Database):
             check_database(data)
             return data
-        return read_sql_database(str(data)) if is_database_url(data) else read_database(data)
+        return read_related(data)
 
     def _scrub(self, database: Database, config: ScrubConfig, progress: bool) -> tuple[Database, dict, set]:
         """Every table but its keys (never learned, and the links between tables until the records are built)."""
@@ -143,8 +141,6 @@ class RelationalSynthesizer(Synthesizer):
                 "tables": [plan.model_dump(mode="json") for plan in self.plans]}
 
     def _restore(self, manifest: dict[str, Any]) -> None:
-        from llmsynth.data.relational import Layout
-
         self.layout = Layout.model_validate(manifest["layout"])
         self.plans = [TablePlan.model_validate(plan) for plan in manifest["tables"]]
 
