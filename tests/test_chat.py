@@ -187,28 +187,31 @@ def test_turns_hold_only_characters_the_training_turns_hold(demo):
     assert written and written <= set("abcdefghij ") and all(rules.valid(c) for c in conversations)
 
 
-def test_each_conversation_gets_a_number_of_turns_drawn_from_training(demo):
-    """Random weights decide nothing here: the drawn counts alone set how long each conversation is, so a corpus with
-    a long tail of turn counts generates the tail as often as it was seen, and no more."""
+def test_the_model_decides_where_a_conversation_ends_before_the_context_is_spent(demo):
+    """Random weights choose between going on and ending at every turn the rules let end; once a conversation has
+    reached `context` tokens it ends after the turn under way (a turn later where the user would close it)."""
     records = [ChatRecord((), tuple((m["role"], m["content"]) for m in c["messages"])) for c in demo.conversations]
     tokenizer = train_tokenizer([t for r in records for _, t in r.turns], 400, markers=MARKERS)
     torch.manual_seed(0)
     model = tiny_model(TinyModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32), tokenizer)
     encoder = ChatEncoder(tokenizer, [])
-    rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=12, max_turn_tokens=5,
-                      turn_counts={2: 3, 6: 1})
+    rules = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=12, max_turn_tokens=5)
     from llmsynth.data.schema import Schema
 
-    conversations = [c for batch in generate_chats(model.eval(), encoder, Schema(columns=[]), rules, 80, seed=1,
-                                                   batch_size=16, progress=False) for c in batch]
-    counts = Counter(len(c["messages"]) for c in conversations)
-    assert set(counts) == {2, 6} and 45 <= counts[2] <= 75 and all(rules.valid(c) for c in conversations)
-    odd = TurnRules(first_roles=["user"], last_roles=["assistant"], min_turns=2, max_turns=12, max_turn_tokens=5,
-                    turn_counts={3: 1})  # a drawn count whose last turn is the user's: one turn more
-    batch = next(generate_chats(model.eval(), encoder, Schema(columns=[]), odd, 4, seed=1, progress=False))
-    assert {len(c["messages"]) for c in batch} == {4}
+    def conversations(context=None):
+        return [c for batch in generate_chats(model.eval(), encoder, Schema(columns=[]), rules, 40, seed=1,
+                                              batch_size=16, progress=False, context=context) for c in batch]
+
+    def turns(conversations):
+        return Counter(len(c["messages"]) for c in conversations)
+
+    free = conversations()
+    assert len(turns(free)) >= 3 and all(rules.valid(c) for c in free)
+    bounded = conversations(context=24)
+    assert max(turns(bounded)) < max(turns(free)) and all(rules.valid(c) for c in bounded)
+    assert turns(conversations(context=0)) == {2: 40}  # full from the start: as few turns as the rules allow
     restored = TurnRules.model_validate(json.loads(json.dumps(rules.model_dump())))
-    assert restored == rules  # saved in the manifest: JSON keys are strings
+    assert restored == rules  # saved in the manifest
 
 
 def test_one_very_long_training_turn_does_not_set_every_turn_s_limit():
@@ -336,6 +339,18 @@ def test_a_requested_mix_of_intents_is_met_exactly(chat_synth):
     assert Counter(c["metadata"]["intent"] for c in mixed) == {"refund": 6, "card_lost": 14}
     partly = Counter(c["metadata"]["intent"] for c in chat_synth.sample(20, mix={"intent": {"refund": 0.5}}, seed=1))
     assert partly["refund"] >= 10 and set(partly) <= set(CHAT_INTENTS)  # the other half drawn by the model
+
+
+def test_each_conversation_can_be_asked_for_its_own_fields(chat_synth):
+    """How the sampler writes anew, in one batch, conversations the re-scrub made into copies."""
+    requests = [{"intent": "refund", "channel": "email"}, {"intent": "card_lost"}, {"intent": "refund"}]
+    batch, = generate_chats(chat_synth.ready_model(), chat_synth.encoder, chat_synth.metadata_schema,
+                            chat_synth.rules, n=0, requests=requests, seed=5, progress=False)
+    assert [c["metadata"]["intent"] for c in batch] == ["refund", "card_lost", "refund"]
+    assert batch[0]["metadata"]["channel"] == "email" and all(chat_synth.rules.valid(c) for c in batch)
+    with pytest.raises(GenerateError, match="value not seen in training"):
+        next(generate_chats(chat_synth.ready_model(), chat_synth.encoder, chat_synth.metadata_schema,
+                            chat_synth.rules, n=0, requests=[{"intent": "weather"}], progress=False))
 
 
 @pytest.mark.parametrize("conditions, mix, message", [

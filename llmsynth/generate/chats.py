@@ -2,8 +2,9 @@
 
 The header is sampled like a table row (categories from the training values, conditions on any subset of
 fields, a requested mix of values). The turns are sampled with `TurnRules` enforced token by token: roles
-alternate, a turn is never empty, each conversation has a number of turns drawn from the training conversations'
-counts, a turn's length is bounded, and the conversation always ends with its end-of-record token. Every conversation is structurally valid by construction. With a
+alternate, a turn is never empty, the model decides where a conversation ends (within the training conversations'
+numbers of turns, and before the context it was trained on is spent), a turn's length is bounded, and the
+conversation always ends with its end-of-record token. Every conversation is structurally valid by construction. With a
 `Novelty` filter, no turn longer than 40 characters closes as a word-for-word copy of a training turn.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,6 @@ class TurnRules(BaseModel):
     min_turns: int
     max_turns: int
     max_turn_tokens: int
-    turn_counts: dict[int, int] = {}  # conversations per number of turns; empty in models saved before it
     characters: str = ""  # every character the training turns hold; empty (any) in models saved before it
 
     @classmethod
@@ -47,17 +47,7 @@ class TurnRules(BaseModel):
         return cls(first_roles=sorted({r.turns[0][0] for r in records}),
                    last_roles=sorted({r.turns[-1][0] for r in records}),
                    min_turns=min(turns), max_turns=max(turns), max_turn_tokens=turn_token_limit(lengths),
-                   turn_counts=dict(sorted(Counter(turns).items())),
                    characters="".join(sorted({c for r in records for _, content in r.turns for c in content})))
-
-    def draw_turns(self, count: int, rng: np.random.Generator) -> list[int | None]:
-        """How many turns each of `count` conversations gets, drawn from the training conversations' counts (None
-        for all where the rules hold no counts: the model alone decides when a conversation ends)."""
-        if not self.turn_counts:
-            return [None] * count
-        values = np.array(list(self.turn_counts))
-        weights = np.array(list(self.turn_counts.values()), dtype=float)
-        return [int(v) for v in rng.choice(values, size=count, p=weights / weights.sum())]
 
     def valid(self, conversation: dict) -> bool:
         """Does a conversation (messages format) keep these rules? The evaluation's structure check."""
@@ -124,9 +114,9 @@ class _Turns:
     between turns, the id sequences it is part-way through (`going`: sequence -> the role it opens, None for the
     end)."""
 
-    def __init__(self, going: dict[tuple[int, ...], str | None], target: int | None = None):
+    def __init__(self, going: dict[tuple[int, ...], str | None]):
         self.role: str | None = None
-        self.target = target  # the number of turns drawn for it (None: the model decides when it ends)
+        self.full = False  # no room left in the context for another turn
         self.turns = 0
         self.going = going
         self.depth = 0
@@ -156,20 +146,18 @@ class TurnConstraint:
         self.text_bearing = set(torch.nonzero(self.text).flatten().tolist())
         self.transitions = {role: encoder.format.transitions(role) for role in (None, *encoder.format.opening)}
 
-    def first(self, target: int | None = None) -> _Turns:
-        return _Turns({ids: role for ids, role in self.transitions[None].items() if role in self.rules.first_roles},
-                      target)
+    def first(self) -> _Turns:
+        return _Turns({ids: role for ids, role in self.transitions[None].items() if role in self.rules.first_roles})
 
     def _ways_on(self, state: _Turns) -> dict[tuple[int, ...], str | None]:
         """From the current turn: to the next role's turn (while turns are left), to the end (where the rules let
-        the conversation stop). With a drawn number of turns, it ends there (a turn later where that turn's role
-        may not close a conversation)."""
+        the conversation stop). Where the context is full, it ends (a turn later where that turn's role may not
+        close a conversation)."""
         may_end = state.turns >= self.rules.min_turns and (
             state.role in self.rules.last_roles or state.turns == self.rules.max_turns)
         may_go_on = state.turns < self.rules.max_turns
-        if state.target is not None:
-            may_end = may_end and state.turns >= state.target
-            may_go_on = may_go_on and (state.turns < state.target or not may_end)
+        if state.full:
+            may_go_on = may_go_on and not may_end
         return {ids: role for ids, role in self.transitions[state.role].items()
                 if (may_go_on if role is not None else may_end)}
 
@@ -240,26 +228,27 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
                    seed: int = 0, batch_size: int = 64, temperature: float = 1.0, top_p: float = 1.0,
                    column_order: str = "conditional", progress: bool = True,
                    shard: tuple[int, int] = (0, 1), novelty: Novelty | None = None,
-                   counts: Counter | None = None, guidance: float = 1.0) -> Iterator[list[dict]]:
+                   counts: Counter | None = None, guidance: float = 1.0,
+                   requests: Sequence[Mapping[str, Any]] | None = None, context: int | None = None
+                   ) -> Iterator[list[dict]]:
     """Yield batches of conversations in the messages format; same seed, same conversations.
 
     `conditions` fixes metadata fields in every conversation; `mix` asks for shares of values (e.g.
-    {"intent": {"refund": 0.3}}: 30% refunds, the rest drawn from the model). `shard` (i, k): only batches
+    {"intent": {"refund": 0.3}}: 30% refunds, the rest drawn from the model); `requests` instead fixes each
+    conversation's own fields (one per conversation: `n` is their number). `shard` (i, k): only batches
     i, i + k, ... (see `batch_plan`). With `novelty`, no turn closes as a copy of a training turn; `counts` gets
     how often a turn was sampled again ("resampled") and how many copies were kept where the turn's length limit
     left no other way ("kept"). `guidance` > 1: classifier-free guidance towards the metadata (see `_bodies`).
+`context`: the tokens a conversation may take (the context the model was trained on; None: no limit).
     """
+    if requests is not None:
+        n, wanted = len(requests), [dict(r) for r in requests]
     if n < 1:
         raise GenerateError(f"the number of conversations must be at least 1, got {n}")
-    conditions, mix = dict(conditions or {}), dict(mix or {})
-    both = sorted(set(conditions) & set(mix))
-    if both:
-        raise GenerateError(f"{both}: a field is either fixed by a condition or mixed, not both")
-    for field_name, shares in mix.items():  # every mixed value is checked up front, like a condition
-        for value in shares:
-            condition_texts(schema, {field_name: value}, noun="field")
-    condition_texts(schema, conditions, noun="field")
-    assignments = _mix_assignments(n, mix, np.random.default_rng(seed))
+    if requests is None:
+        wanted = _wanted(schema, n, dict(conditions or {}), dict(mix or {}), seed)
+    for request in {tuple(sorted(r.items(), key=lambda kv: kv[0])) for r in wanted}:  # every value checked up front
+        condition_texts(schema, dict(request), noun="field")
     header_sampler = ConstrainedSampler(model, encoder.header, schema.learned) if schema.learned else None
     constraint = TurnConstraint(encoder, rules, model.get_output_embeddings().weight.shape[0], novelty)
     counts = Counter() if counts is None else counts
@@ -267,14 +256,23 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
     with tqdm(total=sum(count for _, count, _, _ in plan), desc="generating", unit="conversation",
               disable=not progress) as bar:
         for start, count, rng, generator in plan:
-            wanted = [{**conditions, **a} for a in assignments[start:start + count]]
-            headers, metadata = _headers(header_sampler, encoder, schema, wanted, rng, generator, temperature,
-                                         top_p, column_order, seed + start)
-            targets = rules.draw_turns(len(headers), rng)
+            headers, metadata = _headers(header_sampler, encoder, schema, wanted[start:start + count], rng, generator,
+                                         temperature, top_p, column_order, seed + start)
             bodies = _bodies(model, encoder, constraint, headers, generator, temperature, top_p, counts, guidance,
-                             targets)
+                             context)
             yield [{"messages": messages, "metadata": meta} for messages, meta in zip(bodies, metadata)]
-            bar.update(len(wanted))
+            bar.update(count)
+
+
+def _wanted(schema: Schema, n: int, conditions: dict, mix: dict, seed: int) -> list[dict]:
+    """Each conversation's fixed fields: the conditions, and its share of the mix."""
+    both = sorted(set(conditions) & set(mix))
+    if both:
+        raise GenerateError(f"{both}: a field is either fixed by a condition or mixed, not both")
+    for field_name, shares in mix.items():  # every mixed value is checked up front, like a condition
+        for value in shares:
+            condition_texts(schema, {field_name: value}, noun="field")
+    return [{**conditions, **a} for a in _mix_assignments(n, mix, np.random.default_rng(seed))]
 
 
 def _headers(sampler, encoder: ChatEncoder, schema: Schema, wanted: list[dict], rng, generator, temperature,
@@ -326,15 +324,15 @@ class _Row:
 @torch.no_grad()
 def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: list[list[int]],
             generator: torch.Generator, temperature: float, top_p: float, counts: Counter,
-            guidance: float = 1.0, targets: list[int | None] | None = None) -> list[list[dict]]:
+            guidance: float = 1.0, context: int | None = None) -> list[list[dict]]:
     """Sample every conversation's turns after its header, all rows one token per step with a KV cache. A turn that
     closes as a training turn's copy is sampled again: its ids are masked out of the cache and the id that opened
     it is fed again at its old position, so the model sees just what it saw at the turn's start.
 
     With `guidance` above 1 (classifier-free guidance), each conversation has a twin in the batch that is written
     after an empty header and is fed the same ids; the logits are the twin's plus `guidance` times the difference,
-    which pushes every token towards what the header asks for. `targets`: each conversation's drawn number of turns
-    (None: the model decides where it ends, within the rules)."""
+    which pushes every token towards what the header asks for. A conversation that has reached `context` tokens ends
+    where the rules let it: after the turn under way, or one more where that turn's role may not close it."""
     device = model.device
     n = len(prompts)
     empty = list(encoder.header_ids([], [])[0])
@@ -342,8 +340,7 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
     shifts = [len(p) - len(t) for p, t in zip(prompts, twins)]  # a twin's position = its partner's - shift
     everything = prompts + twins
     width = max(len(p) for p in everything)
-    targets = targets or [None] * n
-    rows = [_Row(constraint.first(target), position=len(p)) for p, target in zip(prompts, targets)]
+    rows = [_Row(constraint.first(), position=len(p)) for p in prompts]
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in everything])
     feed = torch.tensor([[encoder.pad_id] * (width - len(p)) + p for p in everything])
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -355,6 +352,8 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
             unconditional, logits = logits[len(live):], logits[:len(live)]
             logits = unconditional + guidance * (logits - unconditional)
         states = [rows[i].state for i in live]
+        for i in live:
+            rows[i].state.full = context is not None and rows[i].position >= context
         tokens = draw(logits, torch.stack([constraint.allowed(s) for s in states]), generator, temperature, top_p)
         column = mask.shape[1]  # where this step's fed ids go in the cache
         mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=mask.dtype)], dim=1)

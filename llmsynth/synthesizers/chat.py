@@ -165,7 +165,7 @@ class ChatSynthesizer(Synthesizer):
         self.rescrub_counts, self.copy_counts = Counter(), Counter()
         options = dict(schema=self.metadata_schema, rules=self.rules, temperature=temperature, top_p=top_p,
                        column_order=self.recipe.train.column_order, novelty=novelty, counts=self.copy_counts,
-                       guidance=guidance)
+                       guidance=guidance, context=self.data_summary.get("context"))
         model, encoder = self.ready_model(), self.encoder
         batches = generate_chats(model, encoder, n=n, conditions=conditions, mix=mix, seed=seed,
                                  batch_size=batch_size or 64, progress=progress, shard=shard, **options)
@@ -177,16 +177,20 @@ class ChatSynthesizer(Synthesizer):
             cleaned = self._rescrubbed(batch)
             for attempt in range(Novelty.RETRIES if novelty is not None else 0):
                 # The re-scrub can turn a novel turn into a copy: "Ms. Davidson" written by the model becomes the
-                # surrogate "Ms. Davis" of a training turn. Such a conversation is written anew, same metadata.
-                for index in [i for i, c in enumerate(cleaned) if any(novelty.copies(m["content"].encode())
-                                                                      for m in c["messages"])]:
-                    learned = {k: v for k, v in cleaned[index]["metadata"].items() if k in learned_fields}
-                    key = [seed, shard[0] + number * shard[1], index, attempt]
-                    fresh = generate_chats(model, encoder, n=1, conditions=learned,
-                                           seed=int(np.random.default_rng(key).integers(2**31)), progress=False,
-                                           **options)
-                    cleaned[index] = self._rescrubbed(next(fresh))[0]
-                    self.copy_counts["regenerated"] += 1
+                # surrogate "Ms. Davis" of a training turn. Such conversations are written anew, same metadata, in
+                # one batch.
+                copies = [i for i, c in enumerate(cleaned) if any(novelty.copies(m["content"].encode())
+                                                                  for m in c["messages"])]
+                if not copies:
+                    break
+                requests = [{k: v for k, v in cleaned[i]["metadata"].items() if k in learned_fields} for i in copies]
+                key = [seed, shard[0] + number * shard[1], attempt]
+                fresh = generate_chats(model, encoder, n=len(copies), requests=requests, batch_size=len(copies),
+                                       seed=int(np.random.default_rng(key).integers(2**31)), progress=False,
+                                       **options)
+                for index, conversation in zip(copies, self._rescrubbed(next(fresh))):
+                    cleaned[index] = conversation
+                self.copy_counts["regenerated"] += len(copies)
             yield cleaned
 
     def _rescrubbed(self, batch: list[dict]) -> list[dict]:
