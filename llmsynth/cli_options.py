@@ -164,7 +164,8 @@ GENERATE_OPTIONS = _group(
     click.option("--no-rescrub", is_flag=True, help="Chats: skip scanning the output for PII that is not one of the "
                  "training surrogates."),
     click.option("--allow-copies", is_flag=True, help="Chats: let a turn over 40 characters repeat a training turn word "
-                 "for word. By default such a turn is sampled again (up to 3 times, then it has to go on)."),
+                 "for word. By default such a turn is sampled again (up to 3 times, then it has to go on), unless 5 "
+                 "or more training conversations hold it (a stock phrase)."),
     click.option("--guidance", type=click.FloatRange(min=1),
                  help="Chats: classifier-free guidance towards the metadata (default 2: each conversation is also run "
                  "without its metadata, twice the compute, and the requested intent holds far more often); 1 is off."),

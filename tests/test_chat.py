@@ -240,7 +240,7 @@ def test_a_turn_that_closes_as_a_training_turn_is_sampled_again(demo):
 
     first = conversations()
     turns = [m["content"] for c in first for m in c["messages"]]
-    novelty = Novelty.learn(turns, min_chars=10)
+    novelty = Novelty.learn([[m["content"] for m in c["messages"]] for c in first], min_chars=10)
     assert len(novelty.digests) > 10
     counts = Counter()
     second = conversations(novelty, counts)
@@ -250,11 +250,21 @@ def test_a_turn_that_closes_as_a_training_turn_is_sampled_again(demo):
     assert counts["resampled"] >= 16  # every conversation's first long turn at least
     assert conversations() == first  # the same seed without the filter: the first run again
     # Greedy: a turn sampled again sees just what it saw before, so it comes out the same copy every time until
-    # the retries are spent and it has to go on.
+    # the retries are spent and it has to go on. (Greedy writes one conversation 16 times: learned from one.)
     greedy = conversations(temperature=0)
     counts = Counter()
-    conversations(Novelty.learn([m["content"] for c in greedy for m in c["messages"]], min_chars=10), counts, 0)
+    conversations(Novelty.learn([[m["content"] for m in greedy[0]["messages"]]], min_chars=10), counts, 0)
     assert counts["resampled"] >= 16 * Novelty.RETRIES and counts["resampled"] % Novelty.RETRIES == 0
+
+
+def test_a_stock_phrase_many_conversations_share_may_be_written_again():
+    stock = "If you still have the card, I'd recommend replacing it to be safe."
+    own = "My card ending in 4471 was taken at the station on Friday night."
+    shared = [[stock, f"Thanks, {name}, that is all I needed for today."] for name in ("Ann", "Bo", "Cy", "Di")]
+    assert Novelty.learn(shared).copies(stock.encode())  # four conversations: still one of a few records'
+    novelty = Novelty.learn([*shared, [stock], [own]])
+    assert not novelty.copies(stock.encode()) and novelty.copies(own.encode())
+    assert novelty.copies(b"Thanks, Ann, that is all I needed for today.")
 
 
 def test_a_turn_masked_out_of_the_cache_leaves_the_model_where_it_was():
@@ -312,7 +322,7 @@ def test_guidance_writes_what_the_mixed_logits_of_the_header_and_no_header_choos
                 ids.append(int(mixed.argmax()))
         assert messages == _messages(encoder, constraint.pieces, ids)
     counts = Counter()
-    novelty = Novelty.learn([m["content"] for messages in guided for m in messages], min_chars=10)
+    novelty = Novelty.learn([[m["content"] for m in messages] for messages in guided], min_chars=10)
     assert all(rules.valid({"messages": m}) for m in written(TurnConstraint(encoder, rules, len(tokenizer), novelty),
                                                              counts))
     assert counts["resampled"] >= 3 * Novelty.RETRIES and counts["resampled"] % Novelty.RETRIES == 0

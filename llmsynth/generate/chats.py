@@ -77,12 +77,17 @@ def _whole_text(piece: bytes) -> bool:
 
 class Novelty:
     """The training turns generation will not repeat word for word: digests of every training turn longer than
-    `min_chars` (stripped, as the copy figure reads them); the texts themselves are not kept beside the model.
+    `min_chars` (stripped, as the copy figure reads them) that fewer than `BOILERPLATE` training conversations hold;
+    the texts themselves are not kept beside the model. A stock phrase that many conversations share ("Is there
+    anything else I can help you with today?") is the corpus's boilerplate, not one record's content: real
+    conversations the model never saw repeat such turns too (the evaluation's holdout baseline), and forbidding
+    them made the model write past its natural end ("...to be safe; I can do that now.PeerV careistant").
 
     When a turn would close as such a copy, it is sampled again from its start (up to `RETRIES` times); after
     that it may not close there and has to go on (with the rules' length limit the last word)."""
 
     RETRIES = 3
+    BOILERPLATE = 5  # conversations
 
     def __init__(self, digests: Iterable[str], min_chars: int = 40):
         self.digests, self.min_chars = frozenset(digests), min_chars
@@ -92,8 +97,10 @@ class Novelty:
         return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
     @classmethod
-    def learn(cls, turns: Iterable[str], min_chars: int = 40) -> "Novelty":
-        return cls({cls._digest(t.strip()) for t in turns if len(t.strip()) > min_chars}, min_chars)
+    def learn(cls, conversations: Iterable[Iterable[str]], min_chars: int = 40) -> "Novelty":
+        """From each training conversation's turns."""
+        holders = Counter(t for turns in conversations for t in {t.strip() for t in turns if len(t.strip()) > min_chars})
+        return cls({cls._digest(t) for t, count in holders.items() if count < cls.BOILERPLATE}, min_chars)
 
     def copies(self, content: bytes) -> bool:
         if len(content) <= self.min_chars:  # bytes: never fewer than characters
