@@ -3,9 +3,10 @@
 The header is sampled like a table row (categories from the training values, conditions on any subset of
 fields, a requested mix of values). The turns are sampled with `TurnRules` enforced token by token: roles
 alternate, a turn is never empty, the model decides where a conversation ends (within the training conversations'
-numbers of turns, and before the context it was trained on is spent), a turn's length is bounded, and the
+numbers of turns, and soon after it reaches the context the model was trained on), a turn's length is bounded, and the
 conversation always ends with its end-of-record token. Every conversation is structurally valid by construction. With a
-`Novelty` filter, no turn longer than 40 characters closes as a word-for-word copy of a training turn.
+`Novelty` filter, no turn longer than 40 characters closes as a word-for-word copy of a training turn (stock phrases
+aside).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class _Turns:
 
     def __init__(self, going: dict[tuple[int, ...], str | None]):
         self.role: str | None = None
-        self.full = False  # no room left in the context for another turn
+        self.full = False  # it has reached the context: it ends where the rules let it
         self.turns = 0
         self.going = going
         self.depth = 0
@@ -246,7 +247,7 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
     i, i + k, ... (see `batch_plan`). With `novelty`, no turn closes as a copy of a training turn; `counts` gets
     how often a turn was sampled again ("resampled") and how many copies were kept where the turn's length limit
     left no other way ("kept"). `guidance` > 1: classifier-free guidance towards the metadata (see `_bodies`).
-`context`: the tokens a conversation may take (the context the model was trained on; None: no limit).
+    `context`: the tokens a conversation may take (the context the model was trained on; None: no limit).
     """
     if requests is not None:
         n, wanted = len(requests), [dict(r) for r in requests]
