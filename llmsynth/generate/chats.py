@@ -12,6 +12,7 @@ aside).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, draw, forward_cached, row_orders
 from llmsynth.model.tokens import token_bytes
 from llmsynth.serialize.chat import NEXT_ROLE, ChatEncoder, ChatRecord
+
+
+PLAUSIBLE = 0.1  # guidance keeps to tokens within this ratio of the conditional model's likeliest (see `_plausible`)
 
 
 class TurnRules(BaseModel):
@@ -356,13 +360,15 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
     while live:
         logits = forward_cached(model, cache, input_ids=feed.to(device), attention_mask=mask.to(device),
                                 position_ids=positions.to(device)).logits[:, -1].float().cpu()
-        if twins:
-            unconditional, logits = logits[len(live):], logits[:len(live)]
-            logits = unconditional + guidance * (logits - unconditional)
         states = [rows[i].state for i in live]
         for i in live:
             rows[i].state.full = context is not None and rows[i].position >= context
-        tokens = draw(logits, torch.stack([constraint.allowed(s) for s in states]), generator, temperature, top_p)
+        allowed = torch.stack([constraint.allowed(s) for s in states])
+        if twins:
+            unconditional, logits = logits[len(live):], logits[:len(live)]
+            allowed &= _plausible(logits, allowed)
+            logits = unconditional + guidance * (logits - unconditional)
+        tokens = draw(logits, allowed, generator, temperature, top_p)
         column = mask.shape[1]  # where this step's fed ids go in the cache
         mask = torch.cat([mask, torch.ones(len(mask), 1, dtype=mask.dtype)], dim=1)
         fed, fed_positions = [], []
@@ -400,6 +406,15 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
         live = [i for i in live if not rows[i].state.done]
         feed, positions = torch.tensor(fed)[:, None], torch.tensor(fed_positions)[:, None]
     return [_messages(encoder, constraint.pieces, row.ids) for row in rows]
+
+
+def _plausible(logits: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """The allowed tokens guidance may choose from: those the conditional model gives at least `PLAUSIBLE` times the
+    probability of its likeliest allowed token. Guidance multiplies the gap between the two runs, so a token both
+    find unlikely could otherwise come first (on SmolLM2, half the update_contact chats opened "My contact details
+    have changed, George. My name is Toni Jacob.", and the agent went on with "George")."""
+    masked = logits.masked_fill(~allowed, -torch.inf)
+    return masked >= masked.max(dim=-1, keepdim=True).values + math.log(PLAUSIBLE)
 
 
 def _messages(encoder: ChatEncoder, pieces: list[bytes], ids: list[int]) -> list[dict]:
