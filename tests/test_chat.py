@@ -16,7 +16,16 @@ from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.demo import CHAT_INTENTS, support_chats
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.evaluate.text import conversation_text, distinct_n, distinct_n_matched, label_agreement, verbatim_share
-from llmsynth.generate.chats import Novelty, TurnConstraint, TurnRules, _bodies, _messages, generate_chats, turn_token_limit
+from llmsynth.generate.chats import (
+    Novelty,
+    TurnConstraint,
+    TurnRules,
+    _bodies,
+    _messages,
+    _plausible,
+    generate_chats,
+    turn_token_limit,
+)
 from llmsynth.generate.sampler import forward_cached
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer
 from llmsynth.serialize.chat import FALLBACK_TEMPLATE, MARKERS, ChatEncoder, ChatRecord, chat_template
@@ -317,7 +326,8 @@ def test_guidance_writes_what_the_mixed_logits_of_the_header_and_no_header_choos
         with torch.no_grad():
             while not state.done:
                 header, none = (model(input_ids=torch.tensor([p + ids])).logits[0, -1] for p in (prompt, empty))
-                mixed = (none + 3.0 * (header - none)).masked_fill(~constraint.allowed(state), -torch.inf)
+                allowed = constraint.allowed(state) & _plausible(header[None], constraint.allowed(state)[None])[0]
+                mixed = (none + 3.0 * (header - none)).masked_fill(~allowed, -torch.inf)
                 constraint.update(state, int(mixed.argmax()))
                 ids.append(int(mixed.argmax()))
         assert messages == _messages(encoder, constraint.pieces, ids)
@@ -334,6 +344,13 @@ def test_guidance_is_on_by_default_and_strengthens_the_conditioning(chat_synth):
     assert refunds != chat_synth.sample(6, conditions={"intent": "refund"}, seed=3, guidance=1.0)
     with pytest.raises(GenerateError, match="guidance must be at least 1"):
         chat_synth.sample(2, guidance=0.5)
+
+
+def test_guidance_chooses_among_the_tokens_the_conditional_model_finds_plausible():
+    logits = torch.tensor([[5.0, 4.0, 0.0, -3.0], [5.0, 4.0, 0.0, -3.0]])
+    allowed = torch.tensor([[True, True, True, True], [False, True, True, True]])
+    # At least a tenth of the likeliest allowed token's probability; never none (the likeliest allowed is in).
+    assert _plausible(logits, allowed).tolist() == [[True, True, False, False], [False, True, False, False]]
 
 
 def test_generated_conversations_are_valid_conditioned_and_seeded(chat_synth):

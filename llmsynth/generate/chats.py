@@ -343,7 +343,7 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
 
     With `guidance` above 1 (classifier-free guidance), each conversation has a twin in the batch that is written
     after an empty header and is fed the same ids; the logits are the twin's plus `guidance` times the difference,
-    which pushes every token towards what the header asks for. A conversation that has reached `context` tokens ends
+    which pushes every token towards what the header asks for (among the tokens `_plausible` keeps). A conversation that has reached `context` tokens ends
     where the rules let it: after the turn under way, or one more where that turn's role may not close it."""
     device = model.device
     n = len(prompts)
