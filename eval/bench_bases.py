@@ -101,6 +101,8 @@ def judged(train: list[dict], holdout: list[dict], synthetic: list[dict], label:
         "intent_agreement": metrics.get("utility", {}).get("label_agreement"),
         "intent_agreement_holdout": metrics.get("utility", {}).get("real_accuracy"),
         "verbatim_share": metrics["privacy"]["verbatim_share"],
+        "verbatim_share_holdout": metrics["privacy"]["verbatim_share_holdout"],
+        "verbatim_rare_share": metrics["privacy"]["verbatim_rare_share"]["synthetic"],
         "name_consistency_customer": names["customer"]["synthetic"],
         "name_consistency_customer_holdout": names["customer"]["holdout"],
         "name_consistency_agent": names["agent"]["synthetic"],
@@ -124,7 +126,8 @@ ROWS = [  # (key, label, format)
     ("structure_valid_share", "structurally valid", "{:.1%}"), ("intent_agreement",
                                                                 "requested intent recognized (holdout: "
                                                                 "{intent_agreement_holdout})", "{:.1%}"),
-    ("verbatim_share", "turns > 40 chars copied from training", "{:.2%}"),
+    ("verbatim_share", "turns > 40 chars copied from training (holdout: {verbatim_share_holdout})", "{:.2%}"),
+    ("verbatim_rare_share", "turns > 40 chars copying one fewer than 5 training conversations hold", "{:.2%}"),
     ("name_consistency_customer", "name consistency, customer (holdout: {name_consistency_customer_holdout})",
      "{:.1%}"),
     ("name_consistency_agent", "name consistency, agent (holdout: {name_consistency_agent_holdout})", "{:.1%}"),

@@ -227,6 +227,10 @@ def test_chat_figures_tell_copies_from_fresh_conversations(chats):
     unseen = evaluate_chats(train, holdout, fresh, reference_model=None).metrics  # coherence: tests/test_coherence.py
     copied = evaluate_chats(train, holdout, train, reference_model=None).metrics
     assert copied["privacy"]["verbatim_share"] == 1.0
+    rare = {name: m["privacy"]["verbatim_rare_share"] for name, m in (("copied", copied), ("unseen", unseen))}
+    assert rare["copied"]["synthetic"] > 0.8  # all but the stock phrases
+    # Unseen conversations repeat some templated turns too ("Glad I could help, Ann. Take care."): as the holdout does.
+    assert rare["unseen"]["synthetic"] < 0.3 and abs(rare["unseen"]["synthetic"] - rare["unseen"]["holdout"]) < 0.1
     assert copied["privacy"]["similarity_synthetic"] == pytest.approx(1.0)
     assert copied["privacy"]["ngram8_overlap"] == 1.0 and unseen["privacy"]["ngram8_excess"] < 0.05
     longest = {name: m["privacy"]["longest_common_words"] for name, m in (("copied", copied), ("unseen", unseen))}

@@ -37,6 +37,7 @@ from llmsynth.evaluate.text import (
     longest_common_words,
     nearest_similarity,
     ngram_overlap,
+    rare_verbatim_share,
     verbatim_share,
 )
 from llmsynth.evaluate.utility import tstr
@@ -211,6 +212,8 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
         "verbatim_share": verbatim["synthetic"],
         "verbatim_share_holdout": verbatim["holdout"],
         "verbatim_excess": verbatim["synthetic"] - verbatim["holdout"],
+        "verbatim_rare_share": {role: rare_verbatim_share(_turns(corpus), train)
+                                for role, corpus in (("synthetic", synthetic), ("holdout", holdout))},
         "similarity_synthetic": float(np.mean(similarity["synthetic"])),
         "similarity_holdout": float(np.mean(similarity["holdout"])),
         "similarity_excess": float(np.mean(similarity["synthetic"]) - np.mean(similarity["holdout"])),
