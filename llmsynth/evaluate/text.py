@@ -52,11 +52,11 @@ def verbatim_share(turns: Sequence[str], training_turns: Iterable[str], min_char
 def rare_verbatim_share(turns: Sequence[str], training: Sequence[dict]) -> float:
     """Share of turns longer than 40 characters that repeat a training turn fewer than 5 training conversations
     hold: what the generation's novelty filter forbids (stock phrases aside, see `Novelty`)."""
-    from llmsynth.generate.chats import Novelty
+    from llmsynth.serialize.chat import rare_turns
 
-    novelty = Novelty.learn([m["content"] for m in c["messages"]] for c in training)
-    long_turns = [t.strip() for t in turns if len(t.strip()) > novelty.min_chars]
-    return sum(novelty.copies(t.encode()) for t in long_turns) / len(long_turns) if long_turns else 0.0
+    rare = rare_turns([m["content"] for m in c["messages"]] for c in training)
+    long_turns = [t.strip() for t in turns if len(t.strip()) > 40]
+    return sum(t in rare for t in long_turns) / len(long_turns) if long_turns else 0.0
 
 
 def _vectorizer():

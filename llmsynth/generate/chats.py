@@ -29,7 +29,7 @@ from llmsynth.errors import GenerateError
 from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, draw, forward_cached, row_orders
 from llmsynth.model.tokens import token_bytes
-from llmsynth.serialize.chat import NEXT_ROLE, ChatEncoder, ChatRecord
+from llmsynth.serialize.chat import NEXT_ROLE, ChatEncoder, ChatRecord, rare_turns
 
 
 PLAUSIBLE = 0.1  # guidance keeps to tokens within this ratio of the conditional model's likeliest (see `_plausible`)
@@ -82,7 +82,7 @@ def _whole_text(piece: bytes) -> bool:
 
 class Novelty:
     """The training turns generation will not repeat word for word: digests of every training turn longer than
-    `min_chars` (stripped, as the copy figure reads them) that fewer than `BOILERPLATE` training conversations hold;
+    `min_chars` (stripped, as the copy figure reads them) that fewer than `STOCK_PHRASE` training conversations hold;
     the texts themselves are not kept beside the model. A stock phrase that many conversations share ("Is there
     anything else I can help you with today?") is the corpus's boilerplate, not one record's content: real
     conversations the model never saw repeat such turns too (the evaluation's holdout baseline), and forbidding
@@ -92,7 +92,6 @@ class Novelty:
     that it may not close there and has to go on (with the rules' length limit the last word)."""
 
     RETRIES = 3
-    BOILERPLATE = 5  # conversations
 
     def __init__(self, digests: Iterable[str], min_chars: int = 40):
         self.digests, self.min_chars = frozenset(digests), min_chars
@@ -104,8 +103,7 @@ class Novelty:
     @classmethod
     def learn(cls, conversations: Iterable[Iterable[str]], min_chars: int = 40) -> "Novelty":
         """From each training conversation's turns."""
-        holders = Counter(t for turns in conversations for t in {t.strip() for t in turns if len(t.strip()) > min_chars})
-        return cls({cls._digest(t) for t, count in holders.items() if count < cls.BOILERPLATE}, min_chars)
+        return cls({cls._digest(t) for t in rare_turns(conversations, min_chars)}, min_chars)
 
     def copies(self, content: bytes) -> bool:
         if len(content) <= self.min_chars:  # bytes: never fewer than characters

@@ -19,7 +19,8 @@ one by one and joined, so training and generation see the very same ids.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,16 @@ class TurnFormat:
 
 def turn_texts(records: Sequence[ChatRecord]) -> list[str]:
     return [content for record in records for _, content in record.turns]
+
+
+STOCK_PHRASE = 5  # a turn this many training conversations hold is the corpus's boilerplate, not one record's
+
+
+def rare_turns(conversations: Iterable[Iterable[str]], min_chars: int = 40) -> set[str]:
+    """The turns longer than `min_chars` (stripped) that fewer than `STOCK_PHRASE` conversations hold: what no
+    generated turn may copy, and what the evaluation's rare-copy figure counts."""
+    holders = Counter(t for turns in conversations for t in {t.strip() for t in turns if len(t.strip()) > min_chars})
+    return {t for t, count in holders.items() if count < STOCK_PHRASE}
 
 
 class ChatEncoder:
