@@ -372,12 +372,12 @@ def test_each_conversation_can_be_asked_for_its_own_fields(chat_synth):
     """How the sampler writes anew, in one batch, conversations the re-scrub made into copies."""
     requests = [{"intent": "refund", "channel": "email"}, {"intent": "card_lost"}, {"intent": "refund"}]
     batch, = generate_chats(chat_synth.ready_model(), chat_synth.encoder, chat_synth.metadata_schema,
-                            chat_synth.rules, n=0, requests=requests, seed=5, progress=False)
+                            chat_synth.rules, n=len(requests), requests=requests, seed=5, progress=False)
     assert [c["metadata"]["intent"] for c in batch] == ["refund", "card_lost", "refund"]
     assert batch[0]["metadata"]["channel"] == "email" and all(chat_synth.rules.valid(c) for c in batch)
     with pytest.raises(GenerateError, match="value not seen in training"):
         next(generate_chats(chat_synth.ready_model(), chat_synth.encoder, chat_synth.metadata_schema,
-                            chat_synth.rules, n=0, requests=[{"intent": "weather"}], progress=False))
+                            chat_synth.rules, n=1, requests=[{"intent": "weather"}], progress=False))
 
 
 @pytest.mark.parametrize("conditions, mix, message", [

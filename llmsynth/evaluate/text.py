@@ -54,9 +54,7 @@ def rare_verbatim_share(turns: Sequence[str], training: Sequence[dict]) -> float
     hold: what the generation's novelty filter forbids (stock phrases aside, see `Novelty`)."""
     from llmsynth.serialize.chat import rare_turns
 
-    rare = rare_turns([m["content"] for m in c["messages"]] for c in training)
-    long_turns = [t.strip() for t in turns if len(t.strip()) > 40]
-    return sum(t in rare for t in long_turns) / len(long_turns) if long_turns else 0.0
+    return verbatim_share(turns, rare_turns([m["content"] for m in c["messages"]] for c in training))
 
 
 def _vectorizer():

@@ -251,12 +251,11 @@ def generate_chats(model, encoder: ChatEncoder, schema: Schema, rules: TurnRules
     left no other way ("kept"). `guidance` > 1: classifier-free guidance towards the metadata (see `_bodies`).
     `context`: the tokens a conversation may take (the context the model was trained on; None: no limit).
     """
-    if requests is not None:
-        n, wanted = len(requests), [dict(r) for r in requests]
+    n = n if requests is None else len(requests)
     if n < 1:
         raise GenerateError(f"the number of conversations must be at least 1, got {n}")
-    if requests is None:
-        wanted = _wanted(schema, n, dict(conditions or {}), dict(mix or {}), seed)
+    wanted = ([dict(r) for r in requests] if requests is not None
+              else _wanted(schema, n, dict(conditions or {}), dict(mix or {}), seed))
     for request in {tuple(sorted(r.items(), key=lambda kv: kv[0])) for r in wanted}:  # every value checked up front
         condition_texts(schema, dict(request), noun="field")
     header_sampler = ConstrainedSampler(model, encoder.header, schema.learned) if schema.learned else None
@@ -341,8 +340,9 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
 
     With `guidance` above 1 (classifier-free guidance), each conversation has a twin in the batch that is written
     after an empty header and is fed the same ids; the logits are the twin's plus `guidance` times the difference,
-    which pushes every token towards what the header asks for (among the tokens `_plausible` keeps). A conversation that has reached `context` tokens ends
-    where the rules let it: after the turn under way, or one more where that turn's role may not close it."""
+    which pushes every token towards what the header asks for (among the tokens `_plausible` keeps). A conversation
+    that has reached `context` tokens ends where the rules let it: after the turn under way, or one more where that
+    turn's role may not close it."""
     device = model.device
     n = len(prompts)
     empty = list(encoder.header_ids([], [])[0])
@@ -359,8 +359,8 @@ def _bodies(model, encoder: ChatEncoder, constraint: TurnConstraint, prompts: li
         logits = forward_cached(model, cache, input_ids=feed.to(device), attention_mask=mask.to(device),
                                 position_ids=positions.to(device)).logits[:, -1].float().cpu()
         states = [rows[i].state for i in live]
-        for i in live:
-            rows[i].state.full = context is not None and rows[i].position >= context
+        for i, state in zip(live, states):
+            state.full = context is not None and rows[i].position >= context
         allowed = torch.stack([constraint.allowed(s) for s in states])
         if twins:
             unconditional, logits = logits[len(live):], logits[:len(live)]

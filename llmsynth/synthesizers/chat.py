@@ -154,8 +154,9 @@ class ChatSynthesizer(Synthesizer):
         """Conversations in batches (default 64), for streaming writes. With `rescrub`, PII the scrubber finds in them that is
         not one of the training surrogates is replaced; `rescrub_counts` says how much, by entity. `shard` (i, k)
         keeps batches i, i + k, ... (for data-parallel generation). Unless `allow_copies`, a turn longer than 40
-        characters never repeats a training turn word for word (but stock phrases, see `Novelty`); `copy_counts` says how often a turn was sampled
-        again, and how many conversations the re-scrub made into a copy were written anew ("regenerated").
+        characters never repeats a training turn word for word (but stock phrases, see `Novelty`); `copy_counts`
+        says how often a turn was sampled again, and how many conversations the re-scrub made into a copy were
+        written anew ("regenerated").
         `guidance` > 1 pushes every token towards the conversation's metadata (classifier-free guidance: each
         conversation is also run without its metadata, which doubles the compute); 1 turns it off."""
         self._require_fitted()
