@@ -455,3 +455,46 @@ def test_scrub_cli_refuses_conversations_as_a_table(demo_chats, tmp_path):
     write_chats(source, demo_chats.conversations[:5])
     result = CliRunner().invoke(main, ["scrub", str(source), "-o", str(tmp_path / "out.jsonl")])
     assert result.exit_code == 2 and "--kind chat" in result.output
+
+
+@pytest.mark.parametrize("text, name", [
+    ("@TheEllenShow #AskEllen Hi Ellen . Can you ask her ?", "Ellen"),  # spaCy: "AskEllen Hi Ellen"
+    ("Gets To See Lindsay Tonight ! :D", "Lindsay"),  # spaCy: "Lindsay Tonight"
+    ("With Kirsten ( : going to the mall tonight .", "Kirsten"),  # a preposition before a lone given name
+    ("urgh . RACHELLE im gonna kill YOU tonite !", "RACHELLE"),  # a listed name in capitals, tagged a name
+    ("Lindqvist began writing as a teenager.", "Lindqvist"),  # a listed surname alone, tagged a name
+])
+def test_names_in_posts_are_found_without_their_greetings_handles_and_time_words(analyzer, text, name):
+    found = _found(analyzer, text)
+    assert found.get(name) == "PERSON"
+    assert not any(name in value and value != name for value in found if found[value] == "PERSON")
+
+
+def test_handles_are_usernames_and_emails_stay_emails(analyzer):
+    found = _found(analyzer, "RT @paul_walk : mail bob@example.com or ping @ann_b.")
+    assert found == {"@paul_walk": "USERNAME", "bob@example.com": "EMAIL_ADDRESS", "@ann_b": "USERNAME"}
+
+
+def test_a_name_found_once_in_a_text_is_found_where_the_text_repeats_it(analyzer):
+    found = _found(analyzer, "Anne-Lise Frederiksen called on Monday. Later Frederiksen asked for a refund.")
+    assert found.get("Anne-Lise Frederiksen") == found.get("Frederiksen") == "PERSON"
+
+
+@pytest.mark.parametrize("text, address", [
+    ("He lives on the north side of Castelao 66.", "Castelao 66."),  # a street and its number, no street word
+    ("The restaurant is at 6283 Skogarlond 53", "6283 Skogarlond 53"),
+    ("Our offices are at the corner of Feldstrasse 61 and Marušić Brook", "Feldstrasse 61 and Marušić Brook"),
+    ("Return to 530 Schaarsteinweg 58 Apt. 101 Suite 867, CABBAGE TREE CREEK, Australia 53898 if lost.",
+     "530 Schaarsteinweg 58 Apt. 101 Suite 867, CABBAGE TREE CREEK, Australia 53898"),
+    ("As promised:\n77808 19 Unsworth Drive\nWIEDEN\n, NO\n Austria 70930", "77808 19 Unsworth Drive\nWIEDEN\n, NO\n Austria 70930"),
+    ("Pedestrians must enter on R Luís Camões 81 from May.", "R Luís Camões 81"),
+])
+def test_streets_named_before_their_number_corners_and_region_lines_are_found_whole(analyzer, text, address):
+    assert _found(analyzer, text).get(address) == "ADDRESS"
+
+
+@pytest.mark.parametrize("text", ["See you at Gate 12 on Friday.", "It is explained in Chapter 5 of the guide.",
+                                  "I flew to Madrid 3 times last year.", "Send it to Maria 5 days before.",
+                                  "We met at Starbucks 2 weeks ago."])
+def test_words_or_places_before_a_number_are_no_street(analyzer, text):
+    assert "ADDRESS" not in _found(analyzer, text).values()

@@ -153,11 +153,12 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
         Pattern("Mastercard 2-series", r"\b2(?:2[2-9]\d|[3-6]\d{2}|7[01]\d|720)[- ]?\d{4}[- ]?\d{4}[- ]?\d{4}\b", 0.3),
         Pattern("12 or 19 digits", r"\b\d{4}[- ]?\d{4}[- ]?\d{4}(?:[- ]?\d{4}[- ]?\d{3})?\b", 0.3),
         Pattern("JCB 15 digits", r"\b(?:2131|1800)\d{11}\b", 0.3)]
+    dictionary = _dictionary(nlp_engine.nlp["en"])
     recognizers = [EmailRecognizer(), PhoneRecognizer(supported_regions=PHONE_REGIONS), UsSsnRecognizer(),
                    CreditCardRecognizer(patterns=CreditCardRecognizer.PATTERNS + extra_cards),
                    IbanRecognizer(), IpRecognizer(), UsBankRecognizer(),
                    NameListRecognizer(), CuePhraseRecognizer(), VocativeRecognizer(), SpeakerRecognizer(),
-                   StreetAddressRecognizer()]
+                   StreetAddressRecognizer(dictionary)]
     recognizers += [r.build() for r in config.regex_recognizers()]
     if ner_enabled:
         recognizers.append(SpacyRecognizer(supported_entities=NER_ENTITIES))
@@ -168,7 +169,7 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
     _each_warning_once()
     findable = set(registry.get_supported_entities(languages=["en"]))
     return Analyzer(engine=engine, ner_enabled=ner_enabled, spacy_model=model,
-                    dictionary=_dictionary(nlp_engine.nlp["en"]),
+                    dictionary=dictionary,
                     entities=tuple(e for e in config.wanted_entities() if e in findable))
 
 

@@ -70,9 +70,8 @@ def name_lists() -> tuple[frozenset[str], frozenset[str]]:
 
 
 @lru_cache(maxsize=1)
-def place_names() -> frozenset[str]:
-    """Cities and countries (lower case) from every locale Faker ships, minus given names and surnames: a gazetteer
-    that tells "Rotterdam" or "Warszawa" from a person where spaCy alone calls them one."""
+def gazetteer() -> frozenset[str]:
+    """Cities and countries (lower case) from every locale Faker ships."""
     import importlib
     import pkgutil
 
@@ -83,8 +82,15 @@ def place_names() -> frozenset[str]:
         provider = importlib.import_module(f"{addresses.__name__}.{locale.name}").Provider
         for attribute in ("cities", "city_names", "real_city_names", "countries"):
             places.update(p.lower() for p in getattr(provider, attribute, ()) if isinstance(p, str))
+    return frozenset(places)
+
+
+@lru_cache(maxsize=1)
+def place_names() -> frozenset[str]:
+    """The gazetteer's places that are no given name or surname: they tell "Rotterdam" or "Warszawa" from a person
+    where spaCy alone calls them one."""
     given, surnames = name_lists()
-    return frozenset(places - given - surnames)
+    return gazetteer() - given - surnames
 
 
 def _tagged(nlp_artifacts, tags: set[str]) -> set[int]:
@@ -113,8 +119,8 @@ class NameListRecognizer(_TextRecognizer):
     Tuininga", not "Yesterday Dubois"). A listed given name alone that the tagger reads as a common word is none
     ("Loan account 0012..." starts a sentence with a noun, not the Vietnamese name)."""
 
-    # The words after the first are looked at ahead, not consumed: "Call Daniel Fischer" is a candidate at "Call" and,
-    # since the tagger reads "Call" as a common word, again at "Daniel" (consumed, the verb had hidden the name).
+    # The words after the first are looked at ahead, not consumed: "Call Daniel Fischer" and "With Kirsten" are
+    # candidates at "Call" and "With", which are no names, and again at "Daniel" and "Kirsten".
     _CANDIDATE = re.compile(rf"\b({_CAPITALIZED})(?=(?:[ \t]+({_INITIAL}))?(?:[ \t]+({_CAPITALIZED}))?\b(?!['’]t\b))")
     # Overlapping pairs ("IS MARIA", "MARIA ROSSI"): the second word is looked at ahead, not consumed.
     _UNCASED = re.compile(rf"(?<![\w@])(?:([{_LOWER}]{{2,}})(?=[ \t]+([{_LOWER}]{{2,}})\b)"
@@ -126,18 +132,22 @@ class NameListRecognizer(_TextRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         given, surnames = name_lists()
         proper_nouns = _tagged(nlp_artifacts, {"PROPN"})  # none without a tagger
+        named_otherwise = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or ()
+                           if token.ent_type_ not in ("", "PERSON")}  # a language, a nationality, a company...
+        places = gazetteer()
         common_use = _tagged(nlp_artifacts, {"NOUN", "VERB", "ADJ", "ADV"})
-        results, covered, after_common_word = [], -1, False
+        results: list[RecognizerResult] = []
         for match in self._CANDIDATE.finditer(text):
             first, middle, last = (group and group.lower() for group in match.groups())
-            if match.start() < covered and not after_common_word:
-                continue  # a word inside the candidate before starts one only after a common word ("Call")
-            covered = max(match.end(group) for group in (1, 2, 3) if match.group(group))
-            after_common_word = match.start() in common_use and first not in given
+            if results and match.start() < results[-1].end:
+                continue  # a word of the name found before
             if first not in given:
                 if (last and (middle or last in surnames) and match.start() in proper_nouns
                         and not {first, last} & common_words()):
                     results.append(self._result(match.start(), match.end(3), UNLISTED_NAME_SCORE))
+                elif (not last and first in surnames and match.start() in proper_nouns - named_otherwise
+                      and first not in places):  # "Schröder began writing", not "studying English"
+                    results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
             elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
                 results.append(self._result(match.start(), match.end(3), NAME_SCORE))
             elif first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use:
@@ -158,6 +168,13 @@ class NameListRecognizer(_TextRecognizer):
             if (first in given and first not in _AMBIGUOUS_GIVEN_NAMES and last in surnames
                     and not {first, last} & common_words() and not {match.start(g) for g in groups} & not_names):
                 results.append(self._result(match.start(), match.end(groups[1]), NAME_SCORE))
+        places = place_names()
+        for token in nlp_artifacts.tokens:  # "we got cody's ipod", "RACHELLE im gonna": the tagger's proper noun
+            word = token.text.lower()
+            if (token.pos_ == "PROPN" and (token.text.islower() or token.text.isupper()) and len(word) >= 4
+                    and word in given and word not in _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS | places
+                    and word not in common_words()):
+                results.append(self._result(token.idx, token.idx + len(token.text), LONE_GIVEN_NAME_SCORE))
         return results
 
 
@@ -258,7 +275,7 @@ class StreetAddressRecognizer(_TextRecognizer):
 
     _STREET_WORDS = ("Via|Viale|Piazza|Piazzale|Corso|Largo|Vicolo|Rua|Rúa|Avenida|Av|Avda|Travessa|Estrada|Praça|Calle|"
                      "Plaza|Paseo|Carrer|Camino|Rue|Avenue|Boulevard|Bd|Chemin|Place|Allée|Impasse|Quai|Route|Ul|Ulica|"
-                     "Al|Aleja|Trg|Cesta|Odos|Leoforos")
+                     "Al|Aleja|Trg|Cesta|Odos|Leoforos|R")
     # Not "ring", "tie" or "tee": "Spring 2024", "Committee 3".
     _STREET_ENDINGS = ("strasse|straße|str|gasse|weg|allee|platz|damm|ufer|gade|vej|veien|vegen|vei|vägen|"
                        "gatan|gata|stigen|stræde|straat|laan|dreef|plein|kade|gracht|singel|katu|kuja|"
@@ -266,10 +283,11 @@ class StreetAddressRecognizer(_TextRecognizer):
     _STREET_WORDS_AFTER = (r"u\.|út|utca|tér|sokak|cad\.|"
                            r"(?i:straße|strasse|str\.|allee|weg|gasse|platz|damm|veg|vei|vej|gate|gata|gatan|straat|laan)")
 
-    def __init__(self):
+    def __init__(self, dictionary: frozenset[str] = frozenset()):
         from faker.providers.address.en_US import Provider
 
         super().__init__("ADDRESS")
+        self._dictionary = dictionary  # English words ("Gate 12", "Chapter 5" are no streets)
         given_names, surnames = name_lists()
         self._names = given_names | surnames
         plain = self._names | common_words()  # "Jane Park", "Jennifer Green"
@@ -305,31 +323,53 @@ class StreetAddressRecognizer(_TextRecognizer):
         unit = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[\dA-Z]+\b"
         # What follows a street, one part per comma or line: unit, town, region, country, postcode ("Apt. 440\n
         # Sevilla\n Spain 19595", ", PARIS", "\nNicosia, NI 86465"): the address is found whole, not its first line.
-        self._tail_part = re.compile(rf"(,[ \t]*|[ \t]*\n[ \t]*)({unit}|{place}|{postcode})")
+        # "\n, FL\n United States 81788": a region line may start with its comma; "Apt. 046 Suite 158": units follow
+        # one another on a line.
+        self._tail_part = re.compile(rf"(,[ \t]*|[ \t]*\n[ \t]*,?[ \t]*)({unit}|{place}|{postcode})|([ \t]+)({unit})")
         self._given_names = given_names
         self._after_unit = re.compile(rf"[ \t]+{place}")  # on the unit's line: "Apt. 175 Egkomi NI"
         self._unit_end = re.compile(rf"{unit}$")
-        self._lead = re.compile(r"\d{1,6}[ \t]+$")  # a number before the street: "1222 4146 Port ...", "307 Alvaro ..."
+        # A street name and its number with no street word ("Castelao 66", "Skogarlond 53"), after a house number or
+        # where an address is announced ("lives on", "is at", "sent to"), and not a count ("to Madrid 3 times").
+        self._name_then_number = re.compile(
+            rf"(?:\b\d{{1,6}}[ \t]+|\b(?i:on|at|to|of|in|address(?: is)?:?)[ \t]+)"
+            rf"(?P<street>{_CAPITALIZED}(?:[ \t]+(?:{_CAPITALIZED}|[{_LOWER}]{{2,9}})){{0,2}})[ \t]+{house}"
+            r"(?![ \t]*(?:%|[\d,:/-]|(?i:times|days|weeks|months|years|hours|minutes|percent|pm|am)\b))")
+        self._lead = re.compile(r"\d{1,6}[ \t]+$")
+        self._corner = re.compile(r"(?i:\bcorner of)[ \t]+$")  # "the corner of Feldstrasse 61 and Marušić Brook"
+        self._other_street = re.compile(rf"[ \t]+and[ \t]+{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED}){{0,2}}")  # a number before the street: "1222 4146 Port ...", "307 Alvaro ..."
 
     def analyze(self, text, entities, nlp_artifacts=None):
-        found = [m for pattern in self._patterns for m in pattern.finditer(text)]
-        found += [m for m in self._named_street.finditer(text) if m.group(1).lower() in self._names]
+        found = [m.span() for pattern in self._patterns for m in pattern.finditer(text)]
+        found += [m.span() for m in self._named_street.finditer(text) if m.group(1).lower() in self._names]
+        found += [(m.start("street"), m.end()) for m in self._name_then_number.finditer(text) if self._street_name(m)]
         merged: list[list[int]] = []  # overlapping findings are parts of one address ("Rúa Olmos 55" + its tail)
-        for start, end in sorted(self._whole(text, m.start(), m.end()) for m in found):
+        for start, end in sorted(self._whole(text, start, end) for start, end in found):
             if merged and start <= merged[-1][1]:
                 merged[-1][1] = max(merged[-1][1], end)
             else:
                 merged.append([start, end])
         return [self._result(start, end, NAME_SCORE) for start, end in merged]
 
+    def _street_name(self, match: re.Match) -> bool:
+        """The words before the number name a street only if none is an English word or a place and they are not a
+        given name alone ("Windows 10", "Gate 12", "Berlin 2024", "Maria 5")."""
+        words = match.group("street").lower().split()
+        return not (any(w in common_words() or w in self._dictionary or w in place_names() for w in words)
+                    or (len(words) == 1 and words[0] in self._given_names))
+
     def _whole(self, text: str, start: int, end: int) -> tuple[int, int]:
         """The finding with the number before its house number and the lines or comma parts after it."""
         lead = self._lead.search(text, 0, start)
+        if self._corner.search(text, 0, (lead.start() if lead else start)) and (
+                other := self._other_street.match(text, end)):
+            end = other.end()
         if self._unit_end.search(text, start, end) and (same_line := self._after_unit.match(text, end)):
             end = same_line.end()
-        for _ in range(4):
+        for _ in range(6):
             part = self._tail_part.match(text, end)
-            if part is None or (part.group(1).startswith(",") and part.group(2).lower() in self._given_names):
+            if part is None or (part.group(1) and part.group(1).startswith(",")
+                                and part.group(2).lower() in self._given_names):
                 break  # "Your address is now 337 Bruce Club, Ottomar.": the person addressed, not a town
             end = part.end()
         return (lead.start() if lead else start), end
@@ -381,6 +421,8 @@ DEFAULT_RECOGNIZERS = [
                                                      r"(?:[ .-]\d{2,7}){1,4}(?![\w-])",
                                                      r"(?<![\w.+-])\+?\d{7,12}(?![\w-])"],
                     context=_PHONE_WORDS, score=0.1),
+    # Handles in chats and posts ("@paulwalk"), not e-mail addresses.
+    RegexRecognizer(entity="USERNAME", patterns=[r"(?<![\w.@])@[A-Za-z0-9_]{2,30}\b(?!\.\w|@)"], score=0.5),
     RegexRecognizer(entity="ACCOUNT_NUMBER", patterns=[_NUMBER], context=["account", "acct", "a/c", "loan"],
                     score=0.1),
     RegexRecognizer(entity="POLICY_NUMBER", patterns=[_NUMBER], context=["policy"], score=0.1),

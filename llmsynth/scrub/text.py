@@ -21,11 +21,15 @@ MIN_PHONE_DIGITS = 7  # Presidio's phone recognizer, with many regions, takes 5-
 _DECIMAL = re.compile(r"\d+\.\d+")
 # What Presidio's phone recognizer (many regions) also takes for a number: a date, a ZIP+4 code.
 _DATE_OR_ZIP = re.compile(r"(?:19|20)\d\d-\d\d-\d\d|\d\d?[./-]\d\d?[./-](?:19|20)?\d\d|\d{5}-\d{4}")
-_NAME_STOP = re.compile(r"\n|\\[nr]|[:\"“”]")  # a line break, a colon or a quote mark ends a name
+_NAME_STOP = re.compile(r"\n|\\[nr]|[:\"“”|]")  # a line break, a colon, a quote mark or a bar ends a name
 _NAME_PARTICLES = "de|da|di|do|dos|das|du|del|della|la|le|van|von|der|den|ten|ter|bin|ibn|al|el|y"
 # Words in lower case before a capitalized name ("ex-Zombie "), not its particles ("de la Cruz").
 _LOWER_CASE_WORDS = re.compile(rf"(?:(?!(?:{_NAME_PARTICLES})\s)[a-z][\w'-]*\s+)+(?=[^\W\d_])")
 _WORDS = re.compile(r"[^\W\d_]+")
+_TOKENS = re.compile(r"\S+")
+_GREETINGS = {"hi", "hey", "hello", "thanks", "thx", "dear", "rt", "lol", "omg", "ff", "yo", "congrats"}
+_TIME_WORDS = {"tonight", "today", "tomorrow", "yesterday", "now", "lol"}
+_PARTICLES = set(_NAME_PARTICLES.split("|"))
 _NAMES = NameListRecognizer()
 
 
@@ -61,8 +65,9 @@ class Span:
 
 def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progress: str | None = None,
            batch_size: int = 64) -> list[list[Span]]:
-    """Presidio's findings for many texts in one spaCy pass; long texts are cut at whitespace into pieces.
-    `progress` is the label of a progress bar, or None for none."""
+    """Presidio's findings for many texts in one spaCy pass; long texts are cut at whitespace into pieces. A
+    person's name found once in a text is also found where the text repeats it or a word of it. `progress` is the
+    label of a progress bar, or None for none."""
     from presidio_analyzer import BatchAnalyzerEngine
     from tqdm.auto import tqdm
 
@@ -91,6 +96,9 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
             if r.entity_type == "PERSON" and end < r.end:
                 for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):
                     spans[index].append(Span(offset + end + name.start, offset + end + name.end, "PERSON"))
+    for text, found in zip(texts, spans):  # "Anne-Lise Frederiksen ... Ms. Frederiksen": the second on no evidence
+        people = {(s.entity_type, text[s.start:s.end]) for s in resolve(text, found) if s.entity_type == "PERSON"}
+        found += known_spans(text, people)
     return spans
 
 
@@ -101,9 +109,10 @@ def _weak_person(result) -> bool:
 
 
 def _name_bounds(result, piece: str) -> tuple[int, int]:
-    """Where a name starts and ends: spaCy runs a person on over a line break ("Giovana Barros\\nBurnaby"), a colon
-    or a quote ('Stephanie:"I'm Jose's') and starts it at words in lower case ("ex-Zombie Abramov"); names never
-    do."""
+    """Where a name starts and ends: spaCy runs a person on over a line break ("Giovana Barros\\nBurnaby"), a colon,
+    a bar or a quote ('Stephanie:"I'm Jose's'), starts it at words in lower case ("ex-Zombie Abramov"), a handle, a
+    greeting or an everyday word ("#AskEllen Hi Ellen", "Customer Lori Jones") and ends it on a time word or one in
+    lower case ("Lindsay Tonight", "Wingo tellin"); names never do."""
     if result.entity_type not in _NAMED_ENTITIES:
         return result.start, result.end
     start = result.start
@@ -111,7 +120,29 @@ def _name_bounds(result, piece: str) -> tuple[int, int]:
     if lower is not None and piece[lower.end()].isupper():  # not a name written all in lower case
         start = lower.end()
     stop = _NAME_STOP.search(piece, start + 1, result.end)
-    return start, result.end if stop is None else len(piece[:stop.start()].rstrip())
+    end = result.end if stop is None else len(piece[:stop.start()].rstrip())
+    if result.entity_type != "PERSON":
+        return start, end
+    words = list(_TOKENS.finditer(piece, start, end))
+    while len(words) > 1 and _not_a_name_word(words[0], piece, leading=True):
+        words.pop(0)
+    while len(words) > 1 and _not_a_name_word(words[-1], piece, leading=False):
+        words.pop()
+    return (words[0].start(), words[-1].end()) if words else (start, end)
+
+
+def _not_a_name_word(word: re.Match, piece: str, leading: bool) -> bool:
+    """A word that opens or closes a found person without being part of the name: a handle or hashtag, a greeting,
+    a function or time word, an everyday word before it ("Customer Lori Jones"), a word in lower case after it."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    text, bare = word.group(), word.group().strip(".,!?;()'’").lower()
+    if text[0] in "@#" or piece[word.start() - 1:word.start()] in ("@", "#") or (leading and bare in _GREETINGS):
+        return True
+    given, surnames = name_lists()
+    return bare not in given and bare not in surnames and (
+        bare in STOP_WORDS or bare in _TIME_WORDS or (leading and bare in common_words())
+        or (not leading and text[0].islower() and bare not in _PARTICLES))
 
 
 def _precedence(result) -> tuple:
@@ -123,12 +154,13 @@ def _precedence(result) -> tuple:
 
 
 def _plausible(result, value: str, dictionary: frozenset[str] = frozenset()) -> bool:
-    """Findings recognizers make that are rarely PII: a date as a person, everyday words ("Comedy", "Guilty
-    Pleasures": in the dictionary and no name list) as a weakly found person (a cue phrase may: "this is August"),
-    a zip code, a date or a decimal fraction as a phone number."""
+    """Findings recognizers make that are rarely PII: a date, a handle or a hashtag as a person, everyday words
+    ("Comedy", "Guilty Pleasures": in the dictionary and no name list) as a weakly found person (a cue phrase may:
+    "this is August"), a zip code, a date or a decimal fraction as a phone number."""
     entity = result.entity_type
-    if entity in _NAMED_ENTITIES:
-        return any(c.isalpha() for c in value) and not (_weak_person(result) and _everyday_words(value, dictionary))
+    if entity in _NAMED_ENTITIES:  # a handle ("@paulwalk") is a USERNAME, a hashtag no name
+        return (any(c.isalpha() for c in value) and value[0] not in "@#"
+                and not (_weak_person(result) and _everyday_words(value, dictionary)))
     if entity == "PHONE_NUMBER":
         return (sum(c.isdigit() for c in value) >= MIN_PHONE_DIGITS and not _DECIMAL.fullmatch(value)
                 and not _DATE_OR_ZIP.fullmatch(value))
