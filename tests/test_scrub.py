@@ -486,7 +486,8 @@ def test_a_name_found_once_in_a_text_is_found_where_the_text_repeats_it(analyzer
     ("Our offices are at the corner of Feldstrasse 61 and Marušić Brook", "Feldstrasse 61 and Marušić Brook"),
     ("Return to 530 Schaarsteinweg 58 Apt. 101 Suite 867, CABBAGE TREE CREEK, Australia 53898 if lost.",
      "530 Schaarsteinweg 58 Apt. 101 Suite 867, CABBAGE TREE CREEK, Australia 53898"),
-    ("As promised:\n77808 19 Unsworth Drive\nWIEDEN\n, NO\n Austria 70930", "77808 19 Unsworth Drive\nWIEDEN\n, NO\n Austria 70930"),
+    ("As promised:\n77808 19 Unsworth Drive\nWIEDEN\n, NO\n Austria 70930",
+     "77808 19 Unsworth Drive\nWIEDEN\n, NO\n Austria 70930"),
     ("Pedestrians must enter on R Luís Camões 81 from May.", "R Luís Camões 81"),
 ])
 def test_streets_named_before_their_number_corners_and_region_lines_are_found_whole(analyzer, text, address):
@@ -498,3 +499,28 @@ def test_streets_named_before_their_number_corners_and_region_lines_are_found_wh
                                   "We met at Starbucks 2 weeks ago."])
 def test_words_or_places_before_a_number_are_no_street(analyzer, text):
     assert "ADDRESS" not in _found(analyzer, text).values()
+
+
+@pytest.mark.parametrize("text, phone", [
+    ("How can we reach you? You can call 33 66 18", "33 66 18"),  # six digits in groups: a short local number
+    ("I would like to stop receiving messages to 468 0673", "468 0673"),
+    ("Iceland 61941\n450 0043-Office\n+41 (0)60 762 07 84-Fax", "450 0043"),  # the phone word after it
+    ("Slovenia 11636\n0933-2713064 office", "0933-2713064"),  # not the address's postcode line
+])
+def test_short_and_signature_phone_numbers_are_found(analyzer, text, phone):
+    assert _found(analyzer, text).get(phone) == "PHONE_NUMBER"
+
+
+@pytest.mark.parametrize("text", ["The order total was 12 34 56 dollars.", "Call me at 10 30 tomorrow."])
+def test_short_digit_groups_without_a_phone_shape_are_no_phones(analyzer, text):
+    assert "PHONE_NUMBER" not in _found(analyzer, text).values()
+
+
+@pytest.mark.parametrize("text, name", [
+    ("I know when my mom saw a picture of justin bieber she said that he was cute .", "justin bieber"),
+    ("we saw trey songz last night lol", "trey songz"),  # spaCy's person, all in lower case, kept whole
+    ("Mr Ehrlich uses bd language after school", "Ehrlich"),  # a title backs a name WordNet also lists
+    ("Rebecca is a very sympathetic person.", "Rebecca"),  # spaCy: a place; the name list: a given name
+])
+def test_informal_and_misread_names_are_persons(analyzer, text, name):
+    assert _found(analyzer, text).get(name) == "PERSON"

@@ -125,6 +125,7 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
     check_config(config)
     import spacy
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer, EmailRecognizer, IbanRecognizer, IpRecognizer, PhoneRecognizer, SpacyRecognizer,
@@ -164,8 +165,11 @@ def build_analyzer(config: ScrubConfig) -> Analyzer:
         recognizers.append(SpacyRecognizer(supported_entities=NER_ENTITIES))
     _context_words_count(nlp_engine.nlp["en"], recognizers)
     registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
+    # A context word may also follow a number, as in a signature's "35 88 32 office" (Presidio counts the number's
+    # own words after its first among the words that follow).
+    enhancer = LemmaContextAwareEnhancer(context_prefix_count=5, context_suffix_count=4)
     engine = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"],
-                            default_score_threshold=config.score_threshold)
+                            default_score_threshold=config.score_threshold, context_aware_enhancer=enhancer)
     _each_warning_once()
     findable = set(registry.get_supported_entities(languages=["en"]))
     return Analyzer(engine=engine, ner_enabled=ner_enabled, spacy_model=model,

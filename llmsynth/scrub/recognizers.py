@@ -36,7 +36,9 @@ _TERMS_OF_ADDRESS = {"babe", "baby", "buddy", "mate", "doc", "captain", "chip", 
 _NOT_IN_NAMES = {"VERB", "AUX", "ADJ", "ADV", "ADP", "DET", "PRON", "CCONJ", "SCONJ", "PART", "NUM", "INTJ"}
 _ORGANIZATION_WORDS = {"bank", "inc", "llc", "ltd", "corp", "company", "co", "support", "team", "services", "service",
                        "insurance", "group", "department", "desk", "center", "centre", "credit", "union", "card"}
-NAME_SCORE, CUE_SCORE, LONE_GIVEN_NAME_SCORE, VOCATIVE_SCORE, UNLISTED_NAME_SCORE = 0.7, 0.85, 0.5, 0.5, 0.6
+# A cue phrase outscores spaCy (0.85), so Presidio keeps its finding of the same name: "Mr Ehrlich" is backed by
+# its title even where spaCy alone would be doubted (WordNet lists "ehrlich").
+NAME_SCORE, CUE_SCORE, LONE_GIVEN_NAME_SCORE, VOCATIVE_SCORE, UNLISTED_NAME_SCORE = 0.7, 0.9, 0.5, 0.5, 0.6
 _LATIN_NAME = re.compile(rf"[{_UPPER}][{_LOWER}]{{2,}}(?:['-][{_UPPER}{_LOWER}][{_LOWER}]+)?")
 
 
@@ -134,7 +136,7 @@ class NameListRecognizer(_TextRecognizer):
         proper_nouns = _tagged(nlp_artifacts, {"PROPN"})  # none without a tagger
         named_otherwise = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or ()
                            if token.ent_type_ not in ("", "PERSON")}  # a language, a nationality, a company...
-        places = gazetteer()
+        known_places = gazetteer()
         common_use = _tagged(nlp_artifacts, {"NOUN", "VERB", "ADJ", "ADV"})
         results: list[RecognizerResult] = []
         for match in self._CANDIDATE.finditer(text):
@@ -146,7 +148,7 @@ class NameListRecognizer(_TextRecognizer):
                         and not {first, last} & common_words()):
                     results.append(self._result(match.start(), match.end(3), UNLISTED_NAME_SCORE))
                 elif (not last and first in surnames and match.start() in proper_nouns - named_otherwise
-                      and first not in places):  # "Schröder began writing", not "studying English"
+                      and first not in known_places):  # "Schröder began writing", not "studying English"
                     results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
             elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
                 results.append(self._result(match.start(), match.end(3), NAME_SCORE))
@@ -168,13 +170,18 @@ class NameListRecognizer(_TextRecognizer):
             if (first in given and first not in _AMBIGUOUS_GIVEN_NAMES and last in surnames
                     and not {first, last} & common_words() and not {match.start(g) for g in groups} & not_names):
                 results.append(self._result(match.start(), match.end(groups[1]), NAME_SCORE))
-        places = place_names()
+        not_people = _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS | place_names()
         for token in nlp_artifacts.tokens:  # "we got cody's ipod", "RACHELLE im gonna": the tagger's proper noun
             word = token.text.lower()
             if (token.pos_ == "PROPN" and (token.text.islower() or token.text.isupper()) and len(word) >= 4
-                    and word in given and word not in _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS | places
-                    and word not in common_words()):
-                results.append(self._result(token.idx, token.idx + len(token.text), LONE_GIVEN_NAME_SCORE))
+                    and word in given and word not in not_people and word not in common_words()):
+                end = token.idx + len(token.text)
+                following = token.nbor() if token.i + 1 < len(token.doc) else None  # "justin bieber"
+                if (following is not None and following.pos_ == "PROPN" and following.text.isalpha()
+                        and following.text.islower() == token.text.islower()
+                        and following.lower_ not in common_words()):
+                    end = following.idx + len(following.text)
+                results.append(self._result(token.idx, end, LONE_GIVEN_NAME_SCORE))
         return results
 
 
@@ -317,7 +324,7 @@ class StreetAddressRecognizer(_TextRecognizer):
             r"\b[ADF]PO\s+A[AEP]\s+\d{5}\b",
         )]
         place_word = rf"(?:{_CAPITALIZED}|[{_UPPER}]{{2,}})"
-        postcode = r"\d{4,6}(?:-\d{4})?(?![ \t]*\d)"  # not the start of a phone number on the next line
+        postcode = r"\d{4,6}(?:-\d{4})?(?![ \t]*\d|-\d)"  # not the start of a phone number on the next line
         place = (rf"{place_word}(?:[ \t-]+(?:{place_word}|de|del|la|di|am|an|der|sur|nan)){{0,3}}"
                  rf"(?:,?[ \t]+[{_UPPER}]{{2}}\b)?(?:[ \t]+{postcode})?")
         unit = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|#)[ \t]*[\dA-Z]+\b"
@@ -335,9 +342,9 @@ class StreetAddressRecognizer(_TextRecognizer):
             rf"(?:\b\d{{1,6}}[ \t]+|\b(?i:on|at|to|of|in|address(?: is)?:?)[ \t]+)"
             rf"(?P<street>{_CAPITALIZED}(?:[ \t]+(?:{_CAPITALIZED}|[{_LOWER}]{{2,9}})){{0,2}})[ \t]+{house}"
             r"(?![ \t]*(?:%|[\d,:/-]|(?i:times|days|weeks|months|years|hours|minutes|percent|pm|am)\b))")
-        self._lead = re.compile(r"\d{1,6}[ \t]+$")
+        self._lead = re.compile(r"\d{1,6}[ \t]+$")  # a number before the street: "1222 4146 Port ...", "307 Alvaro ..."
         self._corner = re.compile(r"(?i:\bcorner of)[ \t]+$")  # "the corner of Feldstrasse 61 and Marušić Brook"
-        self._other_street = re.compile(rf"[ \t]+and[ \t]+{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED}){{0,2}}")  # a number before the street: "1222 4146 Port ...", "307 Alvaro ..."
+        self._other_street = re.compile(rf"[ \t]+and[ \t]+{_CAPITALIZED}(?:[ \t]+{_CAPITALIZED}){{0,2}}")
 
     def analyze(self, text, entities, nlp_artifacts=None):
         found = [m.span() for pattern in self._patterns for m in pattern.finditer(text)]
@@ -404,7 +411,7 @@ class RegexRecognizer(BaseModel):
 
 
 _PHONE_WORDS = ["phone", "call", "text", "cell", "mobile", "number", "tel", "fax", "reach", "contact", "answer",
-                "office", "registered", "whatsapp", "dial"]
+                "office", "registered", "whatsapp", "dial", "message", "sms"]
 _NUMBER = r"\b(?:[A-Z]{1,4}-?)?\d{6,14}\b"
 # "bear" because the context words are compared with spaCy's lemmas, and the lemma of "born" is "bear".
 _DATE = (r"\b(?:\d{1,2}[/.-]\d{1,2}[/.-](?:19|20)?\d{2}|(?:19|20)\d{2}-\d{2}-\d{2}"
@@ -418,7 +425,7 @@ DEFAULT_RECOGNIZERS = [
     # Other countries' numbers as people write them: groups of digits ("218-1180057", "+33 1 42 68 53 00") or one run
     # of 7-12 ("2181180057"), found only next to a phone word.
     RegexRecognizer(entity="PHONE_NUMBER", patterns=[r"(?<![\w.+-])(?!\d{4}-\d\d-\d\d|\d\d?[./-]\d\d?[./-]\d{2,4}(?![\d.-]))(?:\+\d{1,3}[ .-]?)?(?:\(0?\d{1,5}\)[ .-]?)?\d{2,5}"
-                                                     r"(?:[ .-]\d{2,7}){1,4}(?![\w-])",
+                                                     r"(?:[ .-]\d{2,7}){1,4}(?!\w|-\d)",
                                                      r"(?<![\w.+-])\+?\d{7,12}(?![\w-])"],
                     context=_PHONE_WORDS, score=0.1),
     # Handles in chats and posts ("@paulwalk"), not e-mail addresses.

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from llmsynth.scrub.engine import Analyzer, ScrubConfig
 from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
-from llmsynth.scrub.recognizers import NameListRecognizer, common_words, name_lists, place_names
+from llmsynth.scrub.recognizers import NameListRecognizer, common_words, gazetteer, name_lists, place_names
 
 MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
 MAX_EXAMPLES = 5
@@ -18,6 +18,7 @@ MAX_EXAMPLES = 5
 _ESCAPED_BREAK = re.compile(r"\\[nrt]")
 _NAMED_ENTITIES = {"PERSON", "LOCATION"}  # spaCy sometimes tags a bare date as a person; names have letters
 MIN_PHONE_DIGITS = 7  # Presidio's phone recognizer, with many regions, takes 5-digit zip codes for numbers
+_GROUPED_SIX_DIGITS = re.compile(r"\d\d[ .-]\d\d[ .-]\d\d|\d{3}[ .-]\d{3}")  # a short local number: "33 66 18"
 _DECIMAL = re.compile(r"\d+\.\d+")
 # What Presidio's phone recognizer (many regions) also takes for a number: a date, a ZIP+4 code.
 _DATE_OR_ZIP = re.compile(r"(?:19|20)\d\d-\d\d-\d\d|\d\d?[./-]\d\d?[./-](?:19|20)?\d\d|\d{5}-\d{4}")
@@ -28,7 +29,7 @@ _LOWER_CASE_WORDS = re.compile(rf"(?:(?!(?:{_NAME_PARTICLES})\s)[a-z][\w'-]*\s+)
 _WORDS = re.compile(r"[^\W\d_]+")
 _TOKENS = re.compile(r"\S+")
 _GREETINGS = {"hi", "hey", "hello", "thanks", "thx", "dear", "rt", "lol", "omg", "ff", "yo", "congrats"}
-_TIME_WORDS = {"tonight", "today", "tomorrow", "yesterday", "now", "lol"}
+_TIME_WORDS = {"tonight", "today", "tomorrow", "yesterday", "now"}
 _PARTICLES = set(_NAME_PARTICLES.split("|"))
 _NAMES = NameListRecognizer()
 
@@ -90,8 +91,7 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
         for r in sorted(found, key=_precedence):
             start, end = _name_bounds(r, piece)
             if _plausible(r, piece[start:end], analyzer.dictionary):
-                place = places and _weak_person(r) and piece[start:end].lower() in place_names()
-                spans[index].append(Span(offset + start, offset + end, "LOCATION" if place else r.entity_type))
+                spans[index].append(Span(offset + start, offset + end, _named_kind(r, piece[start:end], places)))
             # Presidio dropped the listed names inside a person cut short here ('Jana:"I'm James's'): found again.
             if r.entity_type == "PERSON" and end < r.end:
                 for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):
@@ -100,6 +100,19 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
         people = {(s.entity_type, text[s.start:s.end]) for s in resolve(text, found) if s.entity_type == "PERSON"}
         found += known_spans(text, people)
     return spans
+
+
+def _named_kind(result, value: str, places: bool) -> str:
+    """What spaCy's person or place is: a known city or country it calls a person is a place ("Aartselaar"), a
+    listed name it calls a place is a person ("Rebecca", "Hedlund"), unless the gazetteer knows it too ("Jordan")."""
+    words = value.lower().split()
+    if places and _weak_person(result) and value.lower() in place_names():
+        return "LOCATION"
+    if result.entity_type == "LOCATION" and words and value.lower() not in gazetteer():
+        given, surnames = name_lists()
+        if all(w in given or w in surnames for w in words):
+            return "PERSON"
+    return result.entity_type
 
 
 def _weak_person(result) -> bool:
@@ -126,12 +139,13 @@ def _name_bounds(result, piece: str) -> tuple[int, int]:
     words = list(_TOKENS.finditer(piece, start, end))
     while len(words) > 1 and _not_a_name_word(words[0], piece, leading=True):
         words.pop(0)
-    while len(words) > 1 and _not_a_name_word(words[-1], piece, leading=False):
+    lower_case_name = words and words[0].group()[0].islower()  # "trey songz": no capitals to end at
+    while len(words) > 1 and _not_a_name_word(words[-1], piece, leading=False, lower_case_name=lower_case_name):
         words.pop()
     return (words[0].start(), words[-1].end()) if words else (start, end)
 
 
-def _not_a_name_word(word: re.Match, piece: str, leading: bool) -> bool:
+def _not_a_name_word(word: re.Match, piece: str, leading: bool, lower_case_name: bool = False) -> bool:
     """A word that opens or closes a found person without being part of the name: a handle or hashtag, a greeting,
     a function or time word, an everyday word before it ("Customer Lori Jones"), a word in lower case after it."""
     from spacy.lang.en.stop_words import STOP_WORDS
@@ -142,7 +156,7 @@ def _not_a_name_word(word: re.Match, piece: str, leading: bool) -> bool:
     given, surnames = name_lists()
     return bare not in given and bare not in surnames and (
         bare in STOP_WORDS or bare in _TIME_WORDS or (leading and bare in common_words())
-        or (not leading and text[0].islower() and bare not in _PARTICLES))
+        or (not leading and not lower_case_name and text[0].islower() and bare not in _PARTICLES))
 
 
 def _precedence(result) -> tuple:
@@ -162,7 +176,8 @@ def _plausible(result, value: str, dictionary: frozenset[str] = frozenset()) -> 
         return (any(c.isalpha() for c in value) and value[0] not in "@#"
                 and not (_weak_person(result) and _everyday_words(value, dictionary)))
     if entity == "PHONE_NUMBER":
-        return (sum(c.isdigit() for c in value) >= MIN_PHONE_DIGITS and not _DECIMAL.fullmatch(value)
+        digits = sum(c.isdigit() for c in value)
+        return ((digits >= MIN_PHONE_DIGITS or _GROUPED_SIX_DIGITS.fullmatch(value)) and not _DECIMAL.fullmatch(value)
                 and not _DATE_OR_ZIP.fullmatch(value))
     return True
 
