@@ -170,11 +170,12 @@ class NameListRecognizer(_TextRecognizer):
             if (first in given and first not in _AMBIGUOUS_GIVEN_NAMES and last in surnames
                     and not {first, last} & common_words() and not {match.start(g) for g in groups} & not_names):
                 results.append(self._result(match.start(), match.end(groups[1]), NAME_SCORE))
-        not_people = _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS | place_names()
+        places = place_names()
         for token in nlp_artifacts.tokens:  # "we got cody's ipod", "RACHELLE im gonna": the tagger's proper noun
             word = token.text.lower()
             if (token.pos_ == "PROPN" and (token.text.islower() or token.text.isupper()) and len(word) >= 4
-                    and word in given and word not in not_people and word not in common_words()):
+                    and word in given and word not in _AMBIGUOUS_GIVEN_NAMES and word not in _TERMS_OF_ADDRESS
+                    and word not in places and word not in common_words()):
                 end = token.idx + len(token.text)
                 following = token.nbor() if token.i + 1 < len(token.doc) else None  # "justin bieber"
                 if (following is not None and following.pos_ == "PROPN" and following.text.isalpha()
