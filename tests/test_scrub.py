@@ -524,3 +524,12 @@ def test_short_digit_groups_without_a_phone_shape_are_no_phones(analyzer, text):
 ])
 def test_informal_and_misread_names_are_persons(analyzer, text, name):
     assert _found(analyzer, text).get(name) == "PERSON"
+
+
+def test_a_word_of_a_name_found_in_the_text_is_a_person_where_spacy_calls_it_a_place(analyzer):
+    found = _found(analyzer, "Kouhei Itou said Itou will come.")  # spaCy: the second "Itou" is a place
+    assert found.get("Kouhei Itou") == found.get("Itou") == "PERSON"
+
+
+def test_a_surname_with_particles_belongs_to_the_name(analyzer):
+    assert _found(analyzer, "Ask Quinn van Beers now.").get("Quinn van Beers") == "PERSON"

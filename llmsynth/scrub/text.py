@@ -31,6 +31,7 @@ _TOKENS = re.compile(r"\S+")
 _GREETINGS = {"hi", "hey", "hello", "thanks", "thx", "dear", "rt", "lol", "omg", "ff", "yo", "congrats"}
 _TIME_WORDS = {"tonight", "today", "tomorrow", "yesterday", "now"}
 _PARTICLES = set(_NAME_PARTICLES.split("|"))
+_PARTICLE_SURNAME = re.compile(rf"(?:[ \t]+(?:{_NAME_PARTICLES}))+[ \t]+[A-Z][^\W\d_]+(?:['-][^\W\d_]+)?")
 _NAMES = NameListRecognizer()
 
 
@@ -97,8 +98,12 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
                 for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):
                     spans[index].append(Span(offset + end + name.start, offset + end + name.end, "PERSON"))
     for text, found in zip(texts, spans):  # "Anne-Lise Frederiksen ... Ms. Frederiksen": the second on no evidence
+        # A bound moved ("Producer Daniel" -> "Daniel"): of findings at one start, the longer again comes first.
+        found.sort(key=lambda s: (s.entity_type != "ADDRESS", s.start, s.start - s.end))
         people = {(s.entity_type, text[s.start:s.end]) for s in resolve(text, found) if s.entity_type == "PERSON"}
-        found += known_spans(text, people)
+        names = known_spans(text, people)
+        named = {(s.start, s.end) for s in names}  # "Kouhei Itou ... Itou": spaCy's place is the person's name
+        found[:] = [s for s in found if s.entity_type != "LOCATION" or (s.start, s.end) not in named] + names
     return spans
 
 
@@ -142,7 +147,12 @@ def _name_bounds(result, piece: str) -> tuple[int, int]:
     lower_case_name = words and words[0].group()[0].islower()  # "trey songz": no capitals to end at
     while len(words) > 1 and _not_a_name_word(words[-1], piece, leading=False, lower_case_name=lower_case_name):
         words.pop()
-    return (words[0].start(), words[-1].end()) if words else (start, end)
+    if not words:
+        return start, end
+    while len(words) > 1 and words[-1].group() in _PARTICLES:  # "Frits van" + " den Heuvel" below
+        words.pop()
+    surname = _PARTICLE_SURNAME.match(piece, words[-1].end())  # "Quinn" + " van Beers"
+    return words[0].start(), surname.end() if surname else words[-1].end()
 
 
 def _not_a_name_word(word: re.Match, piece: str, leading: bool, lower_case_name: bool = False) -> bool:
