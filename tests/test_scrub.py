@@ -533,3 +533,9 @@ def test_a_word_of_a_name_found_in_the_text_is_a_person_where_spacy_calls_it_a_p
 
 def test_a_surname_with_particles_belongs_to_the_name(analyzer):
     assert _found(analyzer, "Ask Quinn van Beers now.").get("Quinn van Beers") == "PERSON"
+
+
+def test_a_greeting_is_no_person_and_name_particles_stay_in_surrogates(analyzer):
+    assert "Lol" not in _found(analyzer, "@HeartLessVick Lol , was george with carmen today ;D")
+    surrogate = Pseudonymizer().surrogate("PERSON", "Oscar de la Renta")
+    assert surrogate.split()[1:3] == ["de", "la"] and "Oscar" not in surrogate and "Renta" not in surrogate

@@ -34,6 +34,8 @@ DATE_FORMATS = ["%m/%d/%Y", "%d/%m/%Y", "%Y-%m-%d", "%m-%d-%Y", "%d.%m.%Y", "%B 
                 "%B %d %Y", "%m/%d/%y", "%d.%m.%y"]
 _NAME_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['’-])*")  # letters of any script: "Jürgen", not "J", "rgen"
 TITLES = {"mr", "mrs", "ms", "miss", "dr", "prof", "sir"}
+NAME_PARTICLES = {"de", "da", "di", "do", "dos", "das", "du", "del", "della", "la", "le", "van", "von", "der", "den",
+                  "ten", "ter", "bin", "ibn", "al", "el", "y"}
 DEFAULT_KEY = "llmsynth-default-key"
 
 
@@ -64,7 +66,7 @@ class Pseudonymizer:
         return self._draw(entity, value, SURROGATES.get(entity, lambda fake: _same_shape(fake, value)))
 
     def _name_word(self, word: str) -> str:
-        if word.lower().rstrip(".") in TITLES:
+        if word.lower().rstrip(".") in TITLES or word in NAME_PARTICLES:  # "Oscar de la Renta": "de la" stays
             return word
         if word.lower() in name_lists()[0]:
             return self._draw("PERSON", word, lambda fake: fake.first_name())

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from llmsynth.scrub.engine import Analyzer, ScrubConfig
-from llmsynth.scrub.pseudonyms import TITLES, Pseudonymizer
+from llmsynth.scrub.pseudonyms import NAME_PARTICLES, TITLES, Pseudonymizer
 from llmsynth.scrub.recognizers import NameListRecognizer, common_words, gazetteer, name_lists, place_names
 
 MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
@@ -23,15 +23,14 @@ _DECIMAL = re.compile(r"\d+\.\d+")
 # What Presidio's phone recognizer (many regions) also takes for a number: a date, a ZIP+4 code.
 _DATE_OR_ZIP = re.compile(r"(?:19|20)\d\d-\d\d-\d\d|\d\d?[./-]\d\d?[./-](?:19|20)?\d\d|\d{5}-\d{4}")
 _NAME_STOP = re.compile(r"\n|\\[nr]|[:\"“”|]")  # a line break, a colon, a quote mark or a bar ends a name
-_NAME_PARTICLES = "de|da|di|do|dos|das|du|del|della|la|le|van|von|der|den|ten|ter|bin|ibn|al|el|y"
+_PARTICLE_PATTERN = "|".join(sorted(NAME_PARTICLES, key=len, reverse=True))
 # Words in lower case before a capitalized name ("ex-Zombie "), not its particles ("de la Cruz").
-_LOWER_CASE_WORDS = re.compile(rf"(?:(?!(?:{_NAME_PARTICLES})\s)[a-z][\w'-]*\s+)+(?=[^\W\d_])")
+_LOWER_CASE_WORDS = re.compile(rf"(?:(?!(?:{_PARTICLE_PATTERN})\s)[a-z][\w'-]*\s+)+(?=[^\W\d_])")
 _WORDS = re.compile(r"[^\W\d_]+")
 _TOKENS = re.compile(r"\S+")
 _GREETINGS = {"hi", "hey", "hello", "thanks", "thx", "dear", "rt", "lol", "omg", "ff", "yo", "congrats"}
 _TIME_WORDS = {"tonight", "today", "tomorrow", "yesterday", "now"}
-_PARTICLES = set(_NAME_PARTICLES.split("|"))
-_PARTICLE_SURNAME = re.compile(rf"(?:[ \t]+(?:{_NAME_PARTICLES}))+[ \t]+[A-Z][^\W\d_]+(?:['-][^\W\d_]+)?")
+_PARTICLE_SURNAME = re.compile(rf"(?:[ \t]+(?:{_PARTICLE_PATTERN}))+[ \t]+[A-Z][^\W\d_]+(?:['-][^\W\d_]+)?")
 _NAMES = NameListRecognizer()
 
 
@@ -149,7 +148,7 @@ def _name_bounds(result, piece: str) -> tuple[int, int]:
         words.pop()
     if not words:
         return start, end
-    while len(words) > 1 and words[-1].group() in _PARTICLES:  # "Frits van" + " den Heuvel" below
+    while len(words) > 1 and words[-1].group() in NAME_PARTICLES:  # "Frits van" + " den Heuvel" below
         words.pop()
     surname = _PARTICLE_SURNAME.match(piece, words[-1].end())  # "Quinn" + " van Beers"
     return words[0].start(), surname.end() if surname else words[-1].end()
@@ -166,7 +165,7 @@ def _not_a_name_word(word: re.Match, piece: str, leading: bool, lower_case_name:
     given, surnames = name_lists()
     return bare not in given and bare not in surnames and (
         bare in STOP_WORDS or bare in _TIME_WORDS or (leading and bare in common_words())
-        or (not leading and not lower_case_name and text[0].islower() and bare not in _PARTICLES))
+        or (not leading and not lower_case_name and text[0].islower() and bare not in NAME_PARTICLES))
 
 
 def _precedence(result) -> tuple:
@@ -178,12 +177,13 @@ def _precedence(result) -> tuple:
 
 
 def _plausible(result, value: str, dictionary: frozenset[str] = frozenset()) -> bool:
-    """Findings recognizers make that are rarely PII: a date, a handle or a hashtag as a person, everyday words
-    ("Comedy", "Guilty Pleasures": in the dictionary and no name list) as a weakly found person (a cue phrase may:
-    "this is August"), a zip code, a date or a decimal fraction as a phone number."""
+    """Findings recognizers make that are rarely PII: a date, a handle, a hashtag or a greeting ("Lol") as a person,
+    everyday words ("Comedy", "Guilty Pleasures": in the dictionary and no name list) as a weakly found person (a cue
+    phrase may: "this is August"), a zip code, a date, a decimal fraction or six digits not in groups as a phone
+    number."""
     entity = result.entity_type
     if entity in _NAMED_ENTITIES:  # a handle ("@paulwalk") is a USERNAME, a hashtag no name
-        return (any(c.isalpha() for c in value) and value[0] not in "@#"
+        return (any(c.isalpha() for c in value) and value[0] not in "@#" and value.lower() not in _GREETINGS
                 and not (_weak_person(result) and _everyday_words(value, dictionary)))
     if entity == "PHONE_NUMBER":
         digits = sum(c.isdigit() for c in value)
