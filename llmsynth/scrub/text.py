@@ -97,7 +97,7 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
                 for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):
                     spans[index].append(Span(offset + end + name.start, offset + end + name.end, "PERSON"))
     for text, found in zip(texts, spans):  # "Anne-Lise Frederiksen ... Ms. Frederiksen": the second on no evidence
-        # A bound moved ("Producer Daniel" -> "Daniel"): of findings at one start, the longer again comes first.
+        # Bounds moved ("#AskEllen Hi Ellen" -> "Ellen"): of the findings at one start, the longer comes first again.
         found.sort(key=lambda s: (s.entity_type != "ADDRESS", s.start, s.start - s.end))
         people = {(s.entity_type, text[s.start:s.end]) for s in resolve(text, found) if s.entity_type == "PERSON"}
         names = known_spans(text, people)
