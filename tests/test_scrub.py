@@ -539,3 +539,10 @@ def test_a_greeting_is_no_person_and_name_particles_stay_in_surrogates(analyzer)
     assert "Lol" not in _found(analyzer, "@HeartLessVick Lol , was george with carmen today ;D")
     surrogate = Pseudonymizer().surrogate("PERSON", "Oscar de la Renta")
     assert surrogate.split()[1:3] == ["de", "la"] and "Oscar" not in surrogate and "Renta" not in surrogate
+
+
+@pytest.mark.parametrize("text, place", [("I moved to Denver last year.", "Denver"),  # a given name, after "to"
+                                         ("We drove in from Virginia this morning.", "Virginia"),
+                                         ("lol we went to texas for the weekend", "texas")])
+def test_places_that_are_also_given_names_stay_places(analyzer, text, place):
+    assert _found(analyzer, text).get(place) in (None, "LOCATION")

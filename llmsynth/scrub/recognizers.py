@@ -39,6 +39,8 @@ _ORGANIZATION_WORDS = {"bank", "inc", "llc", "ltd", "corp", "company", "co", "su
 # A cue phrase outscores spaCy (0.85), so Presidio keeps its finding of the same name: "Mr Ehrlich" is backed by
 # its title even where spaCy alone would be doubted (WordNet lists "ehrlich").
 NAME_SCORE, CUE_SCORE, LONE_GIVEN_NAME_SCORE, VOCATIVE_SCORE, UNLISTED_NAME_SCORE = 0.7, 0.9, 0.5, 0.5, 0.6
+# The words before a place ("moved to Denver"), which a person seldom follows.
+PLACE_PREPOSITION = re.compile(r"\b(?i:in|at|to|from|near|around|outside|across|via|visit|visited|visiting)\s+$")
 _LATIN_NAME = re.compile(rf"[{_UPPER}][{_LOWER}]{{2,}}(?:['-][{_UPPER}{_LOWER}][{_LOWER}]+)?")
 
 
@@ -73,7 +75,7 @@ def name_lists() -> tuple[frozenset[str], frozenset[str]]:
 
 @lru_cache(maxsize=1)
 def gazetteer() -> frozenset[str]:
-    """Cities and countries (lower case) from every locale Faker ships."""
+    """Cities, countries, states and provinces (lower case) from every locale Faker ships."""
     import importlib
     import pkgutil
 
@@ -82,7 +84,7 @@ def gazetteer() -> frozenset[str]:
     places = set()
     for locale in pkgutil.iter_modules(addresses.__path__):
         provider = importlib.import_module(f"{addresses.__name__}.{locale.name}").Provider
-        for attribute in ("cities", "city_names", "real_city_names", "countries"):
+        for attribute in ("cities", "city_names", "real_city_names", "countries", "states", "provinces"):
             places.update(p.lower() for p in getattr(provider, attribute, ()) if isinstance(p, str))
     return frozenset(places)
 
@@ -137,6 +139,8 @@ class NameListRecognizer(_TextRecognizer):
         named_otherwise = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or ()
                            if token.ent_type_ not in ("", "PERSON")}  # a language, a nationality, a company...
         known_places = gazetteer()
+        places_named = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or ()
+                        if token.ent_type_ in ("GPE", "LOC")}  # spaCy's places
         common_use = _tagged(nlp_artifacts, {"NOUN", "VERB", "ADJ", "ADV"})
         results: list[RecognizerResult] = []
         for match in self._CANDIDATE.finditer(text):
@@ -152,7 +156,9 @@ class NameListRecognizer(_TextRecognizer):
                     results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
             elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
                 results.append(self._result(match.start(), match.end(3), NAME_SCORE))
-            elif first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use:
+            elif (first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use
+                  and not (match.start() in places_named  # spaCy's place, known or after "in": "to Denver"
+                           and (first in known_places or PLACE_PREPOSITION.search(text, 0, match.start())))):
                 results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
         return results + self._uncased(text, nlp_artifacts, given, surnames)
 
@@ -170,7 +176,7 @@ class NameListRecognizer(_TextRecognizer):
             if (first in given and first not in _AMBIGUOUS_GIVEN_NAMES and last in surnames
                     and not {first, last} & common_words() and not {match.start(g) for g in groups} & not_names):
                 results.append(self._result(match.start(), match.end(groups[1]), NAME_SCORE))
-        places = place_names()
+        places = gazetteer()  # "texas", "china": places, though also given names
         for token in nlp_artifacts.tokens:  # "we got cody's ipod", "RACHELLE im gonna": the tagger's proper noun
             word = token.text.lower()
             if (token.pos_ == "PROPN" and (token.text.islower() or token.text.isupper()) and len(word) >= 4
