@@ -172,10 +172,11 @@ def main() -> None:
         texts, gold = evaluator_set(args.sentences, seed)
         per_seed.append((gold, found_in(texts, f"templates, seed {seed}")))
     templates = score([g for gold, _ in per_seed for g in gold], [f for _, found in per_seed for f in found])
+    seed_scores = [score(gold, found) for gold, found in per_seed]
     for entity, figures in templates["per_type"].items():
-        recalls = [score(gold, found)["per_type"].get(entity, {}).get("recall") for gold, found in per_seed]
-        figures["recall_range"] = [min(r for r in recalls if r is not None), max(r for r in recalls if r is not None)]
-    precisions = [score(gold, found)["precision"] for gold, found in per_seed]
+        recalls = [s["per_type"][entity]["recall"] for s in seed_scores if entity in s["per_type"]]
+        figures["recall_range"] = [min(recalls), max(recalls)]
+    precisions = [s["precision"] for s in seed_scores]
     templates["precision_range"] = [min(precisions), max(precisions)]
 
     tweet_texts, tweet_gold = tweet_set()

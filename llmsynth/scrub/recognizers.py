@@ -136,11 +136,11 @@ class NameListRecognizer(_TextRecognizer):
     def analyze(self, text, entities, nlp_artifacts=None):
         given, surnames = name_lists()
         proper_nouns = _tagged(nlp_artifacts, {"PROPN"})  # none without a tagger
-        named_otherwise = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or ()
-                           if token.ent_type_ not in ("", "PERSON")}  # a language, a nationality, a company...
+        entities = {token.idx: token.ent_type_ for token in getattr(nlp_artifacts, "tokens", None) or ()
+                    if token.ent_type_}  # what spaCy's NER calls each word it names
+        named_otherwise = {i for i, kind in entities.items() if kind != "PERSON"}  # a language, a company...
+        places_named = {i for i, kind in entities.items() if kind in ("GPE", "LOC")}
         known_places = gazetteer()
-        places_named = {token.idx for token in getattr(nlp_artifacts, "tokens", None) or ()
-                        if token.ent_type_ in ("GPE", "LOC")}  # spaCy's places
         common_use = _tagged(nlp_artifacts, {"NOUN", "VERB", "ADJ", "ADV"})
         results: list[RecognizerResult] = []
         for match in self._CANDIDATE.finditer(text):

@@ -93,8 +93,7 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
         for r in sorted(found, key=_precedence):
             start, end = _name_bounds(r, piece)
             if _plausible(r, piece[start:end], analyzer.dictionary):
-                kind = _named_kind(r, piece[start:end], places, PLACE_PREPOSITION.search(piece, 0, start) is not None)
-                spans[index].append(Span(offset + start, offset + end, kind))
+                spans[index].append(Span(offset + start, offset + end, _named_kind(r, piece, start, end, places)))
             # Presidio dropped the listed names inside a person cut short here ('Jana:"I'm James's'): found again.
             if r.entity_type == "PERSON" and end < r.end:
                 for name in _NAMES.analyze(piece[end:r.end], ["PERSON"]):
@@ -109,15 +108,16 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
     return spans
 
 
-def _named_kind(result, value: str, places: bool, after_place_word: bool) -> str:
-    """What spaCy's person or place is: a known city or country it calls a person is a place ("Aartselaar"), a
-    listed name it calls a place is a person ("Rebecca is kind", "Hedlund"), unless the gazetteer knows it too
-    ("Jordan") or a place's preposition comes before it ("I live in Denver")."""
-    words = value.lower().split()
-    if places and _weak_person(result) and value.lower() in place_names():
+def _named_kind(result, piece: str, start: int, end: int, places: bool) -> str:
+    """What spaCy's person or place at piece[start:end] is: a known city or country it calls a person is a place
+    ("Aartselaar"), a listed name it calls a place is a person ("Rebecca is kind", "Hedlund"), unless the gazetteer
+    knows it too ("Jordan") or a place's preposition comes before it ("I live in Denver")."""
+    value = piece[start:end].lower()
+    words = value.split()
+    if places and _weak_person(result) and value in place_names():
         return "LOCATION"
-    if (result.entity_type == "LOCATION" and words and not after_place_word
-            and value.lower() not in gazetteer()):
+    if (result.entity_type == "LOCATION" and words and value not in gazetteer()
+            and not PLACE_PREPOSITION.search(piece, 0, start)):
         given, surnames = name_lists()
         if all(w in given or w in surnames for w in words):
             return "PERSON"
