@@ -365,13 +365,18 @@ def test_a_name_found_once_is_replaced_everywhere_in_its_conversation():
 
 @pytest.mark.parametrize("text, name", [("hey its maria rossi from the other day", "maria rossi"),
                                         ("MY NAME IS MARIA ROSSI AND I LOST MY CARD", "MARIA ROSSI"),
-                                        ("oh hey claire, long time", "claire"), ("ok im john, what now", "john")])
+                                        ("oh hey claire, long time", "claire"), ("ok im john, what now", "john"),
+                                        # no English word: a name whatever the tagger calls it
+                                        ("hopefully we got cody 's ipod in the mail today", "cody"),
+                                        ("fckn emily rodriguez did n't bring my cookies today", "emily rodriguez"),
+                                        ("Conv between pals . Charlene ; it 's weird to think", "Charlene")])
 def test_names_in_lower_case_or_capitals_as_informal_text_writes_them(analyzer, text, name):
     assert _found(analyzer, text).get(name) == "PERSON"
 
 
 @pytest.mark.parametrize("text", ["i love snow and winter", "martial arts is fun", "i'm lucky i guess",
-                                  "hey buddy, thanks", "I AM SO HAPPY NOW"])
+                                  "hey buddy, thanks", "I AM SO HAPPY NOW", "a rose for my penny jar",
+                                  "the ants got in the ties", "people talk hella sht", "French IV embarrassed me"])
 def test_everyday_words_in_lower_case_or_capitals_are_no_names(analyzer, text):
     assert "PERSON" not in _found(analyzer, text).values()
 

@@ -34,6 +34,8 @@ _TERMS_OF_ADDRESS = {"babe", "baby", "buddy", "mate", "doc", "captain", "chip", 
                      "princess"}
 # Tags a word in a name never gets ("love snow", "martial arts", "brain hurt", "said jesus").
 _NOT_IN_NAMES = {"VERB", "AUX", "ADJ", "ADV", "ADP", "DET", "PRON", "CCONJ", "SCONJ", "PART", "NUM", "INTJ"}
+# Informal spellings that Webster's lacks but that are also listed names ("talk hella sht", "no mayo", "ima go").
+_INFORMAL_WORDS = {"hella", "neva", "telly", "mayo", "ima", "lil", "gurl", "bae"}
 _ORGANIZATION_WORDS = {"bank", "inc", "llc", "ltd", "corp", "company", "co", "support", "team", "services", "service",
                        "insurance", "group", "department", "desk", "center", "centre", "credit", "union", "card"}
 # A cue phrase outscores spaCy (0.85), so Presidio keeps its finding of the same name: "Mr Ehrlich" is backed by
@@ -50,7 +52,25 @@ def common_words() -> frozenset[str]:
     from faker.providers.lorem.en_US import Provider as EnglishWords
     from spacy.lang.en.stop_words import STOP_WORDS
 
-    return frozenset(STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS | {w.lower() for w in EnglishWords.word_list})
+    return frozenset(STOP_WORDS | _MONTHS_AND_DAYS | _ORGANIZATION_WORDS | _INFORMAL_WORDS
+                     | {w.lower() for w in EnglishWords.word_list})
+
+
+@lru_cache(maxsize=1)
+def dictionary_words() -> frozenset[str]:
+    """The lower-case words of Webster's Second (english-words' web2, 210,000): a listed given name that is none of
+    them ("cody", "charlene", not "rose" or "penny") is a name in whatever case and wherever the tagger puts it."""
+    from english_words import get_english_words_set
+
+    return frozenset(w for w in get_english_words_set(["web2"], lower=False, alpha=True) if w.islower())
+
+
+def english_word(word: str) -> bool:
+    """`word` (lower case) or the word it inflects is in the dictionary, which lists no plurals ("ants", "ties") and
+    no dropped g ("sayin")."""
+    words = dictionary_words()
+    return (word in words or word + "g" in words or word.endswith("ies") and word[:-3] + "y" in words
+            or any(word.endswith(ending) and word[:-len(ending)] in words for ending in ("s", "es", "ed", "d")))
 
 
 @lru_cache(maxsize=1)
@@ -156,7 +176,9 @@ class NameListRecognizer(_TextRecognizer):
                     results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
             elif last and (last in surnames or first not in _AMBIGUOUS_GIVEN_NAMES):
                 results.append(self._result(match.start(), match.end(3), NAME_SCORE))
-            elif (first not in _AMBIGUOUS_GIVEN_NAMES and match.start() not in common_use
+            elif (first not in _AMBIGUOUS_GIVEN_NAMES
+                  and (match.start() not in common_use  # "Charlene ; it's weird": no English word, whatever the tag
+                       or not english_word(first) and match.start() not in named_otherwise)
                   and not (match.start() in places_named  # spaCy's place, known or after "in": "to Denver"
                            and (first in known_places or PLACE_PREPOSITION.search(text, 0, match.start())))):
                 results.append(self._result(match.start(1), match.end(1), LONE_GIVEN_NAME_SCORE))
@@ -165,7 +187,9 @@ class NameListRecognizer(_TextRecognizer):
     def _uncased(self, text: str, nlp_artifacts, given: frozenset[str],
                  surnames: frozenset[str]) -> list[RecognizerResult]:
         """A full name in lower case or capitals, as informal text writes it ("maria rossi", "MARIA ROSSI"): a
-        listed given name and surname, neither an everyday word nor tagged as no name takes it (needs the tagger)."""
+        listed given name and surname, neither an everyday word nor tagged as no name takes it (needs the tagger);
+        a listed given name alone, in capitals where the tagger calls it a proper noun, in lower case also where it
+        is no English word ("we got cody 's ipod", tagged a noun; not "a rose")."""
         if not any(token.pos_ for token in getattr(nlp_artifacts, "tokens", None) or ()):
             return []
         not_names = _tagged(nlp_artifacts, _NOT_IN_NAMES)
@@ -177,14 +201,18 @@ class NameListRecognizer(_TextRecognizer):
                     and not {first, last} & common_words() and not {match.start(g) for g in groups} & not_names):
                 results.append(self._result(match.start(), match.end(groups[1]), NAME_SCORE))
         places = gazetteer()  # "texas", "china": places, though also given names
-        for token in nlp_artifacts.tokens:  # "we got cody's ipod", "RACHELLE im gonna": the tagger's proper noun
+        for token in nlp_artifacts.tokens:  # "we got cody's ipod", "RACHELLE im gonna"
             word = token.text.lower()
-            if (token.pos_ == "PROPN" and (token.text.islower() or token.text.isupper()) and len(word) >= 4
+            if ((token.pos_ == "PROPN" and token.text.isupper()
+                 or token.text.islower() and (token.pos_ == "PROPN" or not english_word(word)))
+                    and len(word) >= 4
                     and word in given and word not in _AMBIGUOUS_GIVEN_NAMES and word not in _TERMS_OF_ADDRESS
                     and word not in places and word not in common_words()):
                 end = token.idx + len(token.text)
-                following = token.nbor() if token.i + 1 < len(token.doc) else None  # "justin bieber"
-                if (following is not None and following.pos_ == "PROPN" and following.text.isalpha()
+                following = token.nbor() if token.i + 1 < len(token.doc) else None  # "justin bieber", "emily rodriguez"
+                if (following is not None and following.text.isalpha()
+                        and (following.pos_ == "PROPN"
+                             or following.lower_ in surnames and not english_word(following.lower_))
                         and following.text.islower() == token.text.islower()
                         and following.lower_ not in common_words()):
                     end = following.idx + len(following.text)
