@@ -50,3 +50,28 @@ def test_token_encoding_decodes_to_the_row_text(order):
         learned = tokenizer.decode([t for t, label in zip(ids, labels) if label != IGNORE][:-1])
         assert " is" not in learned  # column-name prefixes are written by the sampler, not learned
         assert labels[-1] == tokenizer.eos_token_id
+
+
+def test_categories_are_one_token_each_and_sampled_as_their_text():
+    """Byte-level BPE splits ` Never-married` at its hyphen into three or four tokens; a whole value is one, which
+    the sampler reads as value bytes, while column segments stay the sampler's own and numbers keep their BPE."""
+    from llmsynth.model import token_bytes
+    from llmsynth.serialize.tabular import whole_values
+
+    table = pd.DataFrame({"status": ["Never-married", "Married-civ-spouse", "Divorced"] * 20,
+                          "code": ["1", "2", "3"] * 20, "age": [15, 21, 34] * 20})
+    schema = infer_schema(table, {"code": "categorical"})
+    values = whole_values(schema.learned)
+    assert values == [" 1", " 2", " 3", " Divorced", " Married-civ-spouse", " Never-married"]
+    rows = value_texts(table, schema.learned)
+    tokenizer = train_tokenizer([row_text(["status", "code", "age"], r) for r in rows], 300,
+                                whole_tokens=[" status is", ", code is"], whole_values=values)
+    encoder = RowEncoder(tokenizer, ["status", "code", "age"])
+    pieces = token_bytes(tokenizer)
+    for value in values:
+        (token,) = encoder.value_ids(value.strip())
+        assert pieces[token] == value.encode()
+    assert len(encoder.value_ids("15")) == 1 and pieces[encoder.value_ids("15")[0]] == b" 15"  # not " 1" + "5"
+    assert pieces[encoder.segment_ids(1, first=False)[0]] == b""
+    ids, _ = encoder.encode(rows[0], [0, 1, 2])
+    assert tokenizer.decode(ids[1:-1]) == row_text(["status", "code", "age"], rows[0])

@@ -25,14 +25,16 @@ class TinyModelConfig(BaseModel):
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequence[str] = (),
-                    markers: Sequence[str] = ()) -> PreTrainedTokenizerFast:
+                    markers: Sequence[str] = (), whole_values: Sequence[str] = ()) -> PreTrainedTokenizerFast:
     """Byte-level BPE: any byte can be spelled, so the constrained sampler never reaches a dead end.
 
     Numbers keep BPE merges (` 579` is one token): on the demo table this learned cross-column relations
     better in the same CPU time than one token per digit (income-credit correlation 0.57 vs 0.52).
     `whole_tokens` (the column segments ` name is` and `, name is`) become one token each: shorter rows,
     one sampling step per column boundary. `markers` (a conversation's role tokens) are special tokens: never
-    part of a value or a turn's text.
+    part of a value or a turn's text. `whole_values` (a category with its leading space, ` Never-married`, which
+    byte-level pre-tokenization splits at every hyphen) become one token each, added as single words: value
+    content to the sampler (see `token_bytes`), and one step instead of three or four for both training and sampling.
     """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -46,6 +48,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequenc
     )
     tokenizer.train_from_iterator(texts, trainer)
     tokenizer.add_tokens([AddedToken(text, normalized=False) for text in whole_tokens])
+    tokenizer.add_tokens([AddedToken(text, normalized=False, single_word=True) for text in whole_values])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS,
                                    additional_special_tokens=list(markers))
 

@@ -27,16 +27,21 @@ def _is_byte_level(tokenizer) -> bool:
 
 
 def token_bytes(tokenizer) -> list[bytes]:
-    """Bytes per token id; special tokens map to b'' (they are never value content)."""
+    """Bytes per token id; special tokens map to b'' (they are never value content), and so do a tiny tokenizer's
+    column segments (added tokens with spaces, which the sampler writes itself); a whole value, added as a single
+    word (see `train_tokenizer`), maps to its text."""
     vocab = tokenizer.get_vocab()
     table = [b""] * len(tokenizer)
     special = set(tokenizer.all_special_ids)
+    whole_values = {index for index, token in tokenizer.added_tokens_decoder.items() if token.single_word}
     byte_level = _is_byte_level(tokenizer)
     decode = _byte_level_decoder()
     for piece, index in vocab.items():
         if index in special or index >= len(table):
             continue
-        if byte_level:
+        if index in whole_values:
+            table[index] = piece.encode()
+        elif byte_level:
             table[index] = bytes(decode[ch] for ch in piece) if all(ch in decode for ch in piece) else b""
         elif match := re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", piece):
             table[index] = bytes([int(match.group(1), 16)])

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 import pandas as pd
 
 from llmsynth.errors import ModelError
-from llmsynth.serialize.codecs import ColumnCodec, escape
+from llmsynth.serialize.codecs import CategoricalColumn, ColumnCodec, escape
 
 SEPARATOR = ","
+MAX_WHOLE_VALUE_CATEGORIES = 256  # more are an identifier's or a free text's many values, which BPE spells well
 IGNORE = -100  # label of tokens the loss skips
 
 
@@ -22,6 +23,15 @@ def value_texts(table: pd.DataFrame, columns: Sequence[ColumnCodec]) -> list[lis
     """Each row as its learned columns' value texts, in schema order."""
     per_column = [[column.write(v) for v in table[column.name].tolist()] for column in columns]
     return [list(row) for row in zip(*per_column)]
+
+
+def whole_values(columns: Sequence[ColumnCodec]) -> list[str]:
+    """The values a tiny tokenizer writes as one token each: the categories of columns with at most
+    MAX_WHOLE_VALUE_CATEGORIES of them, as a row writes them (after a space). Adult's fifteen columns take 34 tokens
+    a row instead of 46, which is as much less time to train and to sample."""
+    return sorted({" " + column.write(category) for column in columns
+                   if isinstance(column, CategoricalColumn) and len(column.categories) <= MAX_WHOLE_VALUE_CATEGORIES
+                   for category in column.categories if category != ""})
 
 
 def column_prefix(name: str) -> str:

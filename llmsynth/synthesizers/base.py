@@ -121,6 +121,10 @@ class Synthesizer:
         """Texts a tiny tokenizer keeps as single tokens (column names' segments)."""
         return []
 
+    def _whole_values(self) -> list[str]:
+        """Values a tiny tokenizer writes as one token each (categories, with their leading space)."""
+        return []
+
     def _new_encoder(self):
         """The kind's: the encoder of records into token ids (training) and of prompts (sampling)."""
         raise NotImplementedError
@@ -157,7 +161,7 @@ class Synthesizer:
         if resume and kept is not None and kept.is_dir():
             return AutoTokenizer.from_pretrained(kept, local_files_only=True)
         tokenizer = train_tokenizer(texts, self.recipe.tiny.vocab_size, whole_tokens=self._whole_tokens(),
-                                    markers=list(self.MARKERS))
+                                    markers=list(self.MARKERS), whole_values=self._whole_values())
         if kept is not None:
             tokenizer.save_pretrained(kept)
         return tokenizer

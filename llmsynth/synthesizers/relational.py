@@ -18,7 +18,7 @@ from llmsynth.generate.families import Settings, generate_families
 from llmsynth.scrub import ScrubConfig, scrub_table
 from llmsynth.data.families import TablePlan, family_records, learned_frames, ordered, table_plans
 from llmsynth.serialize.relational import RelationalEncoder, RelationalRecord
-from llmsynth.serialize.tabular import segment_texts
+from llmsynth.serialize.tabular import segment_texts, whole_values
 from llmsynth.synthesizers.base import Synthesizer
 from llmsynth.train.config import Recipe
 
@@ -75,6 +75,9 @@ class RelationalSynthesizer(Synthesizer):
 
     def _whole_tokens(self) -> list[str]:
         return [text for plan in self.plans for name in plan.learned_names for text in segment_texts(name)]
+
+    def _whole_values(self) -> list[str]:
+        return whole_values([column for plan in self.plans for column in plan.table_schema.learned])
 
     def _new_encoder(self) -> RelationalEncoder:
         return RelationalEncoder(self.tokenizer, [plan.learned_names for plan in self.plans])

@@ -17,7 +17,7 @@ from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.scrub import ScrubConfig, scrub_table
 from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
-from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts
+from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts, whole_values
 from llmsynth.synthesizers.base import Synthesizer
 from llmsynth.train.config import Recipe
 
@@ -67,6 +67,9 @@ class TabularSynthesizer(Synthesizer):
 
     def _whole_tokens(self) -> list[str]:
         return [text for name in self._names() for text in segment_texts(name)]
+
+    def _whole_values(self) -> list[str]:
+        return whole_values(self.schema.learned)
 
     def _new_encoder(self) -> RowEncoder:
         return RowEncoder(self.tokenizer, self._names())
