@@ -160,7 +160,8 @@ GENERATE_OPTIONS = _group(
     click.option("--top-p", type=click.FloatRange(min=0, max=1, min_open=True), default=1.0, show_default=True,
                  help="Nucleus sampling mass."),
     click.option("--batch-size", type=click.IntRange(min=1),
-                 help="Rows (default 256) or conversations (default 64) sampled together."),
+                 help="Rows (default 1024 with the tiny preset, 256 with a pretrained base) or conversations "
+                 "(default 64) sampled together."),
     click.option("--no-rescrub", is_flag=True, help="Chats: skip scanning the output for PII that is not one of the "
                  "training surrogates."),
     click.option("--allow-copies", is_flag=True, help="Chats: let a turn over 40 characters repeat a training turn word "

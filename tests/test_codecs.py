@@ -75,3 +75,15 @@ def test_text_round_trips_and_never_contains_a_bare_separator(value):
     assert column.read(text) == value
     if "\n" not in value:
         assert column.complete(text.encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-10**6, 10**6), st.integers(0, 10**7), st.integers(1, 10**7), st.integers(1, 3))
+def test_digit_continuations_are_the_viable_digits(low, width, leading, length):
+    """The sampler's bisection over integer tokens gives what checking each token's text gives."""
+    column = NumericColumn(name="n", kind="integer", minimum=low, maximum=low + width)
+    body = str(leading)
+    intervals = column.digit_continuations(body, length)
+    for digits in range(10**length):
+        expected = column.viable((body + str(digits).zfill(length)).encode())
+        assert any(a <= digits <= b for a, b in intervals) == expected

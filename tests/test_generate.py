@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 from llmsynth import TabularSynthesizer
 from llmsynth.data.schema import infer_schema
@@ -45,6 +46,21 @@ def test_every_sampled_row_is_valid(trained):
     rows = trained.sample(300, seed=3)
     assert len(rows) == 300
     assert_all_valid(rows, trained)
+
+
+def test_integer_tokens_found_by_bisection_are_those_checked_one_by_one(trained):
+    from llmsynth.generate.sampler import ConstrainedSampler
+
+    fast = ConstrainedSampler(trained.ready_model(), trained.encoder, trained.schema.learned)
+    assert fast._digit_tokens  # the demo table has integer columns
+    fast.sample_batch([list(range(len(trained.schema.learned)))] * 64, {}, torch.Generator().manual_seed(0))
+    slow = ConstrainedSampler(trained.ready_model(), trained.encoder, trained.schema.learned)
+    slow._digit_tokens = {}
+    integer_keys = [key for key in fast._allowed_cache if key[0] in fast._digit_tokens and len(key[1]) > 1]
+    assert integer_keys
+    for key in integer_keys:
+        mask, complete = fast._allowed_cache[key]
+        assert torch.equal(mask, slow.value_tokens(*key)[0]) and complete == slow.value_tokens(*key)[1]
 
 
 def test_missing_values_appear_where_the_column_had_them(trained):

@@ -165,6 +165,23 @@ class NumericColumn(ColumnCodec):
         low, high = self._bounds
         return any(lo <= high and hi >= low for lo, hi in self._signed_ranges(text))
 
+    def digit_continuations(self, body: str, length: int) -> list[tuple[int, int]]:
+        """For an integer column and `body`, the leading digits of a number without sign or leading zero: the
+        values of `length` more digits that keep it viable, as intervals. Equal to `viable(body + digits)` for
+        each, and what lets the sampler find the viable tokens among hundreds by bisection instead of one by one."""
+        if self.decimals or not body.isdigit() or body[0] == "0":
+            raise ValueError(f"{body!r}: digit continuations are for an integer's leading digits")
+        low, high = self._bounds
+        base, size = int(body) * 10**length, 10**length
+        intervals, scale = [], 1
+        while base * scale <= high:  # `scale` more digits may follow the new ones
+            lowest = -(-(low + 1) // scale) - 1 - base  # the least that, with digits after it, reaches `low`
+            highest = high // scale - base
+            if max(0, lowest) <= min(size - 1, highest):
+                intervals.append((max(0, lowest), min(size - 1, highest)))
+            scale *= 10
+        return intervals
+
     def complete(self, text: bytes) -> bool:
         try:
             value = text.decode("ascii")
