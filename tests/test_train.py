@@ -1,6 +1,7 @@
 """The training loop: padding masked, validation improves, LoRA on a local pretrained base."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -141,3 +142,9 @@ def test_every_shipped_recipe_loads_by_name():
     recipes = {p.stem: load_recipe(p.stem) for p in RECIPE_DIR.glob("*.yaml")}
     assert {"tiny-cpu", "tiny-chat", "smollm2-135m-lora", "smollm2-360m-lora", "qwen2.5-0.5b-lora"} <= set(recipes)
     assert recipes["qwen2.5-0.5b-lora"].lora.target_modules[0] == "q_proj"
+
+
+def test_no_progress_bars_when_asked_for_none(demo_table, capfd):
+    """Scripted batch runs call fit(progress=False): nothing on stderr from training either."""
+    TabularSynthesizer(tiny_recipe(epochs=1)).fit(demo_table.head(120), scrub=False, progress=False)
+    assert not re.search(r"training: +\d+%", capfd.readouterr().err)  # tqdm's bar

@@ -71,7 +71,7 @@ class Synthesizer:
         The data is scrubbed first (`scrub`: True, a ScrubConfig, `Scrubbed` for data this run scrubbed already,
         or False to skip, with a warning); what the scrubber did goes into the manifest, never the raw values it
         found. `canaries` (e.g. [1, 4, 16, 64]) puts a canary record into training that many times each, after
-        scrubbing (see llmsynth.data.canaries).
+        scrubbing (see llmsynth.data.canaries). `progress`: progress bars for scrubbing and training.
         """
         records = self._records(self._read(data), scrub, progress)
         train_records, validation_records = self._split(records)
@@ -81,7 +81,7 @@ class Synthesizer:
         train_examples, validation_examples, facts = self._examples(records, canary_records, train_records,
                                                                     validation_records)
         self._train(train_examples, validation_examples, workdir, resume,
-                    [*self._identity(records), list(canaries)])
+                    [*self._identity(records), list(canaries)], progress)
         self.data_summary = {**self._counts(records, train_records, validation_records), **facts}
         return self
 
@@ -172,7 +172,8 @@ class Synthesizer:
         n_validation = max(1, round(len(records) * self.recipe.train.validation_fraction))
         return [records[i] for i in order[n_validation:]], [records[i] for i in order[:n_validation]]
 
-    def _train(self, train_examples, validation_examples, workdir, resume: bool, identity: list) -> None:
+    def _train(self, train_examples, validation_examples, workdir, resume: bool, identity: list,
+               progress: bool) -> None:
         """Train in a checkpoint folder (`workdir`, or a temporary one); `identity` is what a resumed run must
         share with this one (the stopping rules may change)."""
         train = self.recipe.train.model_dump(exclude={"epochs", "max_minutes", "patience"})
@@ -181,7 +182,8 @@ class Synthesizer:
                                                 default=str).encode()).hexdigest()
         with tempfile.TemporaryDirectory() if workdir is None else nullcontext(workdir) as where:
             self.summary = train_model(self.model, train_examples, validation_examples, self.encoder,
-                                       self.recipe.train, Path(where), resume=resume, fingerprint=fingerprint)
+                                       self.recipe.train, Path(where), resume=resume, fingerprint=fingerprint,
+                                       progress=progress)
         if self.base_model is not None:  # sample from the merged weights a loaded model has (load merges too): the
             self.model.merge_adapter()  # same seed gives the same output before and after save/load, and faster
 

@@ -84,8 +84,10 @@ def train_model(
     workdir: Path,
     resume: bool = False,
     fingerprint: str = "",
+    progress: bool = True,
 ) -> TrainSummary:
-    """Train in place; on return the model holds the weights with the best validation loss."""
+    """Train in place; on return the model holds the weights with the best validation loss. `progress`: a progress
+    bar (on the main process)."""
     parameters = sum(p.numel() for p in model.parameters())
     precision = "fp32" if config.dp_epsilon is not None else resolve_precision(config.precision, parameters)
     accelerator, bf16 = Accelerator(cpu=on_cpu()), precision == "bf16"  # bf16: see _autocast
@@ -108,7 +110,7 @@ def train_model(
     started = time.perf_counter() - state["seconds"]
     loss, last_loss, shown, stopped = None, math.nan, 0.0, ""
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
-               disable=not accelerator.is_local_main_process)
+               disable=not (progress and accelerator.is_local_main_process))
     while state["epoch"] < config.epochs:
         model.train()
         batches = private.loader if private is not None else _epoch_batches(train_rows, encoder, config, state,
