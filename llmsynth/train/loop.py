@@ -75,17 +75,8 @@ def resolve_precision(precision: str, parameters: int) -> str:
     return precision
 
 
-def train_model(
-    model: torch.nn.Module,
-    train_rows: Sequence,
-    validation_rows: Sequence,
-    encoder,
-    config: TrainConfig,
-    workdir: Path,
-    resume: bool = False,
-    fingerprint: str = "",
-    progress: bool = True,
-) -> TrainSummary:
+def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: Sequence, encoder, config: TrainConfig,
+                workdir: Path, resume: bool = False, fingerprint: str = "", progress: bool = True) -> TrainSummary:
     """Train in place; on return the model holds the weights with the best validation loss. `progress`: a progress
     bar (on the main process)."""
     parameters = sum(p.numel() for p in model.parameters())
