@@ -78,11 +78,17 @@ def test_text_round_trips_and_never_contains_a_bare_separator(value):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(-10**6, 10**6), st.integers(0, 10**7), st.integers(1, 10**7), st.integers(1, 3))
-def test_digit_continuations_are_the_viable_digits(low, width, leading, length):
-    """The sampler's bisection over integer tokens gives what checking each token's text gives."""
-    column = NumericColumn(name="n", kind="integer", minimum=low, maximum=low + width)
-    body = str(leading)
+@given(st.integers(-10**6, 10**6), st.integers(0, 10**7), st.integers(0, 10**7), st.integers(1, 3),
+       st.integers(0, 3), st.none() | st.text(alphabet="0123456789", max_size=3))
+def test_digit_continuations_are_the_viable_digits(low, width, leading, length, decimals, fraction):
+    """The sampler's bisection over digit tokens gives what checking each token's text gives, before the point and
+    after it."""
+    column = NumericColumn(name="n", kind="float" if decimals else "integer", minimum=low / 10**decimals,
+                           maximum=(low + width) / 10**decimals, decimals=decimals)
+    body = str(leading) + ("" if fraction is None else "." + fraction)
+    if not column.takes_digits(body):  # "0" alone, or a point in an integer: checked token by token
+        assert body == "0" or (fraction is not None and not decimals)
+        return
     intervals = column.digit_continuations(body, length)
     for digits in range(10**length):
         expected = column.viable((body + str(digits).zfill(length)).encode())

@@ -48,11 +48,11 @@ def test_every_sampled_row_is_valid(trained):
     assert_all_valid(rows, trained)
 
 
-def test_integer_tokens_found_by_bisection_are_those_checked_one_by_one(trained):
+def test_digit_tokens_found_by_bisection_are_those_checked_one_by_one(trained):
     from llmsynth.generate.sampler import ConstrainedSampler
 
     fast = ConstrainedSampler(trained.ready_model(), trained.encoder, trained.schema.learned)
-    assert fast._digit_tokens  # the demo table has integer columns
+    assert fast._digit_tokens  # the demo table has integer and decimal columns
     fast.sample_batch([list(range(len(trained.schema.learned)))] * 64, {}, torch.Generator().manual_seed(0))
     slow = ConstrainedSampler(trained.ready_model(), trained.encoder, trained.schema.learned)
     slow._digit_tokens = {}

@@ -165,16 +165,31 @@ class NumericColumn(ColumnCodec):
         low, high = self._bounds
         return any(lo <= high and hi >= low for lo, hi in self._signed_ranges(text))
 
+    def takes_digits(self, body: str) -> bool:
+        """Whether `body` is the start of a number without sign that digits may follow: `digit_continuations`."""
+        int_part, dot, fraction = body.partition(".")
+        return (int_part.isdigit() and (int_part[0] != "0" or dot != "" and len(int_part) == 1)
+                and (not dot or self.decimals > 0 and (fraction == "" or fraction.isdigit())))
+
     def digit_continuations(self, body: str, length: int) -> list[tuple[int, int]]:
-        """For an integer column and `body`, the leading digits of a number without sign or leading zero: the
-        values of `length` more digits that keep it viable, as intervals. Equal to `viable(body + digits)` for
-        each, and what lets the sampler find the viable tokens among hundreds by bisection instead of one by one."""
-        if self.decimals or not body.isdigit() or body[0] == "0":
-            raise ValueError(f"{body!r}: digit continuations are for an integer's leading digits")
-        low, high = self._bounds
-        base, size = int(body) * 10**length, 10**length
-        intervals, scale = [], 1
-        while base * scale <= high:  # `scale` more digits may follow the new ones
+        """For `body`, the start of a number without sign (see `takes_digits`): the values of `length` more digits
+        that keep it viable, as intervals. Equal to `viable(body + digits)` for each, and what lets the sampler find
+        the viable tokens among hundreds by bisection instead of one by one."""
+        if not self.takes_digits(body):
+            raise ValueError(f"{body!r}: no number's start that digits may follow")
+        low, high = self._bounds  # in units of 10^-decimals
+        int_part, dot, fraction = body.partition(".")
+        size = 10**length
+        if dot:  # the new digits end the fraction or go on with it: one run of values
+            places = self.decimals - len(fraction) - length
+            if places < 0:
+                return []
+            unit = 10**places
+            base = int(int_part) * self._scale + int(fraction or 0) * 10**(self.decimals - len(fraction))
+            lowest, highest = max(0, -(-(low - base + 1) // unit) - 1), min(size - 1, (high - base) // unit)
+            return [(lowest, highest)] if lowest <= highest else []
+        base, intervals, scale = int(body) * size, [], self._scale
+        while base * scale <= high:  # `scale` units a step: integer digits or a fraction may follow the new ones
             lowest = -(-(low + 1) // scale) - 1 - base  # the least that, with digits after it, reaches `low`
             highest = high // scale - base
             if max(0, lowest) <= min(size - 1, highest):
