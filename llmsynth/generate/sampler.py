@@ -82,7 +82,7 @@ class ConstrainedSampler:
         if found is None:
             column = self.columns[column_index]
             starting, continuing = self._candidates[column_index]
-            body = text[1:].decode("ascii", "replace")
+            body = text[1:].decode("ascii", "replace")  # a number's text is ASCII; anything else takes no digits
             if column_index in self._digit_tokens and column.takes_digits(body):
                 # A number's start: the viable digit tokens of each length are one to a few runs of values (Adult's
                 # fnlwgt took a third of sampling, California's fractions over half, checked token by token).
@@ -182,8 +182,7 @@ def _by_length_and_value(tokens: list[tuple[int, bytes]]
             by_length.setdefault(len(piece), []).append((int(piece), token))
         else:
             others.append((token, piece))
-    return others, {length: ([v for v, _ in sorted(found)], [t for _, t in sorted(found)])
-                    for length, found in by_length.items()}
+    return others, {length: tuple(map(list, zip(*sorted(found)))) for length, found in by_length.items()}
 
 
 def forward_cached(model, cache: DynamicCache, **inputs):

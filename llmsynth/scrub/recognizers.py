@@ -203,11 +203,10 @@ class NameListRecognizer(_TextRecognizer):
         places = gazetteer()  # "texas", "china": places, though also given names
         for token in nlp_artifacts.tokens:  # "we got cody's ipod", "RACHELLE im gonna"
             word = token.text.lower()
-            if ((token.pos_ == "PROPN" and token.text.isupper()
-                 or token.text.islower() and (token.pos_ == "PROPN" or not english_word(word)))
-                    and len(word) >= 4
-                    and word in given and word not in _AMBIGUOUS_GIVEN_NAMES and word not in _TERMS_OF_ADDRESS
-                    and word not in places and word not in common_words()):
+            if (len(word) >= 4 and word in given and word not in _AMBIGUOUS_GIVEN_NAMES
+                    and word not in _TERMS_OF_ADDRESS and word not in places and word not in common_words()
+                    and (token.pos_ == "PROPN" and token.text.isupper()
+                         or token.text.islower() and (token.pos_ == "PROPN" or not english_word(word)))):
                 end = token.idx + len(token.text)
                 following = token.nbor() if token.i + 1 < len(token.doc) else None  # "justin bieber", "emily rodriguez"
                 if (following is not None and following.text.isalpha()
