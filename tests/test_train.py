@@ -14,7 +14,7 @@ from llmsynth.model import tiny_model, train_tokenizer
 from llmsynth.model.tiny import TinyModelConfig
 from llmsynth.serialize.tabular import IGNORE, RowEncoder
 from llmsynth.train.batches import pack_batch, pad_batch
-from llmsynth.train.loop import cpu_has_bf16, resolve_precision
+from llmsynth.train.loop import _schedule, cpu_has_bf16, resolve_precision
 
 
 def test_padding_does_not_change_a_rows_loss():
@@ -148,3 +148,19 @@ def test_no_progress_bars_when_asked_for_none(demo_table, capfd):
     """Scripted batch runs call fit(progress=False): nothing on stderr from training either."""
     TabularSynthesizer(tiny_recipe(epochs=1)).fit(demo_table.head(120), scrub=False, progress=False)
     assert not re.search(r"training: +\d+%", capfd.readouterr().err)  # tqdm's bar
+
+
+def test_a_run_that_levels_off_decays_its_learning_rate_and_stops(demo_table):
+    """anneal_below: once validation improves by less than that share, a last decay and the end, not 50 epochs."""
+    recipe = tiny_recipe(epochs=50, patience=50, anneal_below=0.05, anneal_epochs=1)
+    synth = TabularSynthesizer(recipe).fit(demo_table.head(240), scrub=False, progress=False)
+    assert synth.summary.stopped_because == "levelled off" and synth.summary.epochs < 50
+
+
+def test_the_last_decay_runs_straight_from_where_the_rate_stood_to_a_tenth():
+    config = tiny_recipe(epochs=10, learning_rate=1e-2).train
+    state = {}
+    learning_rate = _schedule(config, total_steps=1000, state=state)
+    assert learning_rate(500, 0.0) == pytest.approx(1e-3 + 9e-3 * 0.5 * (1 + math.cos(math.pi * 0.47 / 0.97)))
+    state.update(anneal_from=500, anneal_until=600, anneal_rate=5e-3)
+    assert [learning_rate(step, 0.0) for step in (500, 550, 600, 700)] == pytest.approx([5e-3, 3e-3, 1e-3, 1e-3])

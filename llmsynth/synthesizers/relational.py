@@ -31,6 +31,7 @@ class RelationalSynthesizer(Synthesizer):
     """
 
     KIND = "relational"
+    DEFAULT_RECIPE = "tiny-relational"
     UNSCRUBBED_WARNING = "training on unscrubbed tables: PII in their free-text columns can be memorized and replayed"
 
     def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None,

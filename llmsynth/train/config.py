@@ -19,7 +19,8 @@ DEFAULT_LORA_RECIPE = "smollm2-135m-lora"
 
 
 class TrainConfig(BaseModel):
-    """How long and how fast to train; defaults are the `tiny-cpu` recipe."""
+    """How long and how fast to train; defaults are the `tiny-cpu` recipe's but for `anneal_below`, which each recipe
+    turns on for itself."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +37,13 @@ class TrainConfig(BaseModel):
     validation_fraction: float = Field(0.1, ge=0.01, le=0.5, description="Rows held out for early stopping.")
     evals_per_epoch: int = Field(1, ge=1, description="Validation passes (and checkpoints) per epoch.")
     patience: int = Field(5, ge=1, description="Validation passes without improvement before stopping.")
+    anneal_below: float | None = Field(None, gt=0, lt=1, description="Once the best validation loss improves by less "
+                                       "than this share per 100 steps (judged over 100 steps or more), the learning "
+                                       "rate decays to a tenth over `anneal_epochs` more and training ends: a run "
+                                       "stops soon after it levels off, with what a decayed learning rate adds. "
+                                       "None: the schedule spans `epochs` (or the time budget) and only `patience` "
+                                       "stops early.")
+    anneal_epochs: float = Field(2.0, gt=0, description="Length of that last decay, in epochs.")
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; stops at the next validation past it.")
     packing: bool = Field(False, description="Lay short records end to end in rows of `pack_length` tokens (no "
                           "attention across records) instead of padding each one: fewer wasted tokens per step.")

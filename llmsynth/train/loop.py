@@ -33,6 +33,7 @@ from llmsynth.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = ".checkpoint"
+ANNEAL_WINDOW_STEPS = 100
 
 
 class TrainSummary(BaseModel):
@@ -90,7 +91,6 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     eval_steps = {math.ceil(steps_per_epoch * (k + 1) / config.evals_per_epoch) for k in range(config.evals_per_epoch)}
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, config, accelerator)
-    learning_rate = _schedule(config, total_steps)
     model, optimizer, private = _prepared(model, optimizer, accelerator, train_rows, encoder, config, batch_size,
                                           resume)
     validation = accelerator.prepare(DataLoader(
@@ -98,6 +98,8 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
     state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint,
                             config.max_batch_tokens, bf16)
+    state["anneal_steps"] = math.ceil(config.anneal_epochs * steps_per_epoch)
+    learning_rate = _schedule(config, total_steps, state)
     started = time.perf_counter() - state["seconds"]
     loss, last_loss, shown, stopped = None, math.nan, 0.0, ""
     bar = tqdm(total=total_steps, initial=state["global_step"], desc="training", unit="step",
@@ -174,17 +176,22 @@ def _epoch_batches(train_rows: Sequence, encoder, config: TrainConfig, state: di
     return accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
 
 
-def _schedule(config: TrainConfig, total_steps: int):
+def _schedule(config: TrainConfig, total_steps: int, state: dict):
     """The learning rate at a step after some seconds: linear warm-up, then cosine decay to 10% by the end of the
-    epochs or of the time budget, whichever comes first."""
+    epochs or of the time budget, whichever comes first; once validation levels off (`anneal_below`, see
+    `_validate`), a straight decay from where it stands to 10% over the last `anneal_epochs`."""
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
+    floor = 0.1 * config.learning_rate
 
     def learning_rate(step: int, elapsed: float) -> float:
+        if state.get("anneal_from") is not None:
+            done = min(1.0, (step - state["anneal_from"]) / max(1, state["anneal_until"] - state["anneal_from"]))
+            return state["anneal_rate"] + (floor - state["anneal_rate"]) * done
         progress = max(step / total_steps, elapsed / budget)
         if progress < config.warmup_ratio:
             return config.learning_rate * (progress + 1 / total_steps) / config.warmup_ratio
         remaining = (progress - config.warmup_ratio) / (1 - config.warmup_ratio)
-        return config.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, remaining))))
+        return floor + (config.learning_rate - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, remaining)))
 
     return learning_rate
 
@@ -207,7 +214,7 @@ def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, mo
     # was (a model from random init is always beaten at the first validation).
     _save_best(checkpoint, accelerator, model)
     return {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": initial, "bad_evals": 0, "seconds": 0.0,
-            "tokens": 0, "fingerprint": fingerprint, "initial_validation_loss": initial}
+            "tokens": 0, "fingerprint": fingerprint, "initial_validation_loss": initial, "best_history": [(0, initial)]}
 
 
 def make_optimizer(parameters: list, config: TrainConfig, accelerator: Accelerator) -> torch.optim.Optimizer:
@@ -291,12 +298,31 @@ def _validate(model, validation, accelerator, state, checkpoint, optimizer, conf
     improved = loss < state["best"] - 1e-4  # never for a NaN loss (a diverged run): the best weights stay
     state["bad_evals"] = 0 if improved else state["bad_evals"] + 1
     state["best"] = loss if improved else state["best"]
+    if _levelled_off(state, config) and state.get("anneal_from") is None:
+        state.update(anneal_from=state["global_step"], anneal_until=state["global_step"] + state["anneal_steps"],
+                     anneal_rate=optimizer.param_groups[0]["lr"])
     _save_checkpoint(checkpoint, accelerator, model, optimizer, state, save_best=improved)
     if state["bad_evals"] >= config.patience:
         return "early stopping"
+    if state.get("anneal_from") is not None and state["global_step"] >= state["anneal_until"]:
+        return "levelled off"
     if config.max_minutes is not None and elapsed > config.max_minutes * 60:
         return "time budget"
     return ""
+
+
+def _levelled_off(state: dict, config: TrainConfig) -> bool:
+    """Whether the best validation loss gained less than `anneal_below` (a share, per 100 steps) since a validation
+    at least ANNEAL_WINDOW_STEPS back: over steps, not epochs, since a small table's epoch is a few steps and its
+    validation loss a noisy figure from one pass to the next."""
+    history = state.setdefault("best_history", [])
+    history.append((state["global_step"], state["best"]))
+    earlier = [(step, best) for step, best in history if step <= state["global_step"] - ANNEAL_WINDOW_STEPS]
+    if config.anneal_below is None or not earlier:
+        return False
+    step, best = earlier[-1]
+    gain = (best - state["best"]) / best * 100 / (state["global_step"] - step)
+    return not gain >= config.anneal_below
 
 
 def _trainable_state(accelerator: Accelerator, model) -> dict[str, torch.Tensor]:
