@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmsynth import TabularSynthesizer
 from llmsynth.demo import run_tabular_demo
-from llmsynth.evaluate import correlation
+from llmsynth.evaluate.fidelity import correlation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, versions, write_section  # noqa: E402
