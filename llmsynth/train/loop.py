@@ -179,7 +179,7 @@ def _epoch_batches(train_rows: Sequence, encoder, config: TrainConfig, state: di
 def _schedule(config: TrainConfig, total_steps: int, state: dict):
     """The learning rate at a step after some seconds: linear warm-up, then cosine decay to 10% by the end of the
     epochs or of the time budget, whichever comes first; once validation levels off (`anneal_below`, see
-    `_validate`), a straight decay from where it stands to 10% over the last `anneal_epochs`."""
+    `_levelled_off`), a straight decay from where it stands to 10% over the last `anneal_epochs`."""
     budget = config.max_minutes * 60 if config.max_minutes else math.inf
     floor = 0.1 * config.learning_rate
 
