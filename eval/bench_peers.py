@@ -387,6 +387,11 @@ def _valid_rate(run: dict) -> float:
     return run["rows_per_second"] * run["valid_share"]
 
 
+def _generators_run(figures: dict) -> list[str]:
+    """The generators with figures for at least one table, in GENERATORS' order."""
+    return [g for g in GENERATORS if any(g in table["generators"] for table in figures["tables"].values())]
+
+
 def plot(figures: dict) -> None:
     import matplotlib
 
@@ -394,7 +399,7 @@ def plot(figures: dict) -> None:
     import matplotlib.pyplot as plt
 
     tables = list(figures["tables"])
-    generators = [g for g in GENERATORS if any(g in figures["tables"][t]["generators"] for t in tables)]
+    generators = _generators_run(figures)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     panels = [("detection AUC (ours; 0.5 = indistinguishable)", lambda r: r["ours"]["detection_auc"], False),
               ("SDMetrics quality score", lambda r: r["sdmetrics"]["score"], False),
@@ -506,14 +511,13 @@ def time_to_quality(figures: dict) -> str:
     """Each generator's fit time next to its quality, one column per table."""
     tables = list(figures["tables"])
     lines = ["| generator | " + " | ".join(TABLES[t].title for t in tables) + " |", "|---|" + "---|" * len(tables)]
-    for generator in GENERATORS:
+    for generator in _generators_run(figures):
         cells = []
         for name in tables:
             run = figures["tables"][name]["generators"].get(generator)
             cells.append("" if run is None else f"{run['fit_seconds']:.0f} s: no rows" if "failed" in run else
                          f"{run['fit_seconds']:.0f} s: {run['sdmetrics']['score']:.3f} / {run['ours']['detection_auc']:.3f}")
-        if any(cells):
-            lines.append(f"| {LABELS[generator]} | " + " | ".join(cells) + " |")
+        lines.append(f"| {LABELS[generator]} | " + " | ".join(cells) + " |")
     return ("**Time to reach a quality**: fit seconds, then SDMetrics' score / detection AUC.\n\n"
             + "\n".join(lines) + "\n")
 
@@ -581,7 +585,7 @@ a training row, next to the holdout's own rate.
     parts.append("**Targets of issue 22** (peers: every generator but llmsynth and independent columns):\n\n"
                  + "\n".join(lines) + "\n")
     parts.append(time_to_quality(figures))
-    missing = [LABELS[g] for g in GENERATORS if not any(g in t["generators"] for t in figures["tables"].values())]
+    missing = [LABELS[g] for g in GENERATORS if g not in _generators_run(figures)]
     if missing:
         parts.append(f"Not in this run: {', '.join(missing)} (their last figures are in this file's git history).\n")
     parts.append("![detection AUC, SDMetrics score and valid rows/s per table and generator](bench_peers.png)\n\n"

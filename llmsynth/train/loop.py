@@ -315,10 +315,12 @@ def _levelled_off(state: dict, config: TrainConfig) -> bool:
     """Whether the best validation loss gained less than `anneal_below` (a share, per 100 steps) since a validation
     at least ANNEAL_WINDOW_STEPS back: over steps, not epochs, since a small table's epoch is a few steps and its
     validation loss a noisy figure from one pass to the next."""
+    if config.anneal_below is None:
+        return False
     history = state.setdefault("best_history", [])
     history.append((state["global_step"], state["best"]))
     earlier = [(step, best) for step, best in history if step <= state["global_step"] - ANNEAL_WINDOW_STEPS]
-    if config.anneal_below is None or not earlier:
+    if not earlier:
         return False
     step, best = earlier[-1]
     gain = (best - state["best"]) / best * 100 / (state["global_step"] - step)
