@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from llmsynth.cli_options import (
-    DEMO_OPTIONS, EVALUATE_OPTIONS, FILE, GENERATE_OPTIONS, SCRUB_OPTIONS, TRAIN_OPTIONS, per_table,
+    DEMO_OPTIONS, EVALUATE_OPTIONS, FILE, GENERATE_OPTIONS, SCRUB_OPTIONS, TRAIN_OPTIONS, command_line, per_table,
 )
 from llmsynth.errors import LlmsynthError
 
@@ -138,7 +138,7 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
 
 @main.command()
 @GENERATE_OPTIONS
-def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, batch_size, no_rescrub,
+def generate(model_dir, n, output, seed, conditions, fair, target, mixes, temperature, top_p, batch_size, no_rescrub,
              allow_copies, guidance, num_processes):
     """Sample N valid rows or conversations (or N root rows with their families) from the synthesizer in
     MODEL_DIR and stream them to OUTPUT."""
@@ -164,11 +164,16 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
     if kind != "chat" and (mixes or allow_copies or guidance is not None):
         raise click.UsageError("--mix, --allow-copies and --guidance are for conversations; condition a table's "
                                "rows with --condition")
+    if kind == "chat" and (fair or target):
+        raise click.UsageError("--fair and --target are for tables; balance conversations' metadata with --mix")
+    if fair and num_processes > 1:
+        raise click.UsageError("--fair runs in one process (it balances every group against the rest)")
     processes = process_state()
     if num_processes > 1 and processes.num_processes == 1:
-        sys.exit(relaunch(num_processes, _command_line(click.get_current_context())))
+        sys.exit(relaunch(num_processes, command_line(click.get_current_context())))
     done = generate_file(load(model_dir), n, output, conditions=conditions, seed=seed, temperature=temperature,
-                         top_p=top_p, batch_size=batch_size, **(chat_options if kind == "chat" else {}))
+                         top_p=top_p, batch_size=batch_size,
+                         **(chat_options if kind == "chat" else {"fair": fair, "target": target}))
     if not processes.is_main_process:
         return
     unit = "conversations" if kind == "chat" else "rows"
@@ -182,28 +187,10 @@ def generate(model_dir, n, output, seed, conditions, mixes, temperature, top_p, 
         click.echo(copy_summary(done.copies))
 
 
-def _command_line(ctx: click.Context) -> list[str]:
-    """The running subcommand's arguments, rebuilt from what click parsed (sys.argv is not ours when embedded)."""
-    args = [ctx.info_name]
-    for param in ctx.command.params:
-        value = ctx.params[param.name]
-        if isinstance(param, click.Argument):
-            args.append(str(value))
-        elif param.is_flag:
-            args += [param.opts[0]] if value else []
-        elif param.multiple:  # parsed into a dict by its callback: written back as KEY=VALUE
-            for key, item in value.items():
-                text = ",".join(f"{v}:{share}" for v, share in item.items()) if isinstance(item, dict) else item
-                args += [param.opts[0], f"{key}={text}"]
-        elif value is not None:
-            args += [param.opts[0], str(value)]
-    return args
-
-
 @main.command("eval")
 @EVALUATE_OPTIONS
-def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, canary_file, target, label, raw_pii,
-             thresholds, fail_on, reference_model, seed):
+def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, canary_file, target, label, sensitive,
+             raw_pii, thresholds, fail_on, gate, reference_model, seed):
     """Measure fidelity, utility and privacy of SYNTHETIC against the real training records and a holdout; write
     metrics.json and a self-contained report.html to OUTPUT and print pass/warn/fail per check."""
     from llmsynth.evaluate import evaluate_files, write_report
@@ -211,21 +198,38 @@ def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, 
 
     _quiet_libraries()
     started = time.perf_counter()
-    model_kind, schema, canaries = saved_model_evaluation(model_dir, canary_file)
+    model_kind, schema, canaries, training = saved_model_evaluation(model_dir, canary_file)
     if (kind or model_kind) == "relational":
         from llmsynth.pipeline import evaluate_databases
 
+        if sensitive or gate:
+            raise click.UsageError("--sensitive and --gate are for tables and conversations, not related tables yet")
         for line in evaluate_databases(real_path, holdout_path, synthetic_path, out_dir):
             click.echo(line)
         return
-    real_path, holdout_path, synthetic_path = map(Path, (real_path, holdout_path, synthetic_path))
-    evaluation = evaluate_files(real_path, holdout_path, synthetic_path, kind=kind or model_kind, schema=schema,
-                                canaries=canaries, raw_pii=raw_pii, thresholds=thresholds, target=target, label=label,
-                                seed=seed, progress=True,
+    inputs = {"real": Path(real_path), "holdout": Path(holdout_path), "synthetic": Path(synthetic_path)}
+    evaluation = evaluate_files(*inputs.values(), kind=kind or model_kind, schema=schema, canaries=canaries,
+                                raw_pii=raw_pii, thresholds=thresholds, target=target, label=label,
+                                sensitive=sensitive, training=training, seed=seed, progress=True,
                                 reference_model=None if reference_model.lower() == "none" else reference_model)
     metrics_path, report_path = write_report(evaluation, out_dir)
     click.echo(f"done in {time.perf_counter() - started:.1f}s -> {metrics_path}, {report_path}")
+    released = _release(gate, evaluation, thresholds, inputs, model_dir, out_dir) if gate else True
     _print_checks(evaluation, fail_on)
+    if not released:
+        sys.exit(1)
+
+
+def _release(gate: str, evaluation, thresholds: Path | None, inputs: dict[str, Path], model_dir: Path | None,
+             out_dir: Path) -> bool:
+    """Apply the release gate and write release.json; print the limits not met; whether the gate passed."""
+    from llmsynth.evaluate.gate import gate_release
+
+    record, lines = gate_release(gate, evaluation.metrics, thresholds, inputs, model_dir, out_dir,
+                                 ["llmsynth", *command_line(click.get_current_context())])
+    for status, line in lines:
+        click.secho(line, fg={"pass": "green", "fail": "red"}.get(status, "yellow"), err=status != "pass")
+    return record["passed"]
 
 
 def _print_checks(evaluation, fail_on: str) -> None:

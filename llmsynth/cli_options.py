@@ -9,6 +9,8 @@ from pathlib import Path
 import click
 
 from llmsynth.errors import DataError
+from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS
+from llmsynth.evaluate.gate import describe_default
 
 FILE = click.Path(dir_okay=False, path_type=Path)
 FOLDER = click.Path(file_okay=False, path_type=Path)
@@ -21,6 +23,24 @@ def _group(*decorators):
             command = decorator(command)
         return command
     return apply
+
+
+def command_line(ctx: click.Context) -> list[str]:
+    """The running subcommand's arguments, rebuilt from what click parsed (sys.argv is not ours when embedded)."""
+    args = [ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            args.append(str(value))
+        elif param.is_flag:
+            args += [param.opts[0]] if value else []
+        elif param.multiple:  # parsed into a dict by its callback: written back as KEY=VALUE
+            for key, item in value.items():
+                text = ",".join(f"{v}:{share}" for v, share in item.items()) if isinstance(item, dict) else item
+                args += [param.opts[0], f"{key}={text}"]
+        elif value is not None:
+            args += [param.opts[0], str(value)]
+    return args
 
 
 def _canary_counts(context, parameter, text: str | None) -> list[int]:
@@ -40,6 +60,11 @@ def _key_values(context, parameter, pairs: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"expected {parameter.metavar}, got {pair!r}")
         parsed[key] = value
     return parsed
+
+
+def _names(context, parameter, text: str | None) -> list[str]:
+    """'sex, race' -> ['sex', 'race']."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def _mixes(context, parameter, pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
@@ -153,6 +178,11 @@ GENERATE_OPTIONS = _group(
     click.option("--condition", "conditions", multiple=True, metavar="COL=VALUE", callback=_key_values,
                  help="Fix a column's (or a conversation metadata field's) value everywhere (repeatable), e.g. "
                  "--condition is_fraud=1 or --condition intent=refund."),
+    click.option("--fair", metavar="COL,COL", callback=_names,
+                 help="Tables: statistical parity, the --target's rate the same in every group of these categorical "
+                 "columns (e.g. --fair sex --target income): each group keeps its share and each target value its "
+                 "overall rate, the other columns sampled given both. Check it with `llmsynth eval --sensitive`."),
+    click.option("--target", help="Tables: the column whose rate --fair makes independent of the groups."),
     click.option("--mix", "mixes", multiple=True, metavar="FIELD=VALUE:SHARE,...", callback=_mixes,
                  help="Chats: shares of metadata values, the rest drawn as in training (repeatable), e.g. "
                  "--mix intent=refund:0.3,dispute_charge:0.2."),
@@ -194,15 +224,29 @@ EVALUATE_OPTIONS = _group(
                  help="The synthesizer directory: its schema decides the column types; canaries it was trained with "
                  "(MODEL.canaries.json beside it) are measured: exposure and extraction."),
     click.option("--canaries", "canary_file", type=FILE, help="The canary file of --model, where it is not beside it."),
-    click.option("--target", help="Tables: the column to predict for the utility (TSTR) figures."),
+    click.option("--target", help="Tables: the column to predict for the utility (TSTR) figures, and the outcome of "
+                 "the bias audit."),
     click.option("--label", default="intent", show_default=True,
-                 help="Chats: the metadata field for the label distribution and classifier figures."),
+                 help="Chats: the metadata field for the label distribution and classifier figures, and the outcome "
+                 "of the bias audit."),
+    click.option("--sensitive", metavar="COL,COL", callback=_names,
+                 help="Bias audit over these columns (chats: metadata fields), e.g. sex,race: the rate of the target's "
+                 "rarer value per group in the real, holdout and synthetic data, the parity gap and its "
+                 "amplification with bootstrap intervals, and a model trained on synthetic vs on real rows: its "
+                 "accuracy and false-positive-rate gaps between groups."),
     click.option("--raw-pii", type=FILE,
                  help="Raw PII values from `llmsynth scrub --raw-pii`: look for them in the synthetic output."),
     click.option("--thresholds", type=FILE,
                  help="YAML file overriding pass/warn thresholds, e.g. 'privacy.dcr_share: {pass: 0.52, warn: 0.6}'."),
     click.option("--fail-on", type=click.Choice(["fail", "warn", "never"]), default="never", show_default=True,
                  help="Exit with status 1 when any check is at or worse than this verdict (a gate for pipelines)."),
+    click.option("--gate", metavar="FILE|default",
+                 help="Release gate: a YAML of limits, one per figure ('privacy.dcr_share: {max: 0.6}', "
+                 "'fidelity.column_shapes: {min: 0.85}'; a figure not measured fails unless 'required: false'), or "
+                 "'default'. Exit status 1 when a limit is not met; release.json (every figure checked, the hashes "
+                 "of the data and of --model, library versions, time) is written to OUTPUT either way. The default "
+                 "is every check's fail line, missing figures failing only where every evaluation measures them. "
+                 f"Tables: {describe_default(TABLE_CHECKS)}. Chats: {describe_default(CHAT_CHECKS)}."),
     click.option("--reference-model", default="smollm2-135m-instruct", show_default=True,
                  help="Chats: the untuned LM whose perplexity on synthetic vs holdout conversations is a coherence figure "
                  "(a named base, a .gguf file or a model folder; 'none' leaves the figure out). Left out, with the "

@@ -40,6 +40,7 @@ from llmsynth.evaluate import Evaluation, evaluate_records, write_report
 from llmsynth.evaluate.canary import CanaryTest
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, apply_thresholds
 from llmsynth.evaluate.coherence import REFERENCE_LM
+from llmsynth.evaluate.suite import training_figures
 from llmsynth.generate.parallel import write_batches
 from llmsynth.processes import process_state
 from llmsynth.scrub import ScrubConfig, Scrubbed, scrub_chats, scrub_config, scrub_table, write_raw_pii
@@ -86,6 +87,8 @@ class GenerateStage(_Stage):
 class EvaluateStage(_Stage):
     target: str | None = Field(None, description="Tables: the column for the utility (TSTR) figures.")
     label: str = Field("intent", description="Chats: the metadata field for label figures.")
+    sensitive: list[str] = Field(default_factory=list, description="Columns (chats: metadata fields) for the bias "
+                                 "audit of the target's (chats: the label's) rate per group.")
     reference_model: str | None = Field(REFERENCE_LM, description="Chats: the untuned LM of the coherence "
                                         "perplexity figure (a named base, .gguf file or model folder); null: none.")
     thresholds: dict[str, dict[str, float]] = Field(default_factory=dict, description="Check threshold overrides.")
@@ -159,7 +162,8 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     evaluation = evaluate_records(config.kind, train, holdout, read_records(config.kind, synthetic_path),
                                   schema=getattr(synth, "schema", None), target=stage.target, label=stage.label,
                                   reference_model=stage.reference_model, canaries=canaries, checks=checks,
-                                  raw_pii=sorted(scrubbed.raw) if scrubbed else None, seed=stage.seed)
+                                  raw_pii=sorted(scrubbed.raw) if scrubbed else None, seed=stage.seed,
+                                  sensitive=stage.sensitive, training=training_figures(read_manifest(out / "model")))
     write_report(evaluation, out / "report")
     seconds["evaluate"] = time.perf_counter() - started
     write_text(out / "pipeline.json", json.dumps({"config": config.model_dump(mode="json"), "seconds": seconds},
@@ -226,19 +230,19 @@ def _generate(config: PipelineConfig, synth: Synthesizer, train_records: int) ->
     return path, generated.n
 
 
-def saved_model_evaluation(model_dir: Path | None, canary_file: Path | None = None,
-                           temperature: float = 1.0) -> tuple[str | None, Schema | None, CanaryTest | None]:
-    """What a saved synthesizer brings to `llmsynth eval`: its kind, its schema (tables: the column types), and the
-    test of the canaries it was trained with (their file beside it, or `canary_file`)."""
+def saved_model_evaluation(model_dir: Path | None, canary_file: Path | None = None, temperature: float = 1.0
+                           ) -> tuple[str | None, Schema | None, CanaryTest | None, dict | None]:
+    """What a saved synthesizer brings to `llmsynth eval`: its kind, its schema (tables: the column types), the
+    test of the canaries it was trained with (their file beside it, or `canary_file`) and its training figures."""
     if model_dir is None:
         if canary_file is not None:
             raise DataError("--canaries needs --model: the canaries are measured on the model they went into")
-        return None, None, None
+        return None, None, None, None
     manifest = read_manifest(model_dir)
     schema = Schema.model_validate(manifest["schema"]) if "schema" in manifest else None
     path = canary_file or canary_path(model_dir)
     test = CanaryTest(load(model_dir), read_canaries(path), temperature) if canary_file or path.is_file() else None
-    return manifest["kind"], schema, test
+    return manifest["kind"], schema, test, training_figures(manifest)
 
 
 # -- one stage on files: what `llmsynth scrub`, `train` and `generate` call -----------------------------------------

@@ -198,7 +198,7 @@ def test_report_renders_in_headless_chromium_without_console_errors(split, tmp_p
     from matplotlib.image import imread
 
     train, holdout, fresh = split
-    evaluation = evaluate_tables(train, holdout, fresh, target="is_fraud")
+    evaluation = evaluate_tables(train, holdout, fresh, target="is_fraud", sensitive=["employment"])
     _, report = write_report(evaluation, tmp_path)
     page = report.read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained

@@ -49,6 +49,9 @@ _SHARED = [
     _check("canaries.exposure_excess", "lower", 4, 8,
            "bits of exposure of the most-inserted canaries over never-inserted ones (Carlini et al.)"),
     _check("canaries.extracted", "lower", 0, 0, "inserted canaries whose secret came out of sampling"),
+    _check("bias.gap_excess_low_max", "lower", 0.02, 0.05,
+           "growth of a parity gap (synthetic minus real) that the bootstrap is 97.5% sure of, largest over columns"),
+    _check("training.dp_epsilon", "lower", 4, 10, "epsilon spent by differentially private training"),
 ]
 TABLE_CHECKS = [
     _check("fidelity.column_shapes", "higher", 0.85, 0.75, "mean KS / TV complement over columns (1 = same)"),
@@ -101,6 +104,12 @@ def run_checks(metrics: dict, checks: list[Check]) -> list[dict]:
             rows.append({"metric": check.metric, "value": value, "verdict": verdict, "better": check.better,
                          "pass": check.pass_at, "warn": check.warn_at, "meaning": check.meaning})
     return rows
+
+
+def checks_for(kind: str, thresholds: str | Path | None = None) -> list[Check]:
+    """The checks of a kind of data, with the thresholds a YAML file overrides (None: the defaults)."""
+    checks = CHAT_CHECKS if kind == "chat" else TABLE_CHECKS
+    return checks if thresholds is None else load_thresholds(thresholds, checks)
 
 
 def load_thresholds(path: str | Path, checks: list[Check]) -> list[Check]:

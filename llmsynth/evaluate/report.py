@@ -222,6 +222,57 @@ def _canary_section(canaries: dict) -> list[str]:
             _figure_html(figure, "canary exposure")]
 
 
+def _interval_text(figure: dict) -> str:
+    return f"{figure['value']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
+
+
+def _bias_section(bias: dict) -> list[str]:
+    """Per sensitive column: the positive rate per group in each data set, the parity gaps with their intervals, and
+    the per-group errors of models trained on real and on synthetic rows; one bar chart of the rates."""
+    import matplotlib.pyplot as plt
+
+    parts = ["<h2>Bias audit</h2>", f"<p>Outcome: {html.escape(bias['positive'])}. Parity gap: the highest minus the "
+             f"lowest rate over groups with at least {bias['min_group_rows']} training rows; 95% bootstrap intervals "
+             f"from {bias['resamples']} resamples.</p>"]
+    audited = {name: audit for name, audit in bias["columns"].items() if "skipped" not in audit}
+    for name, audit in bias["columns"].items():
+        parts.append(f"<h3>{html.escape(name)}</h3>")
+        if name not in audited:
+            parts.append(f'<p class="warning">{html.escape(audit["skipped"])}</p>')
+            continue
+        rows = "".join(
+            f"<tr><td>{html.escape(g['group'])}{'' if g['in_gap'] else ' (too few rows: not in the gap)'}</td>"
+            + "".join(f"<td>{g['rows'][role]:,}</td><td>{g['rate'][role]:.3f}</td>" for role in ("real", "holdout",
+                                                                                                   "synthetic"))
+            + "</tr>" for g in audit["groups"])
+        parts.append("<table><tr><th>group</th><th>real rows</th><th>real rate</th><th>holdout rows</th>"
+                     f"<th>holdout rate</th><th>synthetic rows</th><th>synthetic rate</th></tr>{rows}</table>")
+        gaps = audit["parity_gap"]
+        parts.append(f"<p>Parity gap: real {_interval_text(gaps['real'])}, holdout {_interval_text(gaps['holdout'])}, "
+                     f"synthetic {_interval_text(gaps['synthetic'])}; synthetic minus real "
+                     f"{_interval_text(audit['gap_excess'])}; amplification (synthetic / real) "
+                     f"{_interval_text(audit['amplification'])}.</p>")
+        if "downstream" in audit:
+            parts.append("<table><tr><th>model trained on</th><th>accuracy gap</th><th>false-positive-rate gap</th>"
+                         "</tr>" + "".join(f"<tr><td>{role.split('_')[0]} rows</td><td>{d['accuracy_gap']:.3f}</td>"
+                                           f"<td>{d['false_positive_rate_gap']:.3f}</td></tr>"
+                                           for role, d in audit["downstream"].items()) + "</table>")
+    if audited:
+        figure, axes = _axes(len(audited))
+        for axis, (name, audit) in zip(axes, audited.items()):
+            positions = np.arange(len(audit["groups"]))
+            for offset, role in zip((-0.27, 0, 0.27), ("real", "holdout", "synthetic")):
+                axis.bar(positions + offset, [g["rate"][role] for g in audit["groups"]], 0.27, color=_COLORS[role],
+                         label=role)
+            axis.set_xticks(positions, [g["group"][:14] for g in audit["groups"]], rotation=40, ha="right",
+                            fontsize=7)
+            axis.set_title(f"{name}: rate of {bias['positive']}", fontsize=9)
+            axis.legend(fontsize=7)
+        parts.append(_figure_html(figure, "positive rate per group"))
+    plt.close("all")
+    return parts
+
+
 def _coherence_section(figures: dict) -> list[str]:
     def shown(value) -> str:
         return "n/a" if value is None else f"{value:.4g}"
@@ -279,6 +330,8 @@ def report_html(evaluation: Evaluation, title: str = "llmsynth evaluation") -> s
     if "coherence" in metrics:
         parts += _coherence_section(metrics["coherence"])
     parts += _table_figures(evaluation.plots) if metrics["kind"] == "tabular" else _chat_figures(evaluation.plots)
+    if "bias" in metrics:
+        parts += _bias_section(metrics["bias"])
     if "canaries" in metrics:
         parts += _canary_section(metrics["canaries"])
     parts.append(_DEFINITIONS)

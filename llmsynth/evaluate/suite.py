@@ -16,10 +16,11 @@ from tqdm.auto import tqdm
 
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError
+from llmsynth.evaluate.bias import bias_audit
 from llmsynth.evaluate.canary import CanaryTest
 from llmsynth.evaluate.coherence import REFERENCE_LM, coherence
 from llmsynth.evaluate.checks import CHAT_CHECKS, TABLE_CHECKS, VERDICTS, Check, run_checks
-from llmsynth.evaluate.features import check_columns, typed
+from llmsynth.evaluate.features import check_columns, classifier_frames, typed
 from llmsynth.evaluate.fidelity import (
     column_pair_trends,
     column_shapes,
@@ -88,7 +89,9 @@ def _mean(scores: dict) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-def _finish(metrics: dict, checks: list[Check], warnings: list[str]) -> dict:
+def _finish(metrics: dict, checks: list[Check], warnings: list[str], training: dict | None) -> dict:
+    if training is not None:
+        metrics["training"] = training
     for warning in warnings:
         log.warning(warning)
     metrics["warnings"] = warnings
@@ -105,16 +108,21 @@ def _replay(raw_pii, synthetic_texts: list[str], holdout_texts: list[str], seed:
 def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema | None = None,
                     target: str | None = None, raw_pii: Sequence[tuple[str, str]] | None = None,
                     checks: list[Check] = TABLE_CHECKS, seed: int = 0, progress: bool = False,
-                    canaries: CanaryTest | None = None) -> Evaluation:
-    """Fidelity, utility (with a target column) and privacy of a synthetic table, and with `canaries` what the
-    model memorized. `schema` defaults to the one inferred from `train`; identifier and free-text columns are left
-    out (they hold surrogates, not learned values), except from PII replay, which reads every cell."""
+                    canaries: CanaryTest | None = None, sensitive: Sequence[str] = (),
+                    training: dict | None = None) -> Evaluation:
+    """Fidelity, utility (with a target column) and privacy of a synthetic table, with `canaries` what the model
+    memorized, and with `sensitive` columns (and a target) a bias audit; `training`: the model's training figures
+    (`training_figures`), checked and recorded beside the rest. `schema` defaults to the one inferred from `train`;
+    identifier and free-text columns are left out (they hold surrogates, not learned values), except from
+    PII replay, which reads every cell."""
     schema = schema or infer_schema(train)
     for role, table in (("real", train), ("holdout", holdout), ("synthetic", synthetic)):
         check_columns(table, schema, role)
     if target is not None and target not in schema.names:
         raise DataError(f"target column {target!r} is not in the real table; its columns are {schema.names}")
-    steps = _Steps(5 + (target is not None) + (raw_pii is not None) + (canaries is not None), progress)
+    _check_sensitive(sensitive, target, [c.name for c in schema.learned], "column")
+    steps = _Steps(5 + (target is not None) + (raw_pii is not None) + (canaries is not None) + bool(sensitive),
+                   progress)
     shapes = steps("column shapes", lambda: column_shapes(train, synthetic, schema))
     pairs = steps("pair trends", lambda: column_pair_trends(train, synthetic, schema))
     metrics: dict = {
@@ -133,6 +141,9 @@ def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.Da
     }
     if target is not None:
         metrics["utility"] = steps("utility", lambda: tstr(train, holdout, synthetic, schema, target, seed=seed))
+    if sensitive:
+        metrics["bias"] = steps("bias audit", lambda: _table_bias(train, holdout, synthetic, schema, sensitive,
+                                                                  target, seed))
     matches = steps("exact matches", lambda: exact_match_rates(train, holdout, synthetic, schema))
     distances, distance_plots = steps("distances", lambda: distance_figures(train, holdout, synthetic, schema, seed))
     metrics["privacy"] = {
@@ -147,10 +158,41 @@ def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.Da
     if canaries is not None:
         metrics["canaries"] = steps("canaries", lambda: canaries.figures(row_texts(synthetic), seed))
     steps.bar.close()
-    metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)))
+    metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)), training)
     plots = {"real": typed(train, schema), "synthetic": typed(synthetic, schema), "schema": schema,
              "distances": distance_plots}
     return Evaluation(metrics, plots)
+
+
+def training_figures(manifest: dict) -> dict:
+    """What a synthesizer's manifest says of its training that a release decision needs: the model, and the epsilon
+    and delta of differentially private training (None: not private)."""
+    training = manifest.get("training") or {}
+    privacy = training.get("privacy") or {}
+    return {"model": manifest["model"]["type"], "base_model": manifest["model"]["base_model"],
+            "epochs": training.get("epochs"), "dp_epsilon": privacy.get("epsilon"), "dp_delta": privacy.get("delta")}
+
+
+def _check_sensitive(sensitive: Sequence[str], target: str | None, learned: list[str], noun: str) -> None:
+    if not sensitive:
+        return
+    if target is None:
+        raise DataError("a bias audit needs a target: the outcome whose rate it compares between groups "
+                        "(--target for a table; for conversations the --label field, which every one must have)")
+    unknown = [name for name in sensitive if name not in learned]
+    if unknown:
+        raise DataError(f"sensitive {noun}(s) {unknown} not among the learned {noun}s {learned} (identifiers hold "
+                        "surrogates, not learned values)")
+
+
+def _table_bias(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
+                sensitive: Sequence[str], target: str, seed: int) -> dict:
+    frames = [typed(t, schema) for t in (train, holdout, synthetic)]
+    return bias_audit(*frames, sensitive, target, features=classifier_frames(frames, schema, drop=target), seed=seed)
+
+
+def _metadata_frame(conversations: Sequence[dict]) -> pd.DataFrame:
+    return pd.DataFrame([c.get("metadata") or {} for c in conversations])
 
 
 def _turns(conversations: Sequence[dict]) -> list[str]:
@@ -164,15 +206,18 @@ def _labels(conversations: Sequence[dict], label: str) -> pd.Series:
 def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Sequence[dict], label: str = "intent",
                    raw_pii: Sequence[tuple[str, str]] | None = None, checks: list[Check] = CHAT_CHECKS,
                    seed: int = 0, progress: bool = False, canaries: CanaryTest | None = None,
-                   reference_model: str | None = REFERENCE_LM) -> Evaluation:
-    """Fidelity, coherence, utility and privacy of synthetic conversations, and with `canaries` what the model
-    memorized; `label` is the metadata field the conditioning and utility figures use (left out where the real
-    conversations lack it); `reference_model` is the untuned LM of the perplexity figure (None: left out)."""
+                   reference_model: str | None = REFERENCE_LM, sensitive: Sequence[str] = (),
+                   training: dict | None = None) -> Evaluation:
+    """Fidelity, coherence, utility and privacy of synthetic conversations, with `canaries` what the model
+    memorized, and with `sensitive` metadata fields a bias audit of the label's rates; `label` is the metadata field
+    the conditioning and utility figures use (left out where the real conversations lack it); `reference_model` is
+    the untuned LM of the perplexity figure (None: left out); `training` as for `evaluate_tables`."""
     for role, corpus in (("real", train), ("holdout", holdout), ("synthetic", synthetic)):
         if not corpus:
             raise DataError(f"the {role} conversations are empty")
     has_label = all(label in c.get("metadata", {}) for corpus in (train, holdout, synthetic) for c in corpus)
-    steps = _Steps(6 + has_label + (raw_pii is not None) + (canaries is not None), progress)
+    _check_sensitive(sensitive, label if has_label else None, list(_metadata_frame(train).columns), "metadata field")
+    steps = _Steps(6 + has_label + (raw_pii is not None) + (canaries is not None) + bool(sensitive), progress)
     real_turns, synthetic_turns = _turns(train), _turns(synthetic)
     real_lengths, synthetic_lengths = [len(t) for t in real_turns], [len(t) for t in synthetic_turns]
     real_counts = [len(c["messages"]) for c in train]
@@ -199,6 +244,9 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
         fidelity["label_shape"] = tv_complement(real_labels.value_counts(normalize=True),
                                                 synthetic_labels.value_counts(normalize=True))
         metrics["utility"] = steps("labels", lambda: _label_utility(train, holdout, synthetic, label))
+    if sensitive:
+        metrics["bias"] = steps("bias audit", lambda: bias_audit(
+            *(_metadata_frame(corpus) for corpus in (train, holdout, synthetic)), sensitive, label, seed=seed))
     similarity = steps("similarity", lambda: {
         role: nearest_similarity(train, corpus) for role, corpus in (("synthetic", synthetic), ("holdout", holdout))})
     verbatim = {"synthetic": verbatim_share(synthetic_turns, real_turns),
@@ -229,7 +277,7 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
     if canaries is not None:
         metrics["canaries"] = steps("canaries", lambda: canaries.figures(texts["synthetic"], seed))
     steps.bar.close()
-    metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)))
+    metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)), training)
     plots = {"turn_lengths": (real_lengths, synthetic_lengths), "turn_counts": (real_counts, synthetic_counts),
              "similarity": similarity}
     if has_label:
@@ -266,7 +314,8 @@ def guess_kind(real: Path) -> str:
 
 def evaluate_records(kind: str, train, holdout, synthetic, schema: Schema | None = None, target: str | None = None,
                      label: str = "intent", reference_model: str | None = REFERENCE_LM, **shared) -> Evaluation:
-    """`evaluate_chats` or `evaluate_tables` by kind; `shared`: raw_pii, checks, seed, progress, canaries."""
+    """`evaluate_chats` or `evaluate_tables` by kind; `shared`: raw_pii, checks, seed, progress, canaries,
+    sensitive, training."""
     if kind == "chat":
         return evaluate_chats(train, holdout, synthetic, label=label, reference_model=reference_model, **shared)
     return evaluate_tables(train, holdout, synthetic, schema=schema, target=target, **shared)
@@ -276,15 +325,14 @@ def evaluate_files(real: Path, holdout: Path, synthetic: Path, kind: str | None 
                    canaries: CanaryTest | None = None, raw_pii: Path | None = None, thresholds: Path | None = None,
                    **options) -> Evaluation:
     """The suite on files: tables as CSV / Parquet / JSONL, conversations as JSONL; `kind` by default from the
-    files; `options` as for `evaluate_records` (target, label, reference_model, seed, progress)."""
+    files; `options` as for `evaluate_records` (target, label, reference_model, seed, progress, sensitive,
+    training)."""
     from llmsynth.data import read_records
-    from llmsynth.evaluate.checks import load_thresholds
+    from llmsynth.evaluate.checks import checks_for
     from llmsynth.evaluate.privacy import read_raw_pii
 
     kind = kind or guess_kind(real)
-    checks = CHAT_CHECKS if kind == "chat" else TABLE_CHECKS
-    if thresholds is not None:
-        checks = load_thresholds(thresholds, checks)
+    checks = checks_for(kind, thresholds)
     pii = read_raw_pii(raw_pii) if raw_pii is not None else None
     records = [read_records(kind, path) for path in (real, holdout, synthetic)]
     return evaluate_records(kind, *records, schema=schema, raw_pii=pii, checks=checks, canaries=canaries, **options)

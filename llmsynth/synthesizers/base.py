@@ -17,13 +17,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from llmsynth import library_versions
 from llmsynth.data.canaries import CanarySet, canary_path, make_canaries, write_canaries
 from llmsynth.data.io import write_text
 from llmsynth.errors import ModelError
@@ -277,7 +277,7 @@ class Synthesizer:
             "data": self.data_summary,
             "scrub": self.scrub_summary,
             "canaries": self._canary_manifest(directory),
-            "versions": _versions(),
+            "versions": library_versions(),
         }
         write_text(directory / MANIFEST, json.dumps(manifest, indent=2))
         shutil.rmtree(directory / CHECKPOINT_DIR, ignore_errors=True)
@@ -317,16 +317,6 @@ class Synthesizer:
         synth._restore_files(directory)
         synth.encoder = synth._new_encoder()
         return synth
-
-
-def _versions() -> dict[str, str]:
-    found = {}
-    for package in ("llmsynth", "torch", "transformers", "tokenizers", "peft", "accelerate"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
 
 
 def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict:

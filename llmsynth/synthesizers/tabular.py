@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -13,6 +13,7 @@ from llmsynth.data.canaries import CanarySet
 from llmsynth.data.io import check_table, read_table
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError, GenerateError
+from llmsynth.generate.fair import fair_rows
 from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.scrub import ScrubConfig, scrub_table
@@ -92,22 +93,32 @@ class TabularSynthesizer(Synthesizer):
     # -- sample ------------------------------------------------------------------------------------------------
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
                     temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
-                    progress: bool = True, shard: tuple[int, int] = (0, 1), **options: Any) -> Iterator[pd.DataFrame]:
-        """Rows in chunks of `batch_size`, for streaming writes; `conditions` fixes columns. By default 1,024 rows
-        are sampled together with the tiny preset (its key/value cache is ~4 kB a token: 1.4x the rows/s of 256 on
-        Adult), 256 with a pretrained base (whose cache and 49k-token logits take ~50x the memory a row)."""
+                    progress: bool = True, shard: tuple[int, int] = (0, 1), fair: Sequence[str] = (),
+                    target: str | None = None, **options: Any) -> Iterator[pd.DataFrame]:
+        """Rows in chunks of `batch_size`, for streaming writes; `conditions` fixes columns; `fair` columns with a
+        `target`: the target's rate the same in every group of them (`llmsynth.generate.fair`). By default 1,024
+        rows are sampled together with the tiny preset (its key/value cache is ~4 kB a token: 1.4x the rows/s of 256
+        on Adult), 256 with a pretrained base (whose cache and 49k-token logits take ~50x the memory a row)."""
         if options:
             raise GenerateError(f"{', '.join(sorted(options))}: options for conversations; condition a table's rows "
                                 "with conditions (--condition)")
         self._require_fitted()
         batch_size = batch_size or (256 if self.base_model else 1024)
+        if fair:
+            if shard != (0, 1):
+                raise GenerateError("fair generation runs in one process: it balances every group against the rest")
+            return fair_rows(self.iter_sample, self.schema, n, fair, target, conditions, seed, batch_size, progress,
+                             temperature=temperature, top_p=top_p)
         return generate_rows(self._get_sampler(), self.schema, n, conditions, seed, batch_size, temperature, top_p,
                              progress, self.recipe.train.column_order, shard)
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
-               top_p: float = 1.0, batch_size: int | None = None, progress: bool = False) -> pd.DataFrame:
-        """`n` valid rows; `conditions` fixes columns (e.g. {"is_fraud": 1}) and the rest follow from them."""
-        chunks = list(self.iter_sample(n, conditions, seed, temperature, top_p, batch_size, progress))
+               top_p: float = 1.0, batch_size: int | None = None, progress: bool = False, fair: Sequence[str] = (),
+               target: str | None = None) -> pd.DataFrame:
+        """`n` valid rows; `conditions` fixes columns (e.g. {"is_fraud": 1}) and the rest follow from them; `fair`
+        (e.g. ["sex"]) with a `target` ("income"): the target's rate the same in every group."""
+        chunks = list(self.iter_sample(n, conditions, seed, temperature, top_p, batch_size, progress, fair=fair,
+                                       target=target))
         return pd.concat(chunks, ignore_index=True)
 
     def _get_sampler(self) -> ConstrainedSampler:

@@ -1,0 +1,187 @@
+"""Evidence for a release decision: the bias audit, fair generation and the release gate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from llmsynth.cli import main
+from llmsynth.data import write_table
+from llmsynth.data.demo import customers
+from llmsynth.errors import DataError, GenerateError
+from llmsynth.evaluate import evaluate_tables
+from llmsynth.evaluate.bias import bias_audit
+from llmsynth.evaluate.gate import REQUIRED, load_gate
+from llmsynth.evaluate.checks import TABLE_CHECKS
+from llmsynth.generate.fair import parity_cells
+
+
+def _population(n: int, rates: dict[str, float], seed: int) -> pd.DataFrame:
+    """Rows of groups (equally likely) whose outcome is 'yes' at the group's rate."""
+    rng = np.random.default_rng(seed)
+    groups = rng.choice(list(rates), n)
+    yes = rng.random(n) < np.array([rates[g] for g in groups])
+    return pd.DataFrame({"group": groups, "age": rng.integers(18, 90, n), "outcome": np.where(yes, "yes", "no")})
+
+
+def _audit(synthetic_rates: dict[str, float], real_rates=None, n: int = 3000) -> dict:
+    real_rates = real_rates or {"a": 0.2, "b": 0.4}
+    frames = [_population(n, real_rates, 1), _population(n, real_rates, 2), _population(n, synthetic_rates, 3)]
+    return bias_audit(*frames, ["group"], "outcome", seed=0)
+
+
+def test_a_draw_of_the_real_distribution_keeps_the_gap():
+    audit = _audit({"a": 0.2, "b": 0.4})
+    assert audit["positive"] == "outcome = yes"  # the rarer value
+    column = audit["columns"]["group"]
+    assert column["parity_gap"]["real"]["value"] == pytest.approx(0.2, abs=0.04)
+    assert column["gap_excess"]["low"] < 0 < column["gap_excess"]["high"]
+    assert column["amplification"]["low"] < 1 < column["amplification"]["high"]
+    rates = {g["group"]: g["rate"]["synthetic"] for g in column["groups"]}
+    assert rates["a"] == pytest.approx(0.2, abs=0.04) and rates["b"] == pytest.approx(0.4, abs=0.04)
+
+
+def test_a_widened_gap_is_measured_as_amplified():
+    audit = _audit({"a": 0.1, "b": 0.5})
+    column = audit["columns"]["group"]
+    assert column["amplification"]["value"] == pytest.approx(2.0, abs=0.35)
+    assert column["gap_excess"]["low"] > 0.1
+    assert audit["gap_excess_low_max"] == column["gap_excess"]["low"]
+
+
+def test_small_groups_are_listed_but_left_out_of_the_gap():
+    frames = [_population(2000, {"a": 0.2, "b": 0.4}, seed) for seed in (1, 2, 3)]
+    frames[0] = pd.concat([frames[0], pd.DataFrame({"group": ["tiny"] * 10, "age": 30, "outcome": "yes"})])
+    column = bias_audit(*frames, ["group"], "outcome")["columns"]["group"]
+    tiny = next(g for g in column["groups"] if g["group"] == "tiny")
+    assert tiny["rows"]["real"] == 10 and not tiny["in_gap"] and tiny["rate"]["real"] == 1.0
+    assert column["parity_gap"]["real"]["value"] < 0.3  # the tiny group's rate of 1.0 is not in it
+
+
+def test_numbers_are_audited_in_quartiles_and_a_numeric_target_above_its_median():
+    frames = [_population(2000, {"a": 0.2, "b": 0.4}, seed) for seed in (1, 2, 3)]
+    audit = bias_audit(*frames, ["age"], "outcome")
+    assert len(audit["columns"]["age"]["groups"]) == 4
+    frames = [f.assign(score=(f["group"] == "b") * 10.0 + np.arange(len(f)) % 7) for f in frames]
+    audit = bias_audit(*frames, ["group"], "score")
+    assert audit["positive"].startswith("score > ")
+    assert audit["columns"]["group"]["parity_gap"]["real"]["value"] > 0.8  # b scores 10-16, a 0-6
+
+
+def test_bad_audits_are_clear_errors():
+    frames = [_population(300, {"a": 0.2, "b": 0.4}, seed) for seed in (1, 2, 3)]
+    with pytest.raises(DataError, match="'outcome' is both the target and a sensitive column"):
+        bias_audit(*frames, ["outcome"], "outcome")
+    with pytest.raises(DataError, match="column 'sex' is not in the real data"):
+        bias_audit(*frames, ["sex"], "outcome")
+    with pytest.raises(DataError, match="holds one value only"):
+        bias_audit(*[f.assign(outcome="no") for f in frames], ["group"], "outcome")
+
+
+@pytest.fixture(scope="module")
+def split():
+    source = customers(1800, seed=4)
+    return source.iloc[:600], source.iloc[600:1200].reset_index(drop=True), source.iloc[1200:].reset_index(drop=True)
+
+
+def test_the_table_suite_audits_bias_with_a_downstream_model(split):
+    metrics = evaluate_tables(*split, target="is_fraud", sensitive=["employment"]).metrics
+    column = metrics["bias"]["columns"]["employment"]
+    assert set(column["downstream"]) == {"real_trained", "synthetic_trained"}
+    assert {"accuracy_gap", "false_positive_rate_gap", "by_group"} <= set(column["downstream"]["real_trained"])
+    assert any(check["metric"] == "bias.gap_excess_low_max" for check in metrics["checks"])
+    with pytest.raises(DataError, match="needs a target"):
+        evaluate_tables(*split, sensitive=["employment"])
+    with pytest.raises(DataError, match=r"sensitive column\(s\) \['ssn'\] not among the learned"):
+        evaluate_tables(*split, target="is_fraud", sensitive=["ssn"])
+
+
+def test_parity_cells_keep_group_sizes_and_the_overall_rate():
+    pilot = pd.DataFrame({"sex": ["f"] * 40 + ["m"] * 60, "income": ["hi"] * 5 + ["lo"] * 35 + ["hi"] * 30 + ["lo"] * 30})
+    cells = dict((tuple(sorted(c.items())), count) for c, count in parity_cells(pilot, ["sex"], "income", 1000))
+    assert sum(cells.values()) == 1000
+    assert cells[(("income", "hi"), ("sex", "f"))] == 140 and cells[(("income", "lo"), ("sex", "f"))] == 260
+    assert cells[(("income", "hi"), ("sex", "m"))] == 210 and cells[(("income", "lo"), ("sex", "m"))] == 390
+
+
+def test_fair_sampling_removes_the_dependence_and_keeps_group_shares(trained):
+    rows = trained.sample(1200, seed=3, fair=["employment"], target="home_ownership")
+    assert len(rows) == 1200
+    rates = pd.crosstab(rows["employment"], rows["home_ownership"], normalize="index")
+    assert (rates.max() - rates.min()).max() < 0.02
+    plain = trained.sample(1200, seed=3)
+    shares = [t["employment"].value_counts(normalize=True) for t in (rows, plain)]
+    assert (shares[0] - shares[1]).abs().max() < 0.06
+    with pytest.raises(GenerateError, match="fixed by --condition as well"):
+        trained.sample(10, conditions={"employment": "retired"}, fair=["employment"], target="home_ownership")
+    with pytest.raises(GenerateError, match="'age' is not a categorical column"):
+        trained.sample(10, fair=["age"], target="home_ownership")
+
+
+@pytest.fixture(scope="module")
+def table_files(split, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("release")
+    for name, table in zip(("train", "holdout", "fresh"), split):
+        write_table(table, folder / f"{name}.csv")
+    write_table(split[0], folder / "copy.csv")
+    return folder
+
+
+def _eval(folder, synthetic: str, *options: str):
+    return CliRunner().invoke(main, ["eval", "--real", str(folder / "train.csv"), "--holdout",
+                                     str(folder / "holdout.csv"), "--synthetic", str(folder / synthetic),
+                                     "-o", str(folder / f"out-{synthetic}"), *options])
+
+
+def test_the_default_gate_fails_a_copy_of_the_training_data_and_records_why(table_files):
+    result = _eval(table_files, "copy.csv", "--gate", "default")
+    assert result.exit_code == 1, result.output
+    assert "release gate FAILED on privacy.exact_match_excess" in result.output
+    record = json.loads((table_files / "out-copy.csv" / "release.json").read_text())
+    assert not record["passed"] and "privacy.membership_auc" in record["failed"]
+    assert {c["metric"] for c in record["checks"]} == {c.metric for c in TABLE_CHECKS}
+    measured = [c for c in record["checks"] if c["value"] is not None]
+    assert {c["metric"] for c in measured} == REQUIRED["tabular"]  # what every table's evaluation measures
+    assert all(c["status"] in ("pass", "fail") for c in measured)
+    copy_hash = hashlib.sha256((table_files / "copy.csv").read_bytes()).hexdigest()
+    assert record["inputs"]["synthetic"]["sha256"] == copy_hash
+    assert record["versions"]["llmsynth"] and record["checked_at"] and record["command"][:2] == ["llmsynth", "eval"]
+
+
+def test_the_default_gate_passes_a_fresh_draw_with_its_bias_audit(table_files):
+    result = _eval(table_files, "fresh.csv", "--gate", "default", "--target", "is_fraud", "--sensitive",
+                   "employment, home_ownership")
+    assert result.exit_code == 0, result.output
+    assert "release gate passed" in result.output
+    record = json.loads((table_files / "out-fresh.csv" / "release.json").read_text())
+    assert record["passed"] and {"utility.ratio", "bias.gap_excess_low_max"} <= {
+        c["metric"] for c in record["checks"] if c["status"] == "pass"}
+    report = (table_files / "out-fresh.csv" / "report.html").read_text()
+    assert "<h2>Bias audit</h2>" in report and "<h3>home_ownership</h3>" in report
+
+
+def test_a_gate_file_fails_on_a_figure_it_requires_but_was_not_measured(table_files):
+    (table_files / "gate.yaml").write_text("privacy.dcr_share: {max: 0.6}\ncanaries.exposure_excess: {max: 4}\n"
+                                           "training.dp_epsilon: {max: 8, required: false}\n")
+    result = _eval(table_files, "fresh.csv", "--gate", str(table_files / "gate.yaml"))
+    assert result.exit_code == 1
+    assert "gate: canaries.exposure_excess not measured (limit <= 4)" in result.output
+    record = json.loads((table_files / "out-fresh.csv" / "release.json").read_text())
+    assert [c["status"] for c in record["checks"]] == ["pass", "fail", "not measured"]
+
+
+def test_bad_gate_files_name_the_file_and_the_metric(tmp_path):
+    gate = tmp_path / "gate.yaml"
+    gate.write_text("privacy.dcr_share: {maximum: 0.6}\n")
+    with pytest.raises(DataError, match=r"gate.yaml, privacy.dcr_share: expected \{max: number\}"):
+        load_gate(gate, "tabular", TABLE_CHECKS)
+    gate.write_text("privacy.dcr_share: {max: 0.6, min: 0.4}\n")
+    with pytest.raises(DataError, match="give exactly one of max or min"):
+        load_gate(gate, "tabular", TABLE_CHECKS)
+    with pytest.raises(DataError, match="cannot read the gate"):
+        load_gate(tmp_path / "missing.yaml", "tabular", TABLE_CHECKS)
