@@ -99,7 +99,7 @@ def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_k
 @main.command()
 @TRAIN_OPTIONS
 def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, resume, overwrite,
-          seed, no_scrub, scrub_config, allow_no_ner, loss_on, canary_counts, dp_epsilon):
+          seed, no_scrub, scrub_config, allow_no_ner, loss_on, canary_counts, audit_canaries, dp_epsilon):
     """Scrub INPUT, learn it and save the synthesizer to MODEL_DIR.
 
     INPUT is a table (CSV, Parquet or JSONL); with --kind chat, conversations (JSONL, one
@@ -127,13 +127,16 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
                             dp_epsilon=dp_epsilon)
     scrub = load_scrub_config(scrub_config) if scrub_config else ScrubConfig()
     scrub = False if no_scrub else scrub.model_copy(update={"allow_no_ner": allow_no_ner or scrub.allow_no_ner})
-    synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub, canaries=canary_counts).save(model_dir)
+    synth.fit(input_path, workdir=model_dir, resume=resume, scrub=scrub, canaries=canary_counts,
+              audit_canaries=audit_canaries).save(model_dir)
     if not process_state().is_main_process:
         return  # under `accelerate launch`, one process reports
     _say([*training_lines(synth), f"synthesizer saved to {model_dir}"])
     if synth.canaries is not None:
-        click.echo(f"canaries inserted {', '.join(map(str, canary_counts))} times; their secrets are in "
-                   f"{canary_path(model_dir)} (keep it beside, not inside, the model)")
+        inserted = [f"canaries inserted {', '.join(map(str, canary_counts))} times"] if canary_counts else []
+        inserted += [f"{audit_canaries} audit canaries (each in or out by a coin flip)"] if audit_canaries else []
+        click.echo(f"{'; '.join(inserted)}; their secrets are in {canary_path(model_dir)} (keep it beside, not "
+                   "inside, the model)")
 
 
 @main.command()

@@ -160,6 +160,10 @@ TRAIN_OPTIONS = _group(
     click.option("--loss-on", type=click.Choice(["all", "assistant"]), default="all", show_default=True,
                  help="Chats: learn both sides of each conversation, or only the assistant's turns."),
     CANARIES,
+    click.option("--audit-canaries", type=click.IntRange(min=0), default=0, metavar="M",
+                 help="DP audit: M more canaries, each put into training once or not at all by a coin flip; `llmsynth "
+                 "eval --model` turns how well their likelihood tells which went in into a 95% lower bound on "
+                 "epsilon (Steinke et al. 2023), beside the accountant's. 100-200 is typical."),
     click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True),
                  help="Differentially private training (DP-SGD with Opacus: per-record clipping, Poisson sampling, "
                  "RDP accountant) to this epsilon, delta 1/n^1.2. The noise is set for the recipe's epochs: set "

@@ -69,6 +69,8 @@ class TrainStage(_Stage):
     dp_epsilon: float | None = Field(None, gt=0, description="Differentially private training to this epsilon.")
     canaries: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=list, description="Memorization test: insert one canary this many times each, e.g. [1, 4, 16, 64].")
+    audit_canaries: int = Field(0, ge=0, description="DP audit: this many canaries, each inserted once or not by a "
+                                "coin flip; the evaluation turns them into a lower bound on epsilon.")
 
 
 class GenerateStage(_Stage):
@@ -211,7 +213,8 @@ def _train(config: PipelineConfig, train: Any, scrubbed: Scrubbed | None):
     options = {"loss_on": stage.loss_on} if config.kind == "chat" else {"column_kinds": stage.column_kinds}
     synth = new_synthesizer(config.kind, stage.recipe, stage.base_model, options, epochs=stage.epochs,
                             max_minutes=stage.max_minutes, dp_epsilon=stage.dp_epsilon)
-    synth.fit(train, workdir=config.output / "model", scrub=scrubbed or False, canaries=stage.canaries)
+    synth.fit(train, workdir=config.output / "model", scrub=scrubbed or False, canaries=stage.canaries,
+              audit_canaries=stage.audit_canaries)
     synth.save(config.output / "model")
     return synth
 

@@ -3,6 +3,7 @@ by prompted and bulk sampling, the command line; real tiny models (network block
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -13,10 +14,12 @@ from llmsynth import TabularSynthesizer
 from llmsynth.synthesizers.chat import ChatSynthesizer
 from llmsynth.cli import main
 from llmsynth.data.chats import write_chats
-from llmsynth.data.demo import support_chats
+from llmsynth.data.demo import customers, support_chats
 from llmsynth.errors import DataError
 from llmsynth.data.canaries import canary_path, make_canaries, parse_counts, read_canaries
 from llmsynth.evaluate.canary import canary_figures
+from llmsynth.evaluate.checks import TABLE_CHECKS, run_checks
+from llmsynth.evaluate.dp_audit import dp_audit
 
 
 @pytest.fixture(scope="module")
@@ -120,3 +123,61 @@ def test_cli_trains_with_canaries_and_eval_reports_them(tmp_path):
                                   str(tmp_path / "holdout.jsonl"), "--synthetic", str(tmp_path / "holdout.jsonl"),
                                   "--canaries", str(tmp_path / "m.canaries.json"), "-o", str(tmp_path / "r2")])
     assert orphan.exit_code == 2 and "--canaries needs --model" in orphan.output
+
+
+def test_the_audit_bound_is_the_largest_epsilon_the_binomial_tail_rejects():
+    from scipy.stats import binom
+
+    from llmsynth.evaluate.dp_audit import largest_rejected_epsilon
+
+    assert largest_rejected_epsilon(100, 50, 0.01) == 0.0  # a coin's score
+    bound = largest_rejected_epsilon(100, 90, 0.01)
+    p = 1 / (1 + np.exp(-bound))
+    assert binom.sf(89, 100, p) == pytest.approx(0.01, rel=1e-6)
+    assert largest_rejected_epsilon(100, 100, 0.01) == pytest.approx(np.log(0.01 ** 0.01 / (1 - 0.01 ** 0.01)))
+    assert largest_rejected_epsilon(100, 100, -0.001) == 0.0  # a delta term above the confidence: nothing shown
+
+
+def _audited(epochs: int, **train) -> TabularSynthesizer:
+    """200 rows trained long enough to memorize a secret seen once per epoch; 200 audit canaries."""
+    table = customers(200, seed=1)
+    return TabularSynthesizer(tiny_recipe(epochs=epochs, **train)).fit(table, scrub=False, audit_canaries=200,
+                                                                     progress=False)
+
+
+def test_a_run_without_dp_shows_a_lower_bound_on_epsilon_above_zero(tmp_path):
+    synth = _audited(60)
+    audit_canaries = [c for c in synth.canaries.canaries if c.audit]
+    assert len(audit_canaries) == 200 and 70 < sum(c.inserted for c in audit_canaries) < 130  # coin flips
+    assert all(c.inserted in (0, 1) for c in audit_canaries)
+    figures = canary_figures(synth, synth.canaries, candidates=200, samples=2)
+    audit = figures["dp_audit"]
+    assert audit["epsilon_lower_bound"] > 0.5 and audit["accountant_epsilon"] is None and audit["delta"] == 0
+    assert audit["correct"] > 0.75 * audit["guesses"]
+    assert figures["by_insertions"] == []  # audit canaries are not exposure groups
+    directory = synth.save(tmp_path / "model")
+    assert json.loads((directory / "manifest.json").read_text())["canaries"]["audit"] == 200
+    # Had an accountant claimed epsilon 0.1 for this run, the check would call DP broken:
+    claimed = dp_audit(*_scores(synth), accountant_epsilon=0.1)
+    assert claimed["bound_over_accountant"] > 0.4
+    verdicts = {c["metric"]: c["verdict"] for c in run_checks({"canaries": {"dp_audit": claimed}}, TABLE_CHECKS)}
+    assert verdicts == {"canaries.dp_audit.bound_over_accountant": "fail"}
+
+
+def _scores(synth) -> tuple[np.ndarray, np.ndarray]:
+    """Each audit canary's secret log-likelihood, and whether it went in."""
+    from llmsynth.evaluate.canary import secret_scores
+
+    audit = [c for c in synth.canaries.canaries if c.audit]
+    scores, _ = secret_scores(synth, synth.canaries, [c.secret for c in audit])
+    return scores, np.array([c.inserted > 0 for c in audit])
+
+
+def test_a_dp_run_stays_below_its_accountant_even_with_delta_taken_as_zero():
+    synth = _audited(60, dp_epsilon=2.0)
+    privacy = synth.summary.privacy
+    audit = canary_figures(synth, synth.canaries, candidates=200, samples=2)["dp_audit"]
+    assert audit["accountant_epsilon"] == privacy["epsilon"] and audit["delta"] == privacy["delta"]
+    assert audit["epsilon_lower_bound"] <= privacy["epsilon"] and audit["bound_over_accountant"] <= 0
+    strict = dp_audit(*_scores(synth), delta=0.0, accountant_epsilon=privacy["epsilon"])  # ignoring delta's slack
+    assert strict["epsilon_lower_bound"] <= privacy["epsilon"]

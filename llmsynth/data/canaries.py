@@ -3,7 +3,8 @@ the model memorized (the measuring is in `llmsynth.evaluate.canary`).
 
 Secrets of one format ("Hi, my reference number is 7 3 9 1 0 4 2 8") go into the training data after scrubbing
 (the scrubber would erase them before), each a chosen number of times; reference canaries of the same format are
-never put in, and show what chance looks like. The secrets live in a file beside the synthesizer directory
+never put in, and show what chance looks like. The DP audit's canaries are each put in once or not at all by a
+coin flip (Steinke, Nasr and Jagielski 2023, "Privacy auditing with one (1) training run"). The secrets live in a file beside the synthesizer directory
 (`model.canaries.json` for `model/`), never inside it, so the model can be shipped without them.
 """
 
@@ -29,6 +30,7 @@ FILE_FORMAT = "llmsynth-canaries"
 class Canary(BaseModel):
     secret: str = Field(description="Digits separated by spaces, as they appear in the training text.")
     inserted: int = Field(description="Copies in the training data; 0 for a reference canary.")
+    audit: bool = Field(False, description="One of the DP audit's canaries: inserted once or not, by a coin flip.")
 
 
 class CanarySet(BaseModel):
@@ -67,17 +69,23 @@ def random_secret(rng: np.random.Generator, digits: int) -> str:
 
 
 def make_canaries(kind: str, counts: Sequence[int], seed: int = 0, references: int = REFERENCES,
-                  digits: int = DIGITS) -> CanarySet:
-    """One canary per count and `references` never-inserted ones, all distinct secrets drawn from `seed`."""
+                  digits: int = DIGITS, audit: int = 0) -> CanarySet:
+    """One canary per count and `references` never-inserted ones (none without counts), and `audit` canaries each
+    inserted once with probability 1/2 (the one-run DP audit's); all distinct secrets drawn from `seed`."""
     rng = np.random.default_rng([seed, 0xCA4A])
+    references = references if counts else 0
     secrets: list[str] = []
-    while len(secrets) < len(counts) + references:
+    while len(secrets) < len(counts) + references + audit:
         secret = random_secret(rng, digits)
         if secret not in secrets:
             secrets.append(secret)
+    first_audit = len(counts) + references
     inserted = [Canary(secret=s, inserted=int(k)) for s, k in zip(secrets, counts)]
+    flips = np.random.default_rng([seed, 0xA0D1]).random(audit) < 0.5
     return CanarySet(kind=kind, digits=digits, seed=seed,
-                     canaries=inserted + [Canary(secret=s, inserted=0) for s in secrets[len(counts):]])
+                     canaries=inserted + [Canary(secret=s, inserted=0) for s in secrets[len(counts):first_audit]]
+                     + [Canary(secret=s, inserted=int(flip), audit=True)
+                        for s, flip in zip(secrets[first_audit:], flips)])
 
 
 def canary_path(model_dir: str | Path) -> Path:

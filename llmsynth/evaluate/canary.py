@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from llmsynth.data.canaries import CanarySet, random_secret
+from llmsynth.evaluate.dp_audit import dp_audit
 
 CANDIDATES = 2000
 EXTRACTION_SAMPLES = 64
@@ -84,6 +85,19 @@ def secret_log_likelihoods(model, sequences: Sequence[Sequence[int]], start: int
     return np.concatenate(results)
 
 
+def secret_scores(synthesizer: CanaryHost, canaries: CanarySet, secrets: Sequence[str]
+                  ) -> tuple[np.ndarray, tuple[list[int], list[list[int]], int]]:
+    """The model's log-likelihood of each secret right after the canary's prefix; with the prefix's token ids, each
+    secret's record ids and where the secrets start (the first position any of them differs from the prefix)."""
+    prompt = synthesizer.canary_ids(canaries, None)
+    sequences = [synthesizer.canary_ids(canaries, secret) for secret in secrets]
+    start = min(_common_length(prompt, s) for s in sequences)
+    pad_id = synthesizer.tokenizer.pad_token_id
+    scores = secret_log_likelihoods(synthesizer.ready_model(), sequences, start,
+                                    synthesizer.tokenizer.eos_token_id if pad_id is None else pad_id)
+    return scores, (prompt, sequences, start)
+
+
 def _exposures(nll: np.ndarray, candidate_nll: np.ndarray, digits: int) -> tuple[np.ndarray, np.ndarray]:
     """Extrapolated (skew-normal) and empirical exposure of each negative log-likelihood in `nll`."""
     from scipy.stats import skewnorm
@@ -109,7 +123,9 @@ def canary_figures(synthesizer: CanaryHost, canaries: CanarySet, synthetic_texts
                    candidates: int = CANDIDATES, samples: int = EXTRACTION_SAMPLES, temperature: float = 1.0,
                    seed: int = 0) -> dict:
     """Exposure and extraction of every canary in a trained synthesizer; grouped by insertion count, references
-    (never inserted) as count 0. `synthetic_texts`: a bulk synthetic sample searched for the secrets."""
+    (never inserted) as count 0; with audit canaries, the DP audit's lower bound on epsilon (`dp_audit`; the run's
+    delta and accountant epsilon from the synthesizer's training summary). `synthetic_texts`: a bulk synthetic
+    sample searched for the secrets."""
     import torch
 
     model = synthesizer.ready_model()
@@ -117,12 +133,9 @@ def canary_figures(synthesizer: CanaryHost, canaries: CanarySet, synthetic_texts
     known = {c.secret for c in canaries.canaries}
     pool = [s for s in (random_secret(rng, canaries.digits) for _ in range(candidates + len(known))) if s not in known]
     pool = pool[:candidates]
-    prompt = synthesizer.canary_ids(canaries, None)
-    sequences = [synthesizer.canary_ids(canaries, s) for s in [c.secret for c in canaries.canaries] + pool]
-    start = min(_common_length(prompt, s) for s in sequences)
+    log_likelihoods, (prompt, sequences, start) = secret_scores(synthesizer, canaries,
+                                                                [c.secret for c in canaries.canaries] + pool)
     pad_id = synthesizer.tokenizer.pad_token_id
-    log_likelihoods = secret_log_likelihoods(model, sequences, start, synthesizer.tokenizer.eos_token_id
-                                             if pad_id is None else pad_id)
     own, candidate_ll = log_likelihoods[:len(canaries.canaries)], log_likelihoods[len(canaries.canaries):]
     extrapolated, empirical = _exposures(-own, -candidate_ll, canaries.digits)
 
@@ -140,12 +153,20 @@ def canary_figures(synthesizer: CanaryHost, canaries: CanarySet, synthetic_texts
     for canary, ll, exposure, exposure_empirical in zip(canaries.canaries, own, extrapolated, empirical):
         secret = _compact(canary.secret)
         p = float(math.exp(ll))
-        rows.append({"inserted": canary.inserted, "exposure": float(exposure),
+        rows.append({"inserted": canary.inserted, "audit": canary.audit, "exposure": float(exposure),
                      "exposure_empirical": float(exposure_empirical), "p_secret": p,
                      "prompted_hits": sum(c.startswith(secret) for c in continuations),
                      "bulk_hits": sum(secret in text for text in bulk),
                      "emission_probability_1m": _emission_probability(p, 1_000_000)})
-    return _summary(canaries, rows, len(pool), samples, len(bulk), temperature)
+    summary = _summary(canaries, [row for row in rows if not row["audit"]], len(pool), samples, len(bulk),
+                       temperature)
+    summary["extracted"] = sum(bool(r["inserted"] and r["prompted_hits"] + r["bulk_hits"]) for r in rows)
+    audited = [c.audit for c in canaries.canaries]
+    if any(audited):
+        privacy = getattr(getattr(synthesizer, "summary", None), "privacy", None) or {}
+        summary["dp_audit"] = dp_audit(own[audited], [c.inserted > 0 for c in canaries.canaries if c.audit],
+                                       privacy.get("delta", 0.0), privacy.get("epsilon"))
+    return summary
 
 
 def _summary(canaries: CanarySet, rows: list[dict], candidates: int, samples: int, bulk: int,
@@ -166,7 +187,7 @@ def _summary(canaries: CanarySet, rows: list[dict], candidates: int, samples: in
             "emission_probability_1m": float(max(r["emission_probability_1m"] for r in members)),
         })
     reference = next((g for g in groups if g["inserted"] == 0), None)
-    most = groups[0] if groups[0]["inserted"] else None
+    most = groups[0] if groups and groups[0]["inserted"] else None
     excess = most["exposure"] - reference["exposure"] if most and reference else None
     return {
         "format": f"'{canaries.prefix}' + {canaries.digits} random digits",
@@ -177,5 +198,4 @@ def _summary(canaries: CanarySet, rows: list[dict], candidates: int, samples: in
         "bulk_records": bulk,
         "by_insertions": groups,
         "exposure_excess": excess,  # the most-inserted canaries' mean exposure over the references' mean
-        "extracted": sum(bool(r["inserted"] and r["prompted_hits"] + r["bulk_hits"]) for r in rows),
     }

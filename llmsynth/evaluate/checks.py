@@ -49,6 +49,8 @@ _SHARED = [
     _check("canaries.exposure_excess", "lower", 4, 8,
            "bits of exposure of the most-inserted canaries over never-inserted ones (Carlini et al.)"),
     _check("canaries.extracted", "lower", 0, 0, "inserted canaries whose secret came out of sampling"),
+    _check("canaries.dp_audit.bound_over_accountant", "lower", 0, 0,
+           "the audit's lower bound on epsilon minus the accountant's: above 0, DP is broken or misaccounted"),
     _check("bias.gap_excess_low_max", "lower", 0.02, 0.05,
            "growth of a parity gap (synthetic minus real) that the bootstrap is 97.5% sure of, largest over columns"),
     _check("training.dp_epsilon", "lower", 4, 10, "epsilon spent by differentially private training"),

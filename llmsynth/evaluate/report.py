@@ -194,6 +194,15 @@ def _canary_section(canaries: dict) -> list[str]:
     import matplotlib.pyplot as plt
 
     groups = canaries["by_insertions"]
+    audit = canaries.get("dp_audit")
+    audit_line = [] if audit is None else [
+        f"<p>DP audit (Steinke et al. 2023, one run): {audit['canaries']} canaries, each inserted once or not by a "
+        f"coin flip ({audit['inserted']} in); {audit['correct']} of {audit['guesses']} membership guesses right; "
+        f"lower bound on epsilon at {audit['confidence']:.0%} confidence: <b>{audit['epsilon_lower_bound']:.2f}</b>"
+        + ("" if audit["accountant_epsilon"] is None else f", the accountant's epsilon {audit['accountant_epsilon']:.2f}")
+        + f" (delta {audit['delta']:.2g}).</p>"]
+    if not groups:
+        return ["<h2>Canaries: DP audit</h2>", *audit_line]
     header = ("inserted", "canaries", "exposure (bits)", "highest", "empirical", "p(secret | prefix)",
               "prompted hits", "bulk hits", "P(emitted in 10^6 prompts)")
     keys = ("inserted", "canaries", "exposure", "exposure_max", "exposure_empirical", "p_secret", "prompted_hits",
@@ -212,7 +221,7 @@ def _canary_section(canaries: dict) -> list[str]:
     axis.set_xlabel("copies in the training data")
     axis.set_ylabel("exposure (bits)")
     axis.legend(fontsize=8)
-    return ["<h2>Canaries: what the model memorized</h2>",
+    return ["<h2>Canaries: what the model memorized</h2>", *audit_line,
             f"<p>Secrets of the format {html.escape(canaries['format'])}, ranked among "
             f"{canaries['candidates_scored']:,} random candidates (skew-normal extrapolation to all 2^"
             f"{canaries['space_bits']:.1f}); {canaries['prompted_samples']} samples after each canary's prefix at "

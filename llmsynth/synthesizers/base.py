@@ -64,24 +64,25 @@ class Synthesizer:
     # -- fit ---------------------------------------------------------------------------------------------------
     def fit(self, data: Any, workdir: str | os.PathLike | None = None, resume: bool = False,
             scrub: ScrubConfig | Scrubbed | bool = True, progress: bool = True,
-            canaries: Sequence[int] = ()) -> "Synthesizer":
+            canaries: Sequence[int] = (), audit_canaries: int = 0) -> "Synthesizer":
         """Train on `data` (the kind's records, or a file of them); `workdir` keeps checkpoints so that
         `resume=True` can go on.
 
         The data is scrubbed first (`scrub`: True, a ScrubConfig, `Scrubbed` for data this run scrubbed already,
         or False to skip, with a warning); what the scrubber did goes into the manifest, never the raw values it
         found. `canaries` (e.g. [1, 4, 16, 64]) puts a canary record into training that many times each, after
-        scrubbing (see llmsynth.data.canaries). `progress`: progress bars for scrubbing and training.
+        scrubbing (see llmsynth.data.canaries); `audit_canaries` more each go in once or not (a coin flip), for the
+        DP audit's lower bound on epsilon. `progress`: progress bars for scrubbing and training.
         """
         records = self._records(self._read(data), scrub, progress)
         train_records, validation_records = self._split(records)
         self._build_model(self._tokenizer_texts(train_records), workdir, resume)
         self.encoder = self._new_encoder()
-        canary_records = self._canary_records(train_records, canaries)
+        canary_records = self._canary_records(train_records, canaries, audit_canaries)
         train_examples, validation_examples, facts = self._examples(records, canary_records, train_records,
                                                                     validation_records)
-        self._train(train_examples, validation_examples, workdir, resume,
-                    [*self._identity(records), list(canaries)], progress)
+        identity = [*self._identity(records), list(canaries), *([audit_canaries] if audit_canaries else [])]
+        self._train(train_examples, validation_examples, workdir, resume, identity, progress)
         self.data_summary = {**self._counts(records, train_records, validation_records), **facts}
         return self
 
@@ -188,13 +189,13 @@ class Synthesizer:
             self.model.merge_adapter()  # same seed gives the same output before and after save/load, and faster
 
     # -- canaries ----------------------------------------------------------------------------------------------
-    def _canary_records(self, records: list, counts: Sequence[int]) -> list:
+    def _canary_records(self, records: list, counts: Sequence[int], audit: int) -> list:
         """Copies of canary records to add to the training records (after scrubbing and the validation split, so
         that every copy is trained on); the secrets stay in `self.canaries` for save()."""
-        if not counts:
+        if not counts and not audit:
             self.canaries = None
             return []
-        self.canaries = make_canaries(self.KIND, counts, seed=self.recipe.train.seed)
+        self.canaries = make_canaries(self.KIND, counts, seed=self.recipe.train.seed, audit=audit)
         self.canaries.template = self._canary_template(records)
         return [self._canary_record(records, number, secret) for number, secret in enumerate(self.canaries.copies)]
 
@@ -289,8 +290,11 @@ class Synthesizer:
         if self.canaries is None:
             return None
         path = write_canaries(self.canaries, canary_path(directory))
-        return {"inserted": [c.inserted for c in self.canaries.inserted], "references": len(self.canaries.canaries)
-                - len(self.canaries.inserted), "file": path.name}
+        counted = [c for c in self.canaries.canaries if not c.audit]
+        audit = [c for c in self.canaries.canaries if c.audit]
+        return {"inserted": [c.inserted for c in counted if c.inserted],
+                "references": sum(not c.inserted for c in counted), "file": path.name,
+                **({"audit": len(audit)} if audit else {})}
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Synthesizer":

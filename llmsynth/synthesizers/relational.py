@@ -107,7 +107,7 @@ class RelationalSynthesizer(Synthesizer):
                 "validation_families": len({r.family for r in validation})}
 
     def _canary_template(self, records: list) -> dict[str, Any]:
-        raise DataError("canaries are not supported for related tables yet; train without --canaries")
+        raise DataError("canaries are not supported for related tables yet; train without --canaries and --audit-canaries")
 
     # -- sample ------------------------------------------------------------------------------------------------
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
