@@ -12,12 +12,13 @@ from click.testing import CliRunner
 
 from llmsynth.cli import main
 from llmsynth.data import write_table
-from llmsynth.data.demo import customers
+from llmsynth.data.demo import customers, support_chats
 from llmsynth.errors import DataError, GenerateError
-from llmsynth.evaluate import evaluate_tables
+from llmsynth.evaluate import evaluate_tables, write_report
 from llmsynth.evaluate.bias import bias_audit
 from llmsynth.evaluate.gate import REQUIRED, load_gate
 from llmsynth.evaluate.checks import TABLE_CHECKS
+from llmsynth.evaluate.risk import chat_record_risk, copied_turn_runs, holdout_percentiles
 from llmsynth.generate.fair import parity_cells
 
 
@@ -185,3 +186,47 @@ def test_bad_gate_files_name_the_file_and_the_metric(tmp_path):
         load_gate(gate, "tabular", TABLE_CHECKS)
     with pytest.raises(DataError, match="cannot read the gate"):
         load_gate(tmp_path / "missing.yaml", "tabular", TABLE_CHECKS)
+
+
+def test_holdout_percentiles_rank_each_record_among_the_unseen():
+    holdout = np.array([0.1, 0.2, 0.3, 0.4])  # closeness: higher is closer
+    assert holdout_percentiles(np.array([0.5, 0.3, 0.0]), holdout).tolist() == [0.0, 0.375, 1.0]
+
+
+def test_record_risk_singles_out_copied_rows_and_not_a_fresh_draw(split, tmp_path):
+    train, holdout, fresh = split
+    copied = pd.concat([train.iloc[:30], fresh.iloc[30:]], ignore_index=True)
+    evaluation = evaluate_tables(train, holdout, copied)
+    risk = evaluation.metrics["privacy"]["record_risk"]
+    assert risk["exact_copies"] == 30 and risk["at_risk"] >= 30 and risk["at_risk_excess"] > 0.03
+    assert sorted(r["record"] for r in risk["most_exposed"]) == list(range(1, 11))  # the first rows were copied
+    write_report(evaluation, tmp_path)
+    records = pd.read_csv(tmp_path / "record_risk.csv")
+    assert len(records) == len(train) and set(records["record"].head(30)) == set(range(1, 31))
+    assert records["holdout_percentile"].is_monotonic_increasing
+    assert "<h2>Records most at risk</h2>" in (tmp_path / "report.html").read_text()
+    fresh_risk = evaluate_tables(train, holdout, fresh).metrics["privacy"]["record_risk"]
+    assert fresh_risk["exact_copies"] == 0 and fresh_risk["at_risk_excess"] < 0.02
+
+
+def test_copied_turn_runs_count_consecutive_long_turns_of_one_conversation():
+    def chat(*turns):
+        return {"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": t}
+                             for i, t in enumerate(turns)]}
+
+    long = [f"this is a long enough turn number {i} to count as a copy when repeated" for i in range(5)]
+    train = [chat(*long), chat("short", "turns only")]
+    synthetic = [chat("something new entirely, and long enough to be counted", long[1], long[2], long[3]),
+                 chat(long[0], "a fresh long turn that nobody in training ever wrote down", long[4])]
+    assert copied_turn_runs(train, synthetic).tolist() == [3, 0]
+
+
+def test_chat_record_risk_finds_copied_conversations():
+    demo = support_chats(300, seed=2).conversations
+    train, holdout, fresh = demo[:100], demo[100:200], demo[200:]
+    risk, records = chat_record_risk(train, holdout, train[:50] + fresh[50:])
+    assert risk["at_risk_excess"] > 0.3 and risk["membership_auc"] > 0.65
+    assert risk["longest_copied_turns"]["train"] > risk["longest_copied_turns"]["holdout"]
+    assert set(records["record"].head(40)) <= set(range(1, 51))
+    fresh_risk, _ = chat_record_risk(train, holdout, fresh)
+    assert fresh_risk["at_risk_excess"] < 0.03 and 0.35 < fresh_risk["membership_auc"] < 0.65

@@ -46,6 +46,8 @@ def _check(metric: str, better: str, pass_at: float, warn_at: float, meaning: st
 _SHARED = [
     _check("privacy.pii_replay.excess", "lower", 0.005, 0.02,
            "raw PII values found in synthetic output beyond those found in as many holdout records"),
+    _check("privacy.record_risk.at_risk_excess", "lower", 0.01, 0.03,
+           "training records a synthetic record is closer to than to 99% of holdout records, beyond the 1% of chance"),
     _check("canaries.exposure_excess", "lower", 4, 8,
            "bits of exposure of the most-inserted canaries over never-inserted ones (Carlini et al.)"),
     _check("canaries.extracted", "lower", 0, 0, "inserted canaries whose secret came out of sampling"),

@@ -34,9 +34,10 @@ RELEASE_FILE = "release.json"
 # Figures every evaluation of its kind measures: the default gate fails where one is missing.
 REQUIRED = {
     "tabular": {"fidelity.column_shapes", "fidelity.column_pair_trends", "fidelity.detection_auc",
-                "privacy.exact_match_excess", "privacy.dcr_share", "privacy.membership_auc"},
+                "privacy.exact_match_excess", "privacy.dcr_share", "privacy.membership_auc",
+                "privacy.record_risk.at_risk_excess"},
     "chat": {"fidelity.turn_length_shape", "fidelity.turn_count_shape", "privacy.verbatim_excess",
-             "privacy.similarity_excess"},
+             "privacy.similarity_excess", "privacy.record_risk.at_risk_excess"},
 }
 
 

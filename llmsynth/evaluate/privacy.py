@@ -32,10 +32,15 @@ def exact_match_rates(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.
             for role, frame in (("synthetic", synthetic), ("holdout", holdout))}
 
 
-def _nearest(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
-    """Distances from each query to its k nearest reference rows (brute force in chunks: no n x n matrix)."""
+def nearest_rows(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Distances from each query to its k nearest reference rows and their indices (brute force in chunks: no
+    n x n matrix)."""
     index = NearestNeighbors(n_neighbors=min(k, len(reference)), algorithm="brute").fit(reference)
-    return index.kneighbors(queries, return_distance=True)[0]
+    return index.kneighbors(queries, return_distance=True)
+
+
+def _nearest(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
+    return nearest_rows(reference, queries, k)[0]
 
 
 def _nndr(distances: np.ndarray) -> np.ndarray:

@@ -43,6 +43,11 @@ range, categories one-hot, a mismatch or a missing value counting like a full ra
 means no signal.</li>
 <li><b>PII replay</b>: raw source PII values (<code>llmsynth scrub --raw-pii</code>) found as whole words in the synthetic
 output, against as many holdout records; only counts are shown.</li>
+<li><b>Records at risk</b>: for each training record, the share of holdout records that lie at least as close to the
+synthetic data (the holdout percentile); under 0.01 a synthetic record singles it out. About 1% fall there by chance.</li>
+<li><b>Bias audit</b>: the rate of the outcome per group of a sensitive column; parity gap = highest minus lowest rate
+over groups with 30+ training rows; amplification = synthetic gap / real gap; 95% bootstrap intervals. Downstream:
+accuracy and false-positive-rate gaps between groups of models trained on real and on synthetic rows.</li>
 <li><b>Conversations</b>: KS complement of turn lengths and turns per conversation, TV complement of the label,
 distinct-2 (Li et al. 2016) on equal numbers of bigrams, Fr&eacute;chet distance and MMD on TF-IDF + SVD embeddings, nearest training conversation
 similarity (TF-IDF cosine), verbatim copies of training turns longer than 40 characters, word 8-grams shared with the
@@ -51,7 +56,8 @@ training conversations and the longest run of words shared with one of them (hol
 of times after scrubbing. Exposure = log<sub>2</sub>|R| - log<sub>2</sub> rank of the secret's likelihood among all |R|
 secrets of its format; never-inserted references show chance (about 1.4 bits). Extraction: sampling after the canary's
 prefix, and the bulk synthetic sample, searched for the secret; 1 - (1 - p)<sup>N</sup> is the chance of emitting it in N
-prompted samples.</li>
+prompted samples. DP audit (Steinke, Nasr and Jagielski 2023): canaries each inserted once or not by a coin flip,
+guessed in or out by likelihood; the right guesses give a lower bound on epsilon at 95% confidence.</li>
 </ul>
 """
 
@@ -282,6 +288,20 @@ def _bias_section(bias: dict) -> list[str]:
     return parts
 
 
+def _risk_section(risk: dict) -> list[str]:
+    """The training records the synthetic data exposes most (record_risk.csv has them all)."""
+    unit = "conversations" if "conversations" in risk else "records"
+    shown = risk["most_exposed"]
+    header = "".join(f"<th>{html.escape(key.replace('_', ' '))}</th>" for key in shown[0]) if shown else ""
+    rows = "".join("<tr>" + "".join(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{v}</td>"
+                                    for v in record.values()) + "</tr>" for record in shown)
+    return ["<h2>Records most at risk</h2>",
+            f"<p>{risk['at_risk']:,} of {risk[unit]:,} training {unit} ({risk['at_risk_share']:.2%}) have a synthetic "
+            f"record closer to them than to 99% of the holdout's; {risk['expected_share']:.0%} would by chance. The "
+            "most exposed (record: its number among the training records; all of them in record_risk.csv, to drop "
+            f"or fix before release):</p><table><tr>{header}</tr>{rows}</table>"]
+
+
 def _coherence_section(figures: dict) -> list[str]:
     def shown(value) -> str:
         return "n/a" if value is None else f"{value:.4g}"
@@ -297,8 +317,8 @@ def _coherence_section(figures: dict) -> list[str]:
 def _figures_table(section: dict) -> str:
     rows = []
     for key, value in section.items():
-        if isinstance(value, dict) and (len(value) > 12 or any(isinstance(v, dict) for v in value.values())):
-            continue  # per-column and per-pair detail: in metrics.json
+        if isinstance(value, dict) and (len(value) > 12 or any(isinstance(v, (dict, list)) for v in value.values())):
+            continue  # per-column, per-pair and per-record detail: in metrics.json and its own section
         if isinstance(value, float):
             value = "n/a" if math.isnan(value) else f"{value:.4f}"
         elif isinstance(value, dict):
@@ -336,6 +356,8 @@ def report_html(evaluation: Evaluation, title: str = "llmsynth evaluation") -> s
     for section in ("fidelity", "utility", "privacy"):
         if section in metrics:
             parts += [f"<h2>{section.capitalize()}</h2>", _figures_table(metrics[section])]
+    if "record_risk" in metrics.get("privacy", {}):
+        parts += _risk_section(metrics["privacy"]["record_risk"])
     if "coherence" in metrics:
         parts += _coherence_section(metrics["coherence"])
     parts += _table_figures(evaluation.plots) if metrics["kind"] == "tabular" else _chat_figures(evaluation.plots)
@@ -349,8 +371,11 @@ def report_html(evaluation: Evaluation, title: str = "llmsynth evaluation") -> s
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
-    """metrics.json and report.html in `out_dir`, each written whole or not at all."""
+    """metrics.json, report.html and record_risk.csv (every training record's risk, most exposed first) in
+    `out_dir`, each written whole or not at all."""
     out_dir = Path(out_dir)
+    if evaluation.records is not None:
+        write_text(out_dir / "record_risk.csv", evaluation.records.to_csv(index=False, float_format="%.6g"))
     metrics_path = write_text(out_dir / "metrics.json", metrics_json(evaluation) + "\n")
     report_path = write_text(out_dir / "report.html", report_html(evaluation))
     return metrics_path, report_path

@@ -30,6 +30,7 @@ from llmsynth.evaluate.fidelity import (
     tv_complement,
 )
 from llmsynth.evaluate.privacy import distance_figures, exact_match_rates, pii_replay, row_texts
+from llmsynth.evaluate.risk import chat_record_risk, table_record_risk
 from llmsynth.evaluate.text import (
     conversation_text,
     distinct_n_matched,
@@ -53,6 +54,7 @@ MIN_HOLDOUT = 50  # below this the privacy figures rest on too few rows to mean 
 class Evaluation:
     metrics: dict  # what metrics.json holds, checks and warnings included
     plots: dict = field(default_factory=dict)  # the data behind the report's figures (not written to JSON)
+    records: pd.DataFrame | None = None  # every training record's risk, most exposed first (record_risk.csv)
 
     @property
     def checks(self) -> list[dict]:
@@ -121,7 +123,7 @@ def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.Da
     if target is not None and target not in schema.names:
         raise DataError(f"target column {target!r} is not in the real table; its columns are {schema.names}")
     _check_sensitive(sensitive, target, [c.name for c in schema.learned], "column")
-    steps = _Steps(5 + (target is not None) + (raw_pii is not None) + (canaries is not None) + bool(sensitive),
+    steps = _Steps(6 + (target is not None) + (raw_pii is not None) + (canaries is not None) + bool(sensitive),
                    progress)
     shapes = steps("column shapes", lambda: column_shapes(train, synthetic, schema))
     pairs = steps("pair trends", lambda: column_pair_trends(train, synthetic, schema))
@@ -146,11 +148,13 @@ def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.Da
                                                                   target, seed))
     matches = steps("exact matches", lambda: exact_match_rates(train, holdout, synthetic, schema))
     distances, distance_plots = steps("distances", lambda: distance_figures(train, holdout, synthetic, schema, seed))
+    risk, records = steps("record risk", lambda: table_record_risk(train, holdout, synthetic, schema))
     metrics["privacy"] = {
         "exact_match_rate": matches["synthetic"],
         "exact_match_rate_holdout": matches["holdout"],
         "exact_match_excess": matches["synthetic"] - matches["holdout"],
         **distances,
+        "record_risk": risk,
     }
     if raw_pii is not None:
         metrics["privacy"]["pii_replay"] = steps(
@@ -161,7 +165,7 @@ def evaluate_tables(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.Da
     metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)), training)
     plots = {"real": typed(train, schema), "synthetic": typed(synthetic, schema), "schema": schema,
              "distances": distance_plots}
-    return Evaluation(metrics, plots)
+    return Evaluation(metrics, plots, records)
 
 
 def training_figures(manifest: dict) -> dict:
@@ -217,7 +221,7 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
             raise DataError(f"the {role} conversations are empty")
     has_label = all(label in c.get("metadata", {}) for corpus in (train, holdout, synthetic) for c in corpus)
     _check_sensitive(sensitive, label if has_label else None, list(_metadata_frame(train).columns), "metadata field")
-    steps = _Steps(6 + has_label + (raw_pii is not None) + (canaries is not None) + bool(sensitive), progress)
+    steps = _Steps(7 + has_label + (raw_pii is not None) + (canaries is not None) + bool(sensitive), progress)
     real_turns, synthetic_turns = _turns(train), _turns(synthetic)
     real_lengths, synthetic_lengths = [len(t) for t in real_turns], [len(t) for t in synthetic_turns]
     real_counts = [len(c["messages"]) for c in train]
@@ -247,16 +251,38 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
     if sensitive:
         metrics["bias"] = steps("bias audit", lambda: bias_audit(
             *(_metadata_frame(corpus) for corpus in (train, holdout, synthetic)), sensitive, label, seed=seed))
-    similarity = steps("similarity", lambda: {
-        role: nearest_similarity(train, corpus) for role, corpus in (("synthetic", synthetic), ("holdout", holdout))})
-    verbatim = {"synthetic": verbatim_share(synthetic_turns, real_turns),
-                "holdout": verbatim_share(_turns(holdout), real_turns)}
     texts = {role: [conversation_text(c) for c in corpus]
              for role, corpus in (("train", train), ("synthetic", synthetic), ("holdout", holdout))}
+    metrics["privacy"], similarity = _chat_privacy(train, holdout, synthetic, texts, steps)
+    metrics["privacy"]["record_risk"], records = steps("record risk", lambda: chat_record_risk(
+        train, holdout, synthetic, seed))
+    if raw_pii is not None:
+        metrics["privacy"]["pii_replay"] = steps("PII replay", lambda: _replay(
+            raw_pii, texts["synthetic"], texts["holdout"], seed))
+    if canaries is not None:
+        metrics["canaries"] = steps("canaries", lambda: canaries.figures(texts["synthetic"], seed))
+    steps.bar.close()
+    metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)), training)
+    plots = {"turn_lengths": (real_lengths, synthetic_lengths), "turn_counts": (real_counts, synthetic_counts),
+             "similarity": similarity}
+    if has_label:
+        plots["labels"] = (label, real_labels, synthetic_labels)
+    return Evaluation(metrics, plots, records)
+
+
+def _chat_privacy(train: Sequence[dict], holdout: Sequence[dict], synthetic: Sequence[dict], texts: dict,
+                  steps: _Steps) -> tuple[dict, dict]:
+    """What synthetic conversations repeat of the training ones, each figure beside the holdout's; with the
+    nearest-training similarities for the report's histogram."""
+    similarity = steps("similarity", lambda: {
+        role: nearest_similarity(train, corpus) for role, corpus in (("synthetic", synthetic), ("holdout", holdout))})
+    real_turns = _turns(train)
+    verbatim = {role: verbatim_share(_turns(corpus), real_turns)
+                for role, corpus in (("synthetic", synthetic), ("holdout", holdout))}
     overlap, common = steps("memorized text", lambda: (
         {role: ngram_overlap(texts[role], texts["train"], 8) for role in ("synthetic", "holdout")},
         {role: longest_common_words(texts[role], texts["train"]) for role in ("synthetic", "holdout")}))
-    metrics["privacy"] = {
+    return {
         "verbatim_share": verbatim["synthetic"],
         "verbatim_share_holdout": verbatim["holdout"],
         "verbatim_excess": verbatim["synthetic"] - verbatim["holdout"],
@@ -270,19 +296,7 @@ def evaluate_chats(train: Sequence[dict], holdout: Sequence[dict], synthetic: Se
         "ngram8_excess": overlap["synthetic"] - overlap["holdout"],
         "longest_common_words": {role: {"median": float(np.median(lengths)), "p95": float(np.quantile(lengths, 0.95)),
                                         "max": int(max(lengths))} for role, lengths in common.items()},
-    }
-    if raw_pii is not None:
-        metrics["privacy"]["pii_replay"] = steps("PII replay", lambda: _replay(
-            raw_pii, texts["synthetic"], texts["holdout"], seed))
-    if canaries is not None:
-        metrics["canaries"] = steps("canaries", lambda: canaries.figures(texts["synthetic"], seed))
-    steps.bar.close()
-    metrics = _finish(metrics, checks, _holdout_warnings(len(holdout)), training)
-    plots = {"turn_lengths": (real_lengths, synthetic_lengths), "turn_counts": (real_counts, synthetic_counts),
-             "similarity": similarity}
-    if has_label:
-        plots["labels"] = (label, real_labels, synthetic_labels)
-    return Evaluation(metrics, plots)
+    }, similarity
 
 
 def _label_utility(train: Sequence[dict], holdout: Sequence[dict], synthetic: Sequence[dict], label: str) -> dict:

@@ -85,21 +85,28 @@ def replayed_values(texts: Iterable[str], values: Iterable[str]) -> set[str]:
             and re.search(rf"(?<!\w){re.escape(v.lower())}(?!\w)", corpus)}
 
 
-def _tfidf(real: Sequence[dict]):
+def tfidf(real: Sequence[dict]):
     return _vectorizer().fit([conversation_text(c) for c in real])
 
 
-def nearest_similarity(train: Sequence[dict], queries: Sequence[dict], vectorizer=None,
-                       chunk: int = 1000) -> list[float]:
-    """Each query conversation's TF-IDF cosine similarity to its most similar training conversation (1 = a copy),
-    in chunks so that no queries x train matrix is held at once."""
-    vectorizer = vectorizer or _tfidf(train)
-    reference = vectorizer.transform([conversation_text(c) for c in train]).T.tocsr()
-    similarities = []
-    for start in range(0, len(queries), chunk):
-        block = vectorizer.transform([conversation_text(c) for c in queries[start:start + chunk]])
-        similarities.extend((block @ reference).max(axis=1).toarray().ravel().tolist())
-    return similarities
+def nearest_similarity(train: Sequence[dict], queries: Sequence[dict], vectorizer=None) -> list[float]:
+    """Each query conversation's TF-IDF cosine similarity to its most similar training conversation (1 = a copy)."""
+    vectorizer = vectorizer or tfidf(train)
+    similarity, _ = most_similar(vectorizer.transform([conversation_text(c) for c in train]),
+                                 vectorizer.transform([conversation_text(c) for c in queries]))
+    return similarity.tolist()
+
+
+def most_similar(reference, queries, chunk: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row of L2-normalized (TF-IDF) vectors, the cosine similarity of the most similar reference row
+    and its index, in chunks so that no queries x reference matrix is held at once."""
+    reference = reference.T.tocsr()
+    similarity, index = [], []
+    for start in range(0, queries.shape[0], chunk):
+        block = (queries[start:start + chunk] @ reference).tocsr()
+        similarity.append(block.max(axis=1).toarray().ravel())
+        index.append(np.asarray(block.argmax(axis=1)).ravel())
+    return np.concatenate(similarity), np.concatenate(index)
 
 
 def embedding_distances(real: Sequence[dict], others: dict[str, Sequence[dict]], dimensions: int = 64,
@@ -116,7 +123,7 @@ def embedding_distances(real: Sequence[dict], others: dict[str, Sequence[dict]],
         return [items[i] for i in sorted(chosen)]
 
     real = subset(real)
-    vectorizer = _tfidf(real)
+    vectorizer = tfidf(real)
     matrix = vectorizer.transform([conversation_text(c) for c in real])
     svd = TruncatedSVD(n_components=min(dimensions, matrix.shape[1] - 1), random_state=seed).fit(matrix)
     reference = svd.transform(matrix)

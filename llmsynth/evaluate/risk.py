@@ -1,0 +1,120 @@
+"""Per-record risk: which training records the synthetic data exposes most, so that a user can drop or fix them
+before a release.
+
+A training record is exposed when some synthetic record lies closer to it than to nearly every real record the
+model never saw. Its closeness (distance to the nearest synthetic row; for conversations, TF-IDF similarity to the
+most similar synthetic conversation) is ranked among the holdout records' own: the holdout percentile, the share of
+unseen records at least as close (ties count half). For a generator that learned nothing about single records the
+percentiles are uniform, so about 1% of the training records fall under 0.01 by chance; more than that, and the
+records at the top of the list are the ones to look at. Conversations add the longest run of consecutive turns a
+synthetic conversation copies from the training conversation (beside the holdout's, for templates and stock phrases),
+and a conversation-level membership attack.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from llmsynth.data.schema import Schema
+from llmsynth.evaluate.features import distance_vectors, row_keys, typed
+from llmsynth.evaluate.privacy import nearest_rows
+from llmsynth.evaluate.text import conversation_text, most_similar, tfidf
+
+RISK_LEVEL = 0.01
+SHOWN = 10  # most exposed records in metrics.json (all of them in record_risk.csv)
+MIN_TURN_CHARS = 40  # shorter turns ("Thanks!") repeat in any corpus
+
+
+def holdout_percentiles(train_closeness: np.ndarray, holdout_closeness: np.ndarray) -> np.ndarray:
+    """Per training record, the share of holdout records at least as close to the synthetic data (ties half);
+    closeness: higher is closer."""
+    ordered = np.sort(holdout_closeness)
+    above = len(ordered) - np.searchsorted(ordered, train_closeness, side="right")
+    ties = np.searchsorted(ordered, train_closeness, side="right") - np.searchsorted(ordered, train_closeness)
+    return (above + 0.5 * ties) / len(ordered)
+
+
+def _summary(records: pd.DataFrame, unit: str) -> dict:
+    at_risk = records["holdout_percentile"] < RISK_LEVEL
+    columns = [c for c in records.columns if c != "nearest_synthetic_record"]
+    return {unit: len(records), "at_risk": int(at_risk.sum()), "at_risk_share": float(at_risk.mean()),
+            "expected_share": RISK_LEVEL, "at_risk_excess": float(at_risk.mean() - RISK_LEVEL),
+            "most_exposed": records[columns].head(SHOWN).to_dict(orient="records")}
+
+
+def table_record_risk(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
+                      schema: Schema) -> tuple[dict, pd.DataFrame]:
+    """The figures, and every training row's risk, most exposed first (`record`: 1 = the first training row)."""
+    frames = [typed(frame, schema) for frame in (train, holdout, synthetic)]
+    train_vectors, holdout_vectors, synthetic_vectors = distance_vectors(frames[0], frames, schema)
+    (train_distance, nearest), (holdout_distance, _) = (
+        (found[0][:, 0], found[1][:, 0]) for found in (nearest_rows(synthetic_vectors, train_vectors),
+                                                       nearest_rows(synthetic_vectors, holdout_vectors)))
+    records = pd.DataFrame({
+        "record": np.arange(1, len(train) + 1),
+        "nearest_synthetic_distance": train_distance,
+        "holdout_percentile": holdout_percentiles(-train_distance, -holdout_distance),
+        "exact_copy": row_keys(frames[0], schema).isin(set(row_keys(frames[2], schema))).to_numpy(),
+        "nearest_synthetic_record": nearest + 1,
+    }).sort_values(["holdout_percentile", "nearest_synthetic_distance"], kind="stable")
+    figures = _summary(records, "records")
+    figures["exact_copies"] = int(records["exact_copy"].sum())
+    return figures, records.reset_index(drop=True)
+
+
+def _turn_keys(conversation: dict) -> list[str | None]:
+    return [" ".join(m["content"].split()) if len(m["content"].strip()) > MIN_TURN_CHARS else None
+            for m in conversation["messages"]]
+
+
+def copied_turn_runs(train: Sequence[dict], synthetic: Sequence[dict]) -> np.ndarray:
+    """Per training conversation, the longest run of consecutive turns (over 40 characters) that one synthetic
+    conversation repeats word for word, in order."""
+    where = defaultdict(list)  # turn text -> (training conversation, position)
+    for number, conversation in enumerate(train):
+        for position, key in enumerate(_turn_keys(conversation)):
+            if key is not None:
+                where[key].append((number, position))
+    longest = np.zeros(len(train), dtype=int)
+    for conversation in synthetic:
+        runs: dict[tuple[int, int], int] = {}
+        for key in _turn_keys(conversation):
+            runs = {(number, position): runs.get((number, position - 1), 0) + 1
+                    for number, position in where.get(key, ())} if key is not None else {}
+            for (number, _), length in runs.items():
+                longest[number] = max(longest[number], length)
+    return longest
+
+
+def chat_record_risk(train: Sequence[dict], holdout: Sequence[dict], synthetic: Sequence[dict],
+                     seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """The figures, and every training conversation's risk, most exposed first (`record`: its line among the
+    training conversations)."""
+    vectorizer = tfidf(train)
+    synthetic_vectors = vectorizer.transform([conversation_text(c) for c in synthetic])
+    train_similarity, nearest = most_similar(synthetic_vectors, vectorizer.transform(
+        [conversation_text(c) for c in train]))
+    holdout_similarity, _ = most_similar(synthetic_vectors, vectorizer.transform(
+        [conversation_text(c) for c in holdout]))
+    records = pd.DataFrame({
+        "record": np.arange(1, len(train) + 1),
+        "nearest_synthetic_similarity": train_similarity,
+        "holdout_percentile": holdout_percentiles(train_similarity, holdout_similarity),
+        "copied_turns": copied_turn_runs(train, synthetic),
+        "nearest_synthetic_record": nearest + 1,
+    }).sort_values(["holdout_percentile", "copied_turns"], ascending=[True, False], kind="stable")
+    size = min(len(train), len(holdout))
+    members = np.random.default_rng(seed).choice(train_similarity, size, replace=False)
+    outsiders = np.random.default_rng(seed).choice(holdout_similarity, size, replace=False)
+    figures = _summary(records, "conversations")
+    figures["membership_auc"] = float(roc_auc_score(np.r_[np.ones(size), np.zeros(size)], np.r_[members, outsiders]))
+    baseline = copied_turn_runs(holdout, synthetic)  # what templates and stock phrases give unseen conversations
+    figures["longest_copied_turns"] = {"train": int(records["copied_turns"].max()), "holdout": int(baseline.max())}
+    figures["copied_turns_share"] = {"train": float((records["copied_turns"] >= 2).mean()),
+                                     "holdout": float((baseline >= 2).mean())}
+    return figures, records.reset_index(drop=True)
