@@ -135,7 +135,9 @@ def test_the_audit_bound_is_the_largest_epsilon_the_binomial_tail_rejects():
     p = 1 / (1 + np.exp(-bound))
     assert binom.sf(89, 100, p) == pytest.approx(0.01, rel=1e-6)
     assert largest_rejected_epsilon(100, 100, 0.01) == pytest.approx(np.log(0.01 ** 0.01 / (1 - 0.01 ** 0.01)))
-    assert largest_rejected_epsilon(100, 100, -0.001) == 0.0  # a delta term above the confidence: nothing shown
+    with_delta = largest_rejected_epsilon(100, 90, 0.01, delta=1e-5, canaries=200)
+    assert 0 < with_delta < bound  # delta's slack weakens what the same guesses show
+    assert largest_rejected_epsilon(100, 90, 0.01, delta=1e-2, canaries=200) == 0.0
 
 
 def _audited(epochs: int, **train) -> TabularSynthesizer:
