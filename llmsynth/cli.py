@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from llmsynth.cli_options import (
-    DEMO_OPTIONS, EVALUATE_OPTIONS, FILE, GENERATE_OPTIONS, SCRUB_OPTIONS, TRAIN_OPTIONS, command_line, per_table,
+    DEMO_OPTIONS, EVALUATE_OPTIONS, FILE, GENERATE_OPTIONS, SCRUB_OPTIONS, SWEEP_OPTIONS, TRAIN_OPTIONS,
+    check_generate_options, command_line, per_table,
 )
 from llmsynth.errors import LlmsynthError
 
@@ -151,10 +152,8 @@ def generate(model_dir, n, output, seed, conditions, fair, target, mixes, temper
 
     _quiet_libraries()
     kind = read_manifest(model_dir).get("kind")
+    check_generate_options(kind, mixes, allow_copies, guidance, fair, target, num_processes)
     if kind == "relational":
-        if mixes or allow_copies or guidance is not None or num_processes > 1:
-            raise click.UsageError("related tables take --condition on root columns; --mix, --allow-copies, "
-                                   "--guidance and --num-processes are not for them")
         database, seconds = generate_database(load(model_dir), n, output, conditions=conditions, seed=seed,
                                               temperature=temperature, top_p=top_p, batch_size=batch_size or 256)
         rows = ", ".join(f"{name} {len(table)}" for name, table in database.tables.items())
@@ -164,13 +163,6 @@ def generate(model_dir, n, output, seed, conditions, fair, target, mixes, temper
     check_output(kind, output)
     chat_options = {"mix": mixes, "rescrub": not no_rescrub, "allow_copies": allow_copies,
                     **({} if guidance is None else {"guidance": guidance})}
-    if kind != "chat" and (mixes or allow_copies or guidance is not None):
-        raise click.UsageError("--mix, --allow-copies and --guidance are for conversations; condition a table's "
-                               "rows with --condition")
-    if kind == "chat" and (fair or target):
-        raise click.UsageError("--fair and --target are for tables; balance conversations' metadata with --mix")
-    if fair and num_processes > 1:
-        raise click.UsageError("--fair runs in one process (it balances every group against the rest)")
     processes = process_state()
     if num_processes > 1 and processes.num_processes == 1:
         sys.exit(relaunch(num_processes, command_line(click.get_current_context())))
@@ -217,22 +209,21 @@ def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, 
                                 reference_model=None if reference_model.lower() == "none" else reference_model)
     metrics_path, report_path = write_report(evaluation, out_dir)
     click.echo(f"done in {time.perf_counter() - started:.1f}s -> {metrics_path}, {report_path}")
-    released = _release(gate, evaluation, thresholds, inputs, model_dir, out_dir) if gate else True
+    if gate:
+        from llmsynth.evaluate.gate import gate_release
+
+        record, lines = gate_release(gate, evaluation.metrics, thresholds, inputs, model_dir, out_dir,
+                                     ["llmsynth", *command_line(click.get_current_context())])
+        _show(lines)
     _print_checks(evaluation, fail_on)
-    if not released:
+    if gate and not record["passed"]:
         sys.exit(1)
 
 
-def _release(gate: str, evaluation, thresholds: Path | None, inputs: dict[str, Path], model_dir: Path | None,
-             out_dir: Path) -> bool:
-    """Apply the release gate and write release.json; print the limits not met; whether the gate passed."""
-    from llmsynth.evaluate.gate import gate_release
-
-    record, lines = gate_release(gate, evaluation.metrics, thresholds, inputs, model_dir, out_dir,
-                                 ["llmsynth", *command_line(click.get_current_context())])
+def _show(lines: list[tuple[str, str]]) -> None:
+    """(status, line) pairs, coloured by status: pass green, fail red, anything else yellow."""
     for status, line in lines:
-        click.secho(line, fg={"pass": "green", "fail": "red"}.get(status, "yellow"), err=status != "pass")
-    return record["passed"]
+        click.secho(line, fg={"pass": "green", "fail": "red"}.get(status, "yellow"))
 
 
 def _print_checks(evaluation, fail_on: str) -> None:
@@ -241,8 +232,7 @@ def _print_checks(evaluation, fail_on: str) -> None:
 
     for warning in evaluation.metrics["warnings"]:
         click.secho(f"warning: {warning}", err=True, fg="yellow")
-    for verdict, line in summary_lines(evaluation):
-        click.secho(line, fg={"pass": "green", "warn": "yellow", "fail": "red"}[verdict])
+    _show(summary_lines(evaluation))
     if evaluation.worst in {"fail": ("fail",), "warn": ("warn", "fail"), "never": ()}[fail_on]:
         click.secho(f"failing: a check is at {evaluation.worst!r} (fail on {fail_on})", err=True, fg="red")
         sys.exit(1)
@@ -270,6 +260,20 @@ def run(pipeline):
     _quiet_libraries()
     config = load_pipeline(pipeline)
     _print_checks(run_pipeline(config, echo=click.echo).evaluation, config.evaluate.fail_on)
+
+
+@main.command()
+@SWEEP_OPTIONS
+def sweep(input_path, output, epsilons, kind, target, utility_floor, recipe, epochs, max_minutes, n, audit_canaries,
+          no_scrub, processes):
+    """Train INPUT at each epsilon (and without DP), evaluate each against one holdout, and recommend the smallest
+    epsilon whose utility meets the floor: the privacy-utility frontier in OUTPUT/report.html."""
+    from llmsynth.sweep import run_sweep, sweep_config, sweep_lines
+
+    _quiet_libraries()
+    config = sweep_config(input_path, output, kind, not no_scrub, n, target, recipe=recipe, epochs=epochs,
+                          max_minutes=max_minutes, audit_canaries=audit_canaries)
+    _say(sweep_lines(run_sweep(config, epsilons, utility_floor, processes, echo=click.echo)))
 
 
 @main.command()

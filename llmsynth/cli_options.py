@@ -212,6 +212,22 @@ GENERATE_OPTIONS = _group(
 )
 
 
+def check_generate_options(kind: str, mixes: dict, allow_copies: bool, guidance: float | None, fair: list[str],
+                           target: str | None, num_processes: int) -> None:
+    """Option combinations a kind of synthesizer cannot take, as usage errors."""
+    for_chats = bool(mixes or allow_copies or guidance is not None)
+    if kind == "relational" and (for_chats or fair or target or num_processes > 1):
+        raise click.UsageError("related tables take --condition on root columns; --mix, --allow-copies, --guidance, "
+                               "--fair, --target and --num-processes are not for them")
+    if kind == "tabular" and for_chats:
+        raise click.UsageError("--mix, --allow-copies and --guidance are for conversations; condition a table's "
+                               "rows with --condition")
+    if kind == "chat" and (fair or target):
+        raise click.UsageError("--fair and --target are for tables; balance conversations' metadata with --mix")
+    if fair and num_processes > 1:
+        raise click.UsageError("--fair runs in one process (it balances every group against the rest)")
+
+
 EVALUATE_OPTIONS = _group(
     click.option("--real", "real_path", required=True,
                  help="The (scrubbed) records the model was trained on; related tables: a folder or database URL."),
@@ -256,6 +272,40 @@ EVALUATE_OPTIONS = _group(
                  "(a named base, a .gguf file or a model folder; 'none' leaves the figure out). Left out, with the "
                  "reason in metrics.json, where it is not installed."),
     SEED,
+)
+
+
+def _epsilons(context, parameter, text: str) -> list[float | None]:
+    from llmsynth.sweep import parse_epsilons
+
+    try:
+        return parse_epsilons(text)
+    except DataError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+SWEEP_OPTIONS = _group(
+    click.argument("input_path", metavar="INPUT", type=FILE),
+    click.option("-o", "--output", required=True, type=FOLDER,
+                 help="Folder for the split, a folder per epsilon (model, synthetic data, report), sweep.json and "
+                 "report.html (the frontier)."),
+    click.option("--dp-epsilon", "epsilons", required=True, metavar="E,E,...", callback=_epsilons,
+                 help="Epsilons to train at, 'inf' for a run without DP, e.g. 1,2,4,8,inf."),
+    click.option("--kind", type=click.Choice(["tabular", "chat"]), default="tabular", show_default=True,
+                 help="tabular or chat."),
+    click.option("--target", help="Tables: the column whose TSTR ratio is the utility (default: column shapes)."),
+    click.option("--utility-floor", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+                 help="The recommendation: the smallest epsilon whose utility reaches this."),
+    click.option("--recipe", help="Recipe name or YAML file (default: tiny-cpu, tiny-chat for chats)."),
+    click.option("--epochs", type=click.IntRange(min=1), help="Epochs per run; DP's noise is set for them."),
+    click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Training budget per run."),
+    click.option("-n", "--num-rows", "n", type=click.IntRange(min=1),
+                 help="Records to generate per run (default: as many as the training part)."),
+    click.option("--audit-canaries", type=click.IntRange(min=0), default=0, metavar="M",
+                 help="M audit canaries per run: each run's empirical lower bound on epsilon beside its accountant's."),
+    click.option("--no-scrub", is_flag=True, help="Train on the data as given (no PII scrubbing)."),
+    click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Runs side by side, the CPU threads shared between them."),
 )
 
 

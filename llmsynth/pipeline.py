@@ -134,12 +134,17 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     split.json (the holdout's record numbers), train.* and holdout.* (scrubbed), private/raw_pii.jsonl (raw PII
     found in the source: keep it private), model/ (the synthesizer), synthetic.*, report/ (metrics.json,
     report.html) and pipeline.json (the resolved config and the seconds per stage)."""
-    out = config.output
-    seconds: dict[str, float] = {}
     started = time.perf_counter()
-    train, holdout, scrubbed = _split_and_scrub(config, echo)
-    seconds["split_and_scrub"] = time.perf_counter() - started
+    train, holdout, scrubbed = split_and_scrub(config, echo)
+    return run_stages(config, train, holdout, scrubbed, echo, {"split_and_scrub": time.perf_counter() - started})
 
+
+def run_stages(config: PipelineConfig, train: Any, holdout: Any, scrubbed: Scrubbed | None,
+               echo: Callable[[str], None] = print, seconds: dict[str, float] | None = None) -> PipelineRun:
+    """Train, generate and evaluate on a source already split (and scrubbed): model/, synthetic.*, report/ and
+    pipeline.json in `config.output`. `seconds`: of the stages before, for pipeline.json."""
+    out = config.output
+    seconds = dict(seconds or {})
     started = time.perf_counter()
     synth = _train(config, train, scrubbed)
     seconds["train"] = time.perf_counter() - started
@@ -174,7 +179,7 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     return PipelineRun(evaluation, synth, seconds)
 
 
-def _split_and_scrub(config: PipelineConfig, echo: Callable[[str], None]) -> tuple[Any, Any, Scrubbed | None]:
+def split_and_scrub(config: PipelineConfig, echo: Callable[[str], None]) -> tuple[Any, Any, Scrubbed | None]:
     """The training and holdout parts, scrubbed once together, written beside the split and the raw PII found."""
     out, chat = config.output, config.kind == "chat"
     source = read_records(config.kind, config.input)

@@ -20,6 +20,7 @@ from llmsynth.evaluate.gate import REQUIRED, load_gate
 from llmsynth.evaluate.checks import TABLE_CHECKS
 from llmsynth.evaluate.risk import chat_record_risk, copied_turn_runs, holdout_percentiles
 from llmsynth.generate.fair import parity_cells
+from llmsynth.sweep import parse_epsilons, recommend
 
 
 def _population(n: int, rates: dict[str, float], seed: int) -> pd.DataFrame:
@@ -230,3 +231,38 @@ def test_chat_record_risk_finds_copied_conversations():
     assert set(records["record"].head(40)) <= set(range(1, 51))
     fresh_risk, _ = chat_record_risk(train, holdout, fresh)
     assert fresh_risk["at_risk_excess"] < 0.03 and 0.35 < fresh_risk["membership_auc"] < 0.65
+
+
+def test_epsilons_parse_sorted_with_no_dp_last():
+    assert parse_epsilons("8, 1,inf,2,1") == [1.0, 2.0, 8.0, None]
+    for bad, message in (("1,x", "positive numbers or 'inf'"), ("0,1", "above 0"), ("4", "at least two")):
+        with pytest.raises(DataError, match=message):
+            parse_epsilons(bad)
+
+
+def test_the_recommendation_is_the_smallest_epsilon_meeting_the_floor():
+    runs = [{"run": f"eps-{e}", "epsilon": e, "utility_ratio": u}
+            for e, u in ((1.0, 0.7), (2.0, 0.92), (4.0, 0.95), (None, 0.99))]
+    assert recommend(runs, "utility_ratio", 0.9)["epsilon"] == 2.0
+    none = recommend(runs, "utility_ratio", 0.98)
+    assert none["epsilon"] is None and "best: 0.950 at epsilon 4" in none["reason"]  # no DP does not count
+
+
+def test_a_sweep_trains_each_epsilon_on_one_split_and_plots_the_frontier(demo_table, recipe_file, tmp_path):
+    demo_table.head(300).to_csv(tmp_path / "customers.csv", index=False)
+    result = CliRunner().invoke(main, ["sweep", str(tmp_path / "customers.csv"), "-o", str(tmp_path / "sweep"),
+                                       "--dp-epsilon", "inf,2", "--recipe", str(recipe_file), "--target", "is_fraud",
+                                       "--utility-floor", "0.1"])
+    assert result.exit_code == 0, result.output
+    sweep = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [r["run"] for r in sweep["runs"]] == ["eps-2", "eps-inf"] and sweep["utility"] == "utility_ratio"
+    private, plain = sweep["runs"]
+    assert 1.5 < private["epsilon_spent"] <= 2 + 1e-6 and plain["epsilon_spent"] is None
+    assert sweep["recommendation"]["epsilon"] == 2.0 and "recommended: epsilon 2" in result.output
+    for run in ("eps-2", "eps-inf"):  # one holdout for all: split once, each run evaluated against it
+        assert (tmp_path / "sweep" / run / "report" / "metrics.json").is_file()
+        assert not (tmp_path / "sweep" / run / "split.json").exists()
+    holdout = [json.loads((tmp_path / "sweep" / r / "report" / "metrics.json").read_text())["rows"]["holdout"]
+               for r in ("eps-2", "eps-inf")]
+    assert holdout[0] == holdout[1] == len(pd.read_csv(tmp_path / "sweep" / "holdout.csv"))
+    assert '<img alt="privacy-utility frontier"' in (tmp_path / "sweep" / "report.html").read_text()

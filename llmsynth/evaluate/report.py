@@ -379,3 +379,53 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Pat
     metrics_path = write_text(out_dir / "metrics.json", metrics_json(evaluation) + "\n")
     report_path = write_text(out_dir / "report.html", report_html(evaluation))
     return metrics_path, report_path
+
+
+def _frontier_figure(sweep: dict):
+    """Utility, privacy and epsilon against the target epsilon (log scale; no DP at the right)."""
+    import matplotlib.pyplot as plt
+
+    runs = sweep["runs"]
+    finite = [r["epsilon"] for r in runs if r["epsilon"] is not None]
+    no_dp = max(finite, default=1.0) * 4
+    x = [no_dp if r["epsilon"] is None else r["epsilon"] for r in runs]
+    panels = (("utility and fidelity (higher is better)", ("utility_ratio", "column_shapes", "column_pair_trends")),
+              ("privacy attacks (0.5 = no signal)", ("detection_auc", "membership_auc", "dcr_share")),
+              ("epsilon: spent vs shown by the audit", ("epsilon_spent", "epsilon_lower_bound")))
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+    for axis, (title, keys) in zip(axes, panels):
+        for key in keys:
+            points = [(xi, r[key]) for xi, r in zip(x, runs) if r[key] is not None]
+            if points:
+                axis.plot(*zip(*points), "o-", label=key.replace("_", " "))
+        if sweep["utility"] in keys:
+            axis.axhline(sweep["utility_floor"], color="#888", linestyle=":", label="utility floor")
+        axis.set_xscale("log")
+        axis.set_xticks(x, ["no DP" if r["epsilon"] is None else f"{r['epsilon']:g}" for r in runs])
+        axis.minorticks_off()
+        axis.set_xlabel("target epsilon")
+        axis.set_title(title, fontsize=10)
+        axis.legend(fontsize=8)
+    return figure
+
+
+def sweep_html(sweep: dict) -> str:
+    """The sweep's report: the recommendation, a row per epsilon and the frontier plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    keys = ("run", "epsilon_spent", "utility_ratio", "column_shapes", "column_pair_trends", "detection_auc",
+            "dcr_share", "membership_auc", "at_risk_share", "epsilon_lower_bound", "seconds", "worst_check")
+    rows = "".join("<tr>" + "".join(
+        f"<td>{'n/a' if r[k] is None else f'{r[k]:.3g}' if isinstance(r[k], float) else html.escape(str(r[k]))}</td>"
+        for k in keys) + "</tr>" for r in sweep["runs"])
+    advice = sweep["recommendation"]
+    chosen = (f"<b>epsilon {advice['epsilon']:g}</b> ({html.escape(advice['run'])}): " if advice["epsilon"] else
+              "<b>no recommendation</b>: ")
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>llmsynth privacy-utility sweep'
+            f"</title><style>{_STYLE}</style></head><body><h1>Privacy-utility sweep</h1>"
+            f"<p>{html.escape(sweep['source'])} ({sweep['kind']}); each run's folder holds its model, synthetic data "
+            f"and full report. {sweep['seconds']:.0f} s in all.</p>"
+            f"<p>Recommended: {chosen}{html.escape(advice['reason'])}.</p>"
+            "<table><tr>" + "".join(f"<th>{k.replace('_', ' ')}</th>" for k in keys) + f"</tr>{rows}</table>"
+            + _figure_html(_frontier_figure(sweep), "privacy-utility frontier") + "</body></html>\n")
