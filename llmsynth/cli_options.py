@@ -226,6 +226,8 @@ def check_generate_options(kind: str, mixes: dict, allow_copies: bool, guidance:
         raise click.UsageError("--fair and --target are for tables; balance conversations' metadata with --mix")
     if fair and num_processes > 1:
         raise click.UsageError("--fair runs in one process (it balances every group against the rest)")
+    if target and not fair:
+        raise click.UsageError("--target goes with --fair: the column whose rate must not depend on the groups")
 
 
 EVALUATE_OPTIONS = _group(

@@ -266,3 +266,21 @@ def test_a_sweep_trains_each_epsilon_on_one_split_and_plots_the_frontier(demo_ta
                for r in ("eps-2", "eps-inf")]
     assert holdout[0] == holdout[1] == len(pd.read_csv(tmp_path / "sweep" / "holdout.csv"))
     assert '<img alt="privacy-utility frontier"' in (tmp_path / "sweep" / "report.html").read_text()
+
+
+def test_fair_generation_from_the_command_line(cli_model, tmp_path):
+    out = tmp_path / "fair.csv"
+    result = CliRunner().invoke(main, ["generate", str(cli_model), "-n", "400", "-o", str(out), "--fair",
+                                       "home_ownership", "--target", "employment"])
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(out)
+    assert len(rows) == 400 and rows["name"].notna().all()  # identifiers filled as in plain generation
+    rates = pd.crosstab(rows["home_ownership"], rows["employment"], normalize="index")
+    assert (rates.max() - rates.min()).max() < 0.03
+    alone = CliRunner().invoke(main, ["generate", str(cli_model), "-n", "5", "-o", str(tmp_path / "x.csv"),
+                                      "--target", "employment"])
+    assert alone.exit_code == 2 and "--target goes with --fair" in alone.output
+    bad = CliRunner().invoke(main, ["generate", str(cli_model), "-n", "5", "-o", str(tmp_path / "y.csv"), "--fair",
+                                    "age", "--target", "employment"])
+    assert bad.exit_code == 2 and "'age' is not a categorical column" in bad.output
+    assert not (tmp_path / "y.csv").exists()

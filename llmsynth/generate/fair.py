@@ -61,8 +61,15 @@ def fair_rows(sample: Callable[..., Iterator[pd.DataFrame]], schema: Schema, n: 
               target: str | None, conditions: Mapping[str, Any] | None = None, seed: int = 0,
               batch_size: int = 1024, progress: bool = True, **sampling: Any) -> Iterator[pd.DataFrame]:
     """`n` rows in chunks of `batch_size` with statistical parity of `target` over `fair`; `sample` is a
-    synthesizer's `iter_sample` (its temperature and top_p in `sampling`)."""
+    synthesizer's `iter_sample` (its temperature and top_p in `sampling`). Bad columns fail here, not on the first
+    chunk."""
     check_fair(schema, fair, target, conditions)
+    return _fair_chunks(sample, n, fair, target, conditions, seed, batch_size, progress, sampling)
+
+
+def _fair_chunks(sample: Callable[..., Iterator[pd.DataFrame]], n: int, fair: Sequence[str], target: str,
+                 conditions: Mapping[str, Any] | None, seed: int, batch_size: int, progress: bool,
+                 sampling: dict[str, Any]) -> Iterator[pd.DataFrame]:
     def seed_of(part: int) -> int:  # the pilot and each cell draw from their own stream
         return int(np.random.SeedSequence([seed, 0xFA12, part]).generate_state(1)[0])
 
