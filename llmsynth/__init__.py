@@ -6,22 +6,6 @@ __version__ = "0.1.0"
 __all__ = ["ChatSynthesizer", "LlmsynthError", "TabularSynthesizer", "__version__", "load", "new_synthesizer"]
 
 
-LIBRARIES = ("llmsynth", "torch", "transformers", "tokenizers", "peft", "accelerate")
-
-
-def library_versions(packages: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
-    """Installed versions of `packages` (those not installed left out): what a manifest or a release record pins."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for package in packages:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
 def __getattr__(name: str):
     # Imported on first use so that `llmsynth --help` does not pay for torch and transformers.
     if name in ("ChatSynthesizer", "TabularSynthesizer", "load", "new_synthesizer"):

@@ -38,6 +38,8 @@ def command_line(ctx: click.Context) -> list[str]:
             for key, item in value.items():
                 text = ",".join(f"{v}:{share}" for v, share in item.items()) if isinstance(item, dict) else item
                 args += [param.opts[0], f"{key}={text}"]
+        elif isinstance(value, list):  # a comma-separated option (--fair, --sensitive), parsed into a list
+            args += [param.opts[0], ",".join(value)] if value else []
         elif value is not None:
             args += [param.opts[0], str(value)]
     return args
@@ -167,7 +169,8 @@ TRAIN_OPTIONS = _group(
     click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True),
                  help="Differentially private training (DP-SGD with Opacus: per-record clipping, Poisson sampling, "
                  "RDP accountant) to this epsilon, delta 1/n^1.2. The noise is set for the recipe's epochs: set "
-                 "--epochs to what you will train. Slower than plain training; --recipe tiny-chat-dp is tuned for it."),
+                 "--epochs to what you will train. Slower than plain training; --recipe tiny-cpu-dp (tables) and "
+                 "tiny-chat-dp (chats) are tuned for it."),
 )
 
 
@@ -298,7 +301,8 @@ SWEEP_OPTIONS = _group(
     click.option("--target", help="Tables: the column whose TSTR ratio is the utility (default: column shapes)."),
     click.option("--utility-floor", type=click.FloatRange(0, 1), default=0.9, show_default=True,
                  help="The recommendation: the smallest epsilon whose utility reaches this."),
-    click.option("--recipe", help="Recipe name or YAML file (default: tiny-cpu, tiny-chat for chats)."),
+    click.option("--recipe", help="Recipe name or YAML file for every run (default: tiny-cpu-dp for the private runs "
+                 "and tiny-cpu without DP; for chats tiny-chat-dp and tiny-chat)."),
     click.option("--epochs", type=click.IntRange(min=1), help="Epochs per run; DP's noise is set for them."),
     click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), help="Training budget per run."),
     click.option("-n", "--num-rows", "n", type=click.IntRange(min=1),

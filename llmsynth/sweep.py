@@ -3,7 +3,8 @@ against the same holdout, and the smallest epsilon whose utility meets a floor (
 noise until the privacy threshold is met and accuracy is maximized").
 
 The source is split and scrubbed once; each epsilon then trains, generates and evaluates in its own folder
-(`eps-1`, ..., `eps-inf` for no DP) as `llmsynth run` would. sweep.json and report.html (a table and the frontier
+(`eps-1`, ..., `eps-inf` for no DP) as `llmsynth run` would, with the recipe tuned for DP where DP is on (unless
+one recipe is given for all). sweep.json and report.html (a table and the frontier
 plot) go to the sweep's folder.
 """
 
@@ -25,6 +26,8 @@ from llmsynth.errors import DataError
 from llmsynth.evaluate.checks import figure
 from llmsynth.pipeline import PipelineConfig, Scrubbed, run_stages, split_and_scrub
 
+# Without --recipe, the private runs take the recipe tuned for DP and the run without DP the kind's default.
+DP_RECIPES = {"tabular": "tiny-cpu-dp", "chat": "tiny-chat-dp"}
 # What each run reports: (key, dotted path in metrics.json); utility first, privacy after.
 FIGURES = (
     ("epsilon_spent", "training.dp_epsilon"),
@@ -105,9 +108,9 @@ def run_sweep(config: PipelineConfig, epsilons: Sequence[float | None], utility_
     what sweep.json holds. `processes`: runs side by side, the CPU threads shared between them."""
     started = time.perf_counter()
     train, holdout, scrubbed = split_and_scrub(config, echo)
-    configs = [config.model_copy(update={"output": config.output / run_label(epsilon),
-                                         "train": config.train.model_copy(update={"dp_epsilon": epsilon})})
-               for epsilon in epsilons]
+    configs = [config.model_copy(update={"output": config.output / run_label(epsilon), "train": config.train.model_copy(
+        update={"dp_epsilon": epsilon, "recipe": config.train.recipe or (DP_RECIPES[config.kind] if epsilon else None)})})
+        for epsilon in epsilons]
     echoes = [partial(_echo_prefixed, _print_flushed if processes > 1 else echo, c.output.name) for c in configs]
     if processes > 1:
         threads = max(1, (os.cpu_count() or 1) // processes)

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "llmsynth"
 
 # Each stage may import the stages above it, never one below it.
 LAYERS = [
-    {"errors"},
+    {"errors", "versions"},
     {"serialize", "model", "processes"},
     {"data"},
     {"scrub"},
@@ -20,7 +20,7 @@ LAYERS = [
     {"evaluate"},
     {"synthesizers"},
     {"pipeline"},
-    {"demo"},
+    {"demo", "sweep"},
     {"cli_options"},
     {"cli"},
     {"__main__", "__init__"},  # __init__: the facade (llmsynth.TabularSynthesizer...)

@@ -14,7 +14,7 @@ from llmsynth.cli import main
 from llmsynth.data import write_table
 from llmsynth.data.demo import customers, support_chats
 from llmsynth.errors import DataError, GenerateError
-from llmsynth.evaluate import evaluate_tables, write_report
+from llmsynth.evaluate import evaluate_chats, evaluate_tables, write_report
 from llmsynth.evaluate.bias import bias_audit
 from llmsynth.evaluate.gate import REQUIRED, load_gate
 from llmsynth.evaluate.checks import TABLE_CHECKS
@@ -73,6 +73,14 @@ def test_numbers_are_audited_in_quartiles_and_a_numeric_target_above_its_median(
     audit = bias_audit(*frames, ["group"], "score")
     assert audit["positive"].startswith("score > ")
     assert audit["columns"]["group"]["parity_gap"]["real"]["value"] > 0.8  # b scores 10-16, a 0-6
+
+
+def test_booleans_are_two_groups_not_quartiles():
+    frames = [_population(600, {"a": 0.2, "b": 0.4}, seed).assign(flag=lambda f: f["group"] == "a")
+              for seed in (1, 2, 3)]
+    column = bias_audit(*frames, ["flag"], "outcome")["columns"]["flag"]
+    assert [g["group"] for g in column["groups"]] == ["False", "True"]
+    assert column["parity_gap"]["real"]["value"] == pytest.approx(0.2, abs=0.08)
 
 
 def test_bad_audits_are_clear_errors():
@@ -284,3 +292,16 @@ def test_fair_generation_from_the_command_line(cli_model, tmp_path):
                                     "age", "--target", "employment"])
     assert bad.exit_code == 2 and "'age' is not a categorical column" in bad.output
     assert not (tmp_path / "y.csv").exists()
+
+
+def test_the_chat_suite_audits_the_label_rate_per_metadata_group():
+    demo = support_chats(360, seed=2).conversations
+    train, holdout, synthetic = demo[:120], demo[120:240], demo[240:]
+    metrics = evaluate_chats(train, holdout, synthetic, sensitive=["channel"], reference_model=None).metrics
+    audit = metrics["bias"]
+    assert audit["target"] == "intent" and audit["positive"].startswith("intent = ")
+    column = audit["columns"]["channel"]
+    assert "downstream" not in column and {g["group"] for g in column["groups"]} == {"chat", "email"}
+    assert column["gap_excess"]["low"] < 0 < column["gap_excess"]["high"]  # a fresh draw keeps the gap
+    with pytest.raises(DataError, match=r"metadata field\(s\) \['tier'\] not among"):
+        evaluate_chats(train, holdout, synthetic, sensitive=["tier"], reference_model=None)

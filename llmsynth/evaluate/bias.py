@@ -30,12 +30,18 @@ AMPLIFICATION_FLOOR = 0.05  # below this real gap a ratio says more about noise 
 ROLES = ("real", "holdout", "synthetic")
 
 
+def _is_number(values: pd.Series) -> bool:
+    """Numbers and dates are binned or split at the median; booleans are two categories."""
+    return (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values)) \
+        and not pd.api.types.is_bool_dtype(values)
+
+
 def positive_outcome(real: pd.Series) -> tuple[str, Callable[[pd.Series], np.ndarray]]:
     """What counts as the positive outcome, said in words, and a function marking it in any frame's column."""
     values = real.dropna()
     if values.empty:
         raise DataError(f"the target column {real.name!r} has no values in the real data")
-    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+    if _is_number(values):
         median = values.median()
         return f"{real.name} > {median}", lambda column: (column > median).to_numpy()
     counts = values.astype(str).value_counts()
@@ -49,7 +55,7 @@ def positive_outcome(real: pd.Series) -> tuple[str, Callable[[pd.Series], np.nda
 def group_labels(real: pd.Series, frames: Sequence[pd.Series]) -> tuple[list[str], list[np.ndarray]]:
     """The groups of a sensitive column (categories, or quartiles of numbers) and each frame's rows as group codes
     (-1: missing or a group the real data lacks)."""
-    if pd.api.types.is_numeric_dtype(real.dropna()):
+    if _is_number(real.dropna()) and not pd.api.types.is_datetime64_any_dtype(real):
         edges = np.unique(np.quantile(real.dropna(), np.linspace(0, 1, NUMERIC_BINS + 1)))
         names = [f"{low:g}-{high:g}" for low, high in zip(edges[:-1], edges[1:])]
         inner = edges[1:-1]

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmsynth import LIBRARIES, library_versions
+from llmsynth.versions import LIBRARIES, library_versions
 from llmsynth.errors import DataError
 from llmsynth.evaluate.checks import Check, checks_for, figure
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmsynth import library_versions
+from llmsynth.versions import library_versions
 from llmsynth.data.canaries import CanarySet, canary_path, make_canaries, write_canaries
 from llmsynth.data.io import write_text
 from llmsynth.errors import ModelError
