@@ -271,7 +271,7 @@ def _pipeline(folder, recipe_file, **overrides) -> Path:
 
 def test_run_splits_scrubs_trains_generates_and_evaluates(tmp_path, recipe_file):
     write_table(customers(400, seed=5), tmp_path / "customers.csv")
-    strict = {"evaluate": {"target": "is_fraud", "fail_on": "fail",
+    strict = {"evaluate": {"target": "is_fraud", "fail_on": "fail", "sensitive": ["home_ownership"],
                            "thresholds": {"fidelity.column_shapes": {"pass": 1.01, "warn": 1.0}}}}
     result = CliRunner().invoke(main, ["run", str(_pipeline(tmp_path, recipe_file, **strict))])
     assert result.exit_code == 1, result.output  # the gate: column shapes cannot reach 1.01
@@ -291,6 +291,7 @@ def test_run_splits_scrubs_trains_generates_and_evaluates(tmp_path, recipe_file)
     assert metrics["rows"] == {"train": len(train), "holdout": len(holdout), "synthetic": 120}
     assert metrics["privacy"]["pii_replay"]["raw_values"] == len(raw)
     assert [g["inserted"] for g in metrics["canaries"]["by_insertions"]] == [8, 1, 0]  # train.canaries measured
+    assert "home_ownership" in metrics["bias"]["columns"] and metrics["training"]["model"] == "tiny"
     assert (run / "model.canaries.json").is_file()
     assert (run / "report" / "report.html").is_file() and (run / "pipeline.json").is_file()
 
