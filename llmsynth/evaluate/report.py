@@ -43,8 +43,9 @@ range, categories one-hot, a mismatch or a missing value counting like a full ra
 means no signal.</li>
 <li><b>PII replay</b>: raw source PII values (<code>llmsynth scrub --raw-pii</code>) found as whole words in the synthetic
 output, against as many holdout records; only counts are shown.</li>
-<li><b>Records at risk</b>: for each training record, the share of holdout records that lie at least as close to the
-synthetic data (the holdout percentile); under 0.01 a synthetic record singles it out. About 1% fall there by chance.</li>
+<li><b>Records at risk</b>: for each training row, its distance to the nearest synthetic row over its distance to the
+nearest holdout row (conversations: similarity to the nearest synthetic one), ranked among the holdout records' own
+(the holdout percentile); under 0.01 the synthetic data single it out. About 1% fall there by chance.</li>
 <li><b>Bias audit</b>: the rate of the outcome per group of a sensitive column; parity gap = highest minus lowest rate
 over groups with 30+ training rows; amplification = synthetic gap / real gap; 95% bootstrap intervals. Downstream:
 accuracy and false-positive-rate gaps between groups of models trained on real and on synthetic rows.</li>
@@ -297,7 +298,8 @@ def _risk_section(risk: dict) -> list[str]:
                                     for v in record.values()) + "</tr>" for record in shown)
     return ["<h2>Records most at risk</h2>",
             f"<p>{risk['at_risk']:,} of {risk[unit]:,} training {unit} ({risk['at_risk_share']:.2%}) have a synthetic "
-            f"record closer to them than to 99% of the holdout's; {risk['expected_share']:.0%} would by chance. The "
+            f"record closer to them than 99% of the holdout's records have; {risk['expected_share']:.0%} would by "
+            "chance. The "
             "most exposed (record: its number among the training records; all of them in record_risk.csv, to drop "
             f"or fix before release):</p><table><tr>{header}</tr>{rows}</table>"]
 

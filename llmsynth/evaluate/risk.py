@@ -1,9 +1,11 @@
 """Per-record risk: which training records the synthetic data exposes most, so that a user can drop or fix them
 before a release.
 
-A training record is exposed when some synthetic record lies closer to it than to nearly every real record the
-model never saw. Its closeness (distance to the nearest synthetic row; for conversations, TF-IDF similarity to the
-most similar synthetic conversation) is ranked among the holdout records' own: the holdout percentile, the share of
+A training record is exposed when the synthetic data come closer to it than they come to records the model never
+saw. For a row: its distance to the nearest synthetic row over its distance to the nearest holdout row (how crowded
+its neighbourhood is: a typical row has synthetic rows close by without being memorized, an outlier does not); for a
+conversation: its TF-IDF similarity to the most similar synthetic conversation. That closeness is ranked among the
+holdout records' own (each holdout row measured against the other holdout rows): the holdout percentile, the share of
 unseen records at least as close (ties count half). For a generator that learned nothing about single records the
 percentiles are uniform, so about 1% of the training records fall under 0.01 by chance; more than that, and the
 records at the top of the list are the ones to look at. Conversations add the longest run of consecutive turns a
@@ -28,6 +30,7 @@ from llmsynth.evaluate.text import conversation_text, most_similar, tfidf
 RISK_LEVEL = 0.01
 SHOWN = 10  # most exposed records in metrics.json (all of them in record_risk.csv)
 MIN_TURN_CHARS = 40  # shorter turns ("Thanks!") repeat in any corpus
+RESOLUTION = 1e-4  # distances this small are float noise (float32 vectors): a copy
 
 
 def holdout_percentiles(train_closeness: np.ndarray, holdout_closeness: np.ndarray) -> np.ndarray:
@@ -52,19 +55,31 @@ def table_record_risk(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.
     """The figures, and every training row's risk, most exposed first (`record`: 1 = the first training row)."""
     frames = [typed(frame, schema) for frame in (train, holdout, synthetic)]
     train_vectors, holdout_vectors, synthetic_vectors = distance_vectors(frames[0], frames, schema)
-    (train_distance, nearest), (holdout_distance, _) = (
-        (found[0][:, 0], found[1][:, 0]) for found in (nearest_rows(synthetic_vectors, train_vectors),
-                                                       nearest_rows(synthetic_vectors, holdout_vectors)))
+    to_synthetic, nearest = (found[:, 0] for found in nearest_rows(synthetic_vectors, train_vectors))
+    holdout_to_synthetic = nearest_rows(synthetic_vectors, holdout_vectors)[0][:, 0]
+    # How crowded each record's neighbourhood is: its nearest real record the model never saw (for a holdout record,
+    # the nearest other one).
+    crowd = nearest_rows(holdout_vectors, train_vectors)[0][:, 0]
+    holdout_crowd = nearest_rows(holdout_vectors, holdout_vectors, k=2)[0][:, -1]
     records = pd.DataFrame({
         "record": np.arange(1, len(train) + 1),
-        "nearest_synthetic_distance": train_distance,
-        "holdout_percentile": holdout_percentiles(-train_distance, -holdout_distance),
+        "nearest_synthetic_distance": to_synthetic,
+        "nearest_holdout_distance": crowd,
+        "holdout_percentile": holdout_percentiles(-_relative(to_synthetic, crowd),
+                                                  -_relative(holdout_to_synthetic, holdout_crowd)),
         "exact_copy": row_keys(frames[0], schema).isin(set(row_keys(frames[2], schema))).to_numpy(),
         "nearest_synthetic_record": nearest + 1,
     }).sort_values(["holdout_percentile", "nearest_synthetic_distance"], kind="stable")
     figures = _summary(records, "records")
     figures["exact_copies"] = int(records["exact_copy"].sum())
     return figures, records.reset_index(drop=True)
+
+
+def _relative(distance: np.ndarray, crowd: np.ndarray) -> np.ndarray:
+    """Distance to the nearest synthetic record over the distance to the nearest unseen real one: under 1, the
+    synthetic data come closer than the real data's own spacing does (an exact copy of a record no unseen one
+    repeats scores near 0; of one the holdout repeats, 1)."""
+    return (distance + RESOLUTION) / (crowd + RESOLUTION)
 
 
 def _turn_keys(conversation: dict) -> list[str | None]:
