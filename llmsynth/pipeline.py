@@ -343,10 +343,13 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path) -
     """Related tables (folders or database URLs): the synthetic tables' figures against the real ones, with the
     holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json; lines to show."""
     from llmsynth.evaluate.relational import relational_metrics
+    from llmsynth.evaluate.risk import family_record_risk
 
     databases = [read_related(location) for location in (real, holdout, synthetic)]
+    risk, families = family_record_risk(*databases)
     metrics = {"kind": "relational", "synthetic": relational_metrics(databases[0], databases[2]),
-               "holdout": relational_metrics(databases[0], databases[1])}
+               "holdout": relational_metrics(databases[0], databases[1]), "record_risk": risk}
+    write_text(Path(out_dir) / "record_risk.csv", families.to_csv(index=False, float_format="%.6g"))
     path = Path(out_dir) / "metrics.json"
     write_text(path, json.dumps(metrics, indent=2, default=float))
     lines = [f"{'figure':<42} {'synthetic':>10} {'holdout':>10}"]
@@ -355,6 +358,8 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path) -
                        ("parent_child_trend_gap_max", "parent-child trends: largest gap"),
                        ("parent_child_trend_gap_mean", "parent-child trends: mean gap")):
         lines.append(f"{label:<42} {metrics['synthetic'][key]:>10.3f} {metrics['holdout'][key]:>10.3f}")
+    lines.append(f"root entities at risk: {risk['at_risk']} of {risk['families']} ({risk['at_risk_share']:.1%}; "
+                 f"{risk['expected_share']:.1%} by chance), each in {Path(out_dir) / 'record_risk.csv'}")
     return [*lines, f"figures per table in {path}"]
 
 

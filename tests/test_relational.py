@@ -236,3 +236,22 @@ def test_relational_figures_tell_a_faithful_copy_from_a_broken_one():
     assert broken["tables"]["transactions"]["ordered"] < 0.3
     assert broken["tables"]["transactions"]["children_per_parent"] < 0.95
     assert fraud_burst_share(accounts, transactions) < fraud_burst_share(tables["accounts"], tables["transactions"])
+
+
+def test_whole_families_copied_into_the_synthetic_data_are_the_ones_at_risk():
+    from llmsynth.data.demo import bank
+    from llmsynth.data.relational import Database, Layout
+    from llmsynth.evaluate.risk import family_frame, family_record_risk
+
+    layout, tables = bank(300, seed=1)
+    train, holdout, _ = split_by_root(Database(Layout.model_validate(layout), tables), 0.3, seed=0)
+    fresh = Database(train.layout, bank(200, seed=7)[1])
+    frame = family_frame(train, train)
+    assert len(frame) == len(train.tables["customers"]) and "accounts rows" in frame.columns
+    assert any(column.startswith("mean transactions.") for column in frame.columns)
+    risk, families = family_record_risk(train, holdout, fresh)
+    assert risk["families"] == len(frame) and risk["at_risk_excess"] < 0.05
+    copied = Database(train.layout, train.tables)  # every family of the training data, as it is
+    risk, families = family_record_risk(train, holdout, copied)
+    assert risk["at_risk_share"] > 0.9 and risk["near_copies"] == len(frame)
+    assert set(families["record"]) == set(frame.index) and (families["nearest_synthetic_distance"] < 1e-4).all()

@@ -35,7 +35,7 @@ def relational_metrics(real: Database, synthetic: Database) -> dict:
             "parent_child_trend_gap_mean": float(np.mean(trends)) if trends else 0.0}
 
 
-def _numbers(values: pd.Series) -> pd.Series | None:
+def numeric_column(values: pd.Series) -> pd.Series | None:
     """A column as numbers, where nine in ten of its values are; else None (a categorical or free text)."""
     numbers = pd.to_numeric(values, errors="coerce")
     return numbers if numbers.notna().mean() > 0.9 else None
@@ -57,7 +57,7 @@ def _aggregates(database: Database, name: str) -> pd.DataFrame:
     for column in parents.columns:
         if column in (parent_spec.primary_key, parent_spec.foreign_key):
             continue
-        numbers = _numbers(parents[column])
+        numbers = numeric_column(parents[column])
         if numbers is not None:
             columns[f"{spec.parent}.{column}"] = numbers
         elif parents[column].nunique() <= 10:
@@ -66,7 +66,7 @@ def _aggregates(database: Database, name: str) -> pd.DataFrame:
     children = database.tables[name]
     columns[f"{name} per parent"] = database.children_per_parent(name).set_axis(parents.index)
     for column in children.columns:
-        numbers = _numbers(children[column])
+        numbers = numeric_column(children[column])
         if column not in (spec.foreign_key, spec.order_by) and numbers is not None:
             columns[f"mean {name}.{column}"] = numbers.groupby(children[spec.foreign_key].astype(str)).mean()
     return pd.DataFrame(columns)
@@ -112,7 +112,7 @@ def _lag1(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, float]:
     """Each numeric column's correlation with its value one row before, within a sequence."""
     found = {}
     for column in table.columns:
-        numbers = _numbers(table[column])
+        numbers = numeric_column(table[column])
         if column in (spec.foreign_key, spec.order_by) or numbers is None:
             continue
         pairs = pd.DataFrame({"now": numbers, "before": numbers.groupby(keys).shift()}).dropna()
@@ -126,7 +126,7 @@ def _transitions(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, pd.Ser
     found = {}
     for column in table.columns:
         values = table[column].astype(str)
-        if column in (spec.foreign_key, spec.order_by) or values.nunique() > 10 or _numbers(table[column]) is not None:
+        if column in (spec.foreign_key, spec.order_by) or values.nunique() > 10 or numeric_column(table[column]) is not None:
             continue
         pairs = pd.DataFrame({"before": values.groupby(keys).shift(), "now": values}).dropna()
         found[column] = (pairs.before + " -> " + pairs.now).value_counts(normalize=True)

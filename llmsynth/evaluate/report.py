@@ -298,7 +298,7 @@ def _risk_section(risk: dict) -> list[str]:
                                     for v in record.values()) + "</tr>" for record in shown)
     return ["<h2>Records most at risk</h2>",
             f"<p>{risk['at_risk']:,} of {risk[unit]:,} training {unit} ({risk['at_risk_share']:.2%}) have a synthetic "
-            f"record closer to them than 99% of the holdout's records have; {risk['expected_share']:.0%} would by "
+            f"record closer to them than 99% of the holdout's records have; {risk['expected_share']:.1%} would by "
             "chance. The "
             "most exposed (record: its number among the training records; all of them in record_risk.csv, to drop "
             f"or fix before release):</p><table><tr>{header}</tr>{rows}</table>"]

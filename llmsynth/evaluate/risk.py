@@ -7,14 +7,16 @@ its neighbourhood is: a typical row has synthetic rows close by without being me
 conversation: its TF-IDF similarity to the most similar synthetic conversation. That closeness is ranked among the
 holdout records' own (each holdout row measured against the other holdout rows): the holdout percentile, the share of
 unseen records at least as close (ties count half). For a generator that learned nothing about single records the
-percentiles are uniform, so about 1% of the training records fall under 0.01 by chance; more than that, and the
-records at the top of the list are the ones to look at. Conversations add the longest run of consecutive turns a
+percentiles are uniform, so about 1% of the training records fall under 0.01 by chance (more with a small holdout);
+more than that, and the records at the top of the list are the ones to look at. Related tables: each root entity
+(a customer and everything below it) is one record. Conversations add the longest run of consecutive turns a
 synthetic conversation copies from the training conversation (beside the holdout's, for templates and stock phrases),
 and a conversation-level membership attack.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -22,9 +24,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from llmsynth.data.relational import Database
 from llmsynth.data.schema import Schema
 from llmsynth.evaluate.features import distance_vectors, row_keys, typed
 from llmsynth.evaluate.privacy import nearest_rows
+from llmsynth.evaluate.relational import numeric_column
 from llmsynth.evaluate.text import conversation_text, most_similar, tfidf
 
 RISK_LEVEL = 0.01
@@ -42,37 +46,100 @@ def holdout_percentiles(train_closeness: np.ndarray, holdout_closeness: np.ndarr
     return (above + 0.5 * ties) / len(ordered)
 
 
-def _summary(records: pd.DataFrame, unit: str) -> dict:
+def _summary(records: pd.DataFrame, unit: str, holdout_size: int) -> dict:
+    """The share under RISK_LEVEL against what chance gives: a record beats all but fewer than RISK_LEVEL x n of n
+    exchangeable holdout records with probability ceil(RISK_LEVEL x n) / (n + 1) (1% for a large holdout, 1/37 for
+    36 records)."""
     at_risk = records["holdout_percentile"] < RISK_LEVEL
+    expected = math.ceil(RISK_LEVEL * holdout_size) / (holdout_size + 1)
     columns = [c for c in records.columns if c != "nearest_synthetic_record"]
     return {unit: len(records), "at_risk": int(at_risk.sum()), "at_risk_share": float(at_risk.mean()),
-            "expected_share": RISK_LEVEL, "at_risk_excess": float(at_risk.mean() - RISK_LEVEL),
+            "expected_share": expected, "at_risk_excess": float(at_risk.mean() - expected),
             "most_exposed": records[columns].head(SHOWN).to_dict(orient="records")}
+
+
+def _ranked(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray) -> pd.DataFrame:
+    """Per training vector: its nearest synthetic and holdout distances, its holdout percentile (the synthetic
+    distance relative to the holdout one, ranked among the holdout vectors' own) and its nearest synthetic vector."""
+    to_synthetic, nearest = (found[:, 0] for found in nearest_rows(synthetic, train))
+    holdout_to_synthetic = nearest_rows(synthetic, holdout)[0][:, 0]
+    # How crowded each record's neighbourhood is: its nearest real record the model never saw (for a holdout record,
+    # the nearest other one).
+    crowd = nearest_rows(holdout, train)[0][:, 0]
+    holdout_crowd = nearest_rows(holdout, holdout, k=2)[0][:, -1]
+    return pd.DataFrame({
+        "nearest_synthetic_distance": to_synthetic,
+        "nearest_holdout_distance": crowd,
+        "holdout_percentile": holdout_percentiles(-_relative(to_synthetic, crowd),
+                                                  -_relative(holdout_to_synthetic, holdout_crowd)),
+        "nearest_synthetic_record": nearest,
+    })
 
 
 def table_record_risk(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
                       schema: Schema) -> tuple[dict, pd.DataFrame]:
     """The figures, and every training row's risk, most exposed first (`record`: 1 = the first training row)."""
     frames = [typed(frame, schema) for frame in (train, holdout, synthetic)]
-    train_vectors, holdout_vectors, synthetic_vectors = distance_vectors(frames[0], frames, schema)
-    to_synthetic, nearest = (found[:, 0] for found in nearest_rows(synthetic_vectors, train_vectors))
-    holdout_to_synthetic = nearest_rows(synthetic_vectors, holdout_vectors)[0][:, 0]
-    # How crowded each record's neighbourhood is: its nearest real record the model never saw (for a holdout record,
-    # the nearest other one).
-    crowd = nearest_rows(holdout_vectors, train_vectors)[0][:, 0]
-    holdout_crowd = nearest_rows(holdout_vectors, holdout_vectors, k=2)[0][:, -1]
-    records = pd.DataFrame({
-        "record": np.arange(1, len(train) + 1),
-        "nearest_synthetic_distance": to_synthetic,
-        "nearest_holdout_distance": crowd,
-        "holdout_percentile": holdout_percentiles(-_relative(to_synthetic, crowd),
-                                                  -_relative(holdout_to_synthetic, holdout_crowd)),
-        "exact_copy": row_keys(frames[0], schema).isin(set(row_keys(frames[2], schema))).to_numpy(),
-        "nearest_synthetic_record": nearest + 1,
-    }).sort_values(["holdout_percentile", "nearest_synthetic_distance"], kind="stable")
-    figures = _summary(records, "records")
+    records = _ranked(*distance_vectors(frames[0], frames, schema))
+    records.insert(0, "record", np.arange(1, len(train) + 1))
+    records["exact_copy"] = row_keys(frames[0], schema).isin(set(row_keys(frames[2], schema))).to_numpy()
+    records["nearest_synthetic_record"] += 1
+    records = records.sort_values(["holdout_percentile", "nearest_synthetic_distance"], kind="stable")
+    figures = _summary(records, "records", len(holdout))
     figures["exact_copies"] = int(records["exact_copy"].sum())
     return figures, records.reset_index(drop=True)
+
+
+def family_record_risk(train: Database, holdout: Database, synthetic: Database) -> tuple[dict, pd.DataFrame]:
+    """Related tables: each training root entity (a customer with everything below it) as one record, summed up as
+    its root row's values, and per table below it the row count, numeric means and category shares; `record`: the
+    root key."""
+    frames = [family_frame(database, train) for database in (train, holdout, synthetic)]
+    low, span = frames[0].min(), (frames[0].max() - frames[0].min()).replace(0, 1)
+    vectors = [((frame - low) / span).fillna(0).to_numpy(np.float32) for frame in frames]
+    records = _ranked(*vectors)
+    records.insert(0, "record", frames[0].index.to_numpy())
+    records["nearest_synthetic_record"] = frames[2].index.to_numpy()[records["nearest_synthetic_record"]]
+    records = records.sort_values(["holdout_percentile", "nearest_synthetic_distance"], kind="stable")
+    figures = _summary(records, "families", len(frames[1]))
+    figures["near_copies"] = int((records["nearest_synthetic_distance"] <= RESOLUTION).sum())
+    return figures, records.reset_index(drop=True)
+
+
+def family_frame(database: Database, reference: Database) -> pd.DataFrame:
+    """One row per root entity of `database`, with the columns `reference` (the training data) gives: per table, the
+    entity's row count, the mean of each numeric column and the share of each category (columns of 10 or fewer)."""
+    entity = _entities(database)
+    keys = database.root_keys().astype(str)
+    columns = {}
+    for name in reference.parents_first():
+        spec, table, owner = reference.layout.tables[name], database.tables[name], entity[name]
+        columns[f"{name} rows"] = owner.value_counts().reindex(keys, fill_value=0)
+        for column, real in reference.tables[name].items():
+            if column in (spec.primary_key, spec.foreign_key, spec.group_by, spec.order_by):
+                continue
+            if numeric_column(real) is not None:
+                values = pd.to_numeric(table[column], errors="coerce")
+                columns[f"mean {name}.{column}"] = values.groupby(owner).mean().reindex(keys)
+            elif real.nunique() <= 10:
+                for category in real.dropna().unique():
+                    columns[f"share {name}.{column}={category}"] = (table[column] == category).groupby(owner).mean() \
+                        .reindex(keys)
+    return pd.DataFrame(columns, index=keys)
+
+
+def _entities(database: Database) -> dict[str, pd.Series]:
+    """Per table, each row's root entity key (rows follow their parent's)."""
+    root = database.layout.tables[database.root]
+    entity = {database.root: database.tables[database.root][root.primary_key or root.group_by].astype(str)}
+    for name in database.parents_first():
+        spec = database.layout.tables[name]
+        if spec.parent is None:
+            continue
+        parent_key = database.tables[spec.parent][database.layout.tables[spec.parent].primary_key].astype(str)
+        of_parent = pd.Series(entity[spec.parent].to_numpy(), index=parent_key.to_numpy())
+        entity[name] = database.tables[name][spec.foreign_key].astype(str).map(of_parent)
+    return entity
 
 
 def _relative(distance: np.ndarray, crowd: np.ndarray) -> np.ndarray:
@@ -126,7 +193,7 @@ def chat_record_risk(train: Sequence[dict], holdout: Sequence[dict], synthetic: 
     size = min(len(train), len(holdout))
     members = np.random.default_rng(seed).choice(train_similarity, size, replace=False)
     outsiders = np.random.default_rng(seed).choice(holdout_similarity, size, replace=False)
-    figures = _summary(records, "conversations")
+    figures = _summary(records, "conversations", len(holdout))
     figures["membership_auc"] = float(roc_auc_score(np.r_[np.ones(size), np.zeros(size)], np.r_[members, outsiders]))
     baseline = copied_turn_runs(holdout, synthetic)  # what templates and stock phrases give unseen conversations
     figures["longest_copied_turns"] = {"train": int(records["copied_turns"].max()), "holdout": int(baseline.max())}
