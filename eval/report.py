@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from llmsynth.versions import library_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "# Benchmarks\n\nFigures written by the scripts in `eval/`; each section says how to reproduce it.\n"
@@ -20,13 +21,7 @@ def machine() -> str:
 
 
 def versions(*packages: str) -> dict[str, str]:
-    found = {}
-    for package in packages:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
+    return library_versions(packages)
 
 
 def write_section(title: str, body: str, figures: dict, name: str) -> None:

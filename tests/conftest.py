@@ -40,6 +40,7 @@ def base_cache(tmp_path_factory):
 
 from llmsynth import TabularSynthesizer  # noqa: E402
 from llmsynth.cli import main  # noqa: E402
+from llmsynth.data import write_table  # noqa: E402
 from llmsynth.data.demo import customers  # noqa: E402
 from llmsynth.model import TinyModelConfig  # noqa: E402
 from llmsynth.train.config import Recipe, TrainConfig  # noqa: E402
@@ -98,3 +99,27 @@ def cli_model(tmp_path_factory, demo_table, recipe_file):
     scrub = json.loads((folder / "model" / "manifest.json").read_text())["scrub"]
     assert scrub["columns"]["ssn"]["policy"].startswith("identifier") and scrub["columns"]["age"]["policy"] == "kept"
     return folder / "model"
+
+
+@pytest.fixture(scope="module")
+def split():
+    """Train, holdout and a fresh draw of the same distribution: 600 demo customers each, disjoint."""
+    source = customers(1800, seed=4)
+    return source.iloc[:600], source.iloc[600:1200].reset_index(drop=True), source.iloc[1200:].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def table_files(split, tmp_path_factory):
+    """The split as CSV files, and a copy of the training rows passed off as synthetic (copy.csv)."""
+    folder = tmp_path_factory.mktemp("eval")
+    for name, table in zip(("train", "holdout", "fresh"), split):
+        write_table(table, folder / f"{name}.csv")
+    write_table(split[0], folder / "copy.csv")
+    return folder
+
+
+def eval_files(folder, synthetic: str, *options: str):
+    """`llmsynth eval` of one synthetic file of `table_files` against its train and holdout, into report-<file>/."""
+    return CliRunner().invoke(main, ["eval", "--real", str(folder / "train.csv"), "--holdout",
+                                     str(folder / "holdout.csv"), "--synthetic", str(folder / synthetic),
+                                     "-o", str(folder / f"report-{synthetic}"), *options])

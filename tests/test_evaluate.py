@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import eval_files
 
 from llmsynth.cli import main
 from llmsynth.data import write_table
@@ -25,16 +26,6 @@ from llmsynth.evaluate.features import typed
 from llmsynth.evaluate.fidelity import column_pair_trends, column_shapes, mean_pair_trend
 from llmsynth.evaluate.text import longest_common_words, ngram_overlap
 from llmsynth.serialize.codecs import DatetimeColumn, NumericColumn
-
-ROWS = 600
-
-
-@pytest.fixture(scope="module")
-def split():
-    """Train, holdout and a fresh draw of the same distribution, equal in size and disjoint."""
-    source = customers(3 * ROWS, seed=4)
-    return source.iloc[:ROWS], source.iloc[ROWS:2 * ROWS].reset_index(drop=True), source.iloc[2 * ROWS:].reset_index(drop=True)
-
 
 def _shuffled(table: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -142,48 +133,33 @@ def test_bad_tables_are_clear_errors(split):
     assert "30 records" in small["warnings"][0]
 
 
-@pytest.fixture(scope="module")
-def table_files(split, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("eval")
-    for name, table in zip(("train", "holdout", "fresh"), split):
-        write_table(table, folder / f"{name}.csv")
-    write_table(split[0], folder / "copy.csv")
-    return folder
-
-
-def _eval(folder, synthetic: str, *options: str):
-    return CliRunner().invoke(main, ["eval", "--real", str(folder / "train.csv"), "--holdout",
-                                     str(folder / "holdout.csv"), "--synthetic", str(folder / synthetic),
-                                     "-o", str(folder / f"report-{synthetic}"), *options])
-
-
 def test_cli_writes_metrics_and_gates_on_failure(table_files):
-    result = _eval(table_files, "fresh.csv", "--target", "is_fraud", "--fail-on", "fail")
+    result = eval_files(table_files, "fresh.csv", "--target", "is_fraud", "--fail-on", "fail")
     assert result.exit_code == 0, result.output
     metrics = json.loads((table_files / "report-fresh.csv" / "metrics.json").read_text())
     assert {"fidelity", "utility", "privacy", "checks", "warnings"} <= set(metrics)
     assert "PASS  fidelity.column_shapes" in result.output
 
-    copied = _eval(table_files, "copy.csv", "--fail-on", "fail")
+    copied = eval_files(table_files, "copy.csv", "--fail-on", "fail")
     assert copied.exit_code == 1
     assert "FAIL  privacy.exact_match_excess" in copied.output
-    assert _eval(table_files, "copy.csv").exit_code == 0  # no gate unless asked
+    assert eval_files(table_files, "copy.csv").exit_code == 0  # no gate unless asked
 
 
 def test_cli_thresholds_override_and_reject_unknown_metrics(table_files):
     (table_files / "strict.yaml").write_text("fidelity.column_shapes: {pass: 1.01, warn: 1.0}\n")
-    result = _eval(table_files, "fresh.csv", "--thresholds", str(table_files / "strict.yaml"), "--fail-on", "fail")
+    result = eval_files(table_files, "fresh.csv", "--thresholds", str(table_files / "strict.yaml"), "--fail-on", "fail")
     assert result.exit_code == 1 and "FAIL  fidelity.column_shapes" in result.output
     (table_files / "typo.yaml").write_text("fidelity.colum_shapes: {pass: 0.9}\n")
-    result = _eval(table_files, "fresh.csv", "--thresholds", str(table_files / "typo.yaml"))
+    result = eval_files(table_files, "fresh.csv", "--thresholds", str(table_files / "typo.yaml"))
     assert result.exit_code == 2 and "unknown metric(s) ['fidelity.colum_shapes']" in result.output
 
 
 def test_cli_bad_input_messages(table_files):
     (table_files / "empty.csv").write_text(",".join(customers(12).columns) + "\n")
-    result = _eval(table_files, "empty.csv")
+    result = eval_files(table_files, "empty.csv")
     assert result.exit_code == 2 and "empty.csv: the table has a header but no rows" in result.output
-    result = _eval(table_files, "fresh.csv", "--target", "nope")
+    result = eval_files(table_files, "fresh.csv", "--target", "nope")
     assert result.exit_code == 2 and "target column 'nope'" in result.output
     assert not (table_files / "report-fresh.csv-nope").exists()
 

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import eval_files
 
 from llmsynth.cli import main
-from llmsynth.data import write_table
-from llmsynth.data.demo import customers, support_chats
+from llmsynth.data.demo import support_chats
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.evaluate import evaluate_chats, evaluate_tables, write_report
 from llmsynth.evaluate.bias import bias_audit
@@ -93,12 +93,6 @@ def test_bad_audits_are_clear_errors():
         bias_audit(*[f.assign(outcome="no") for f in frames], ["group"], "outcome")
 
 
-@pytest.fixture(scope="module")
-def split():
-    source = customers(1800, seed=4)
-    return source.iloc[:600], source.iloc[600:1200].reset_index(drop=True), source.iloc[1200:].reset_index(drop=True)
-
-
 def test_the_table_suite_audits_bias_with_a_downstream_model(split):
     metrics = evaluate_tables(*split, target="is_fraud", sensitive=["employment"]).metrics
     column = metrics["bias"]["columns"]["employment"]
@@ -133,26 +127,11 @@ def test_fair_sampling_removes_the_dependence_and_keeps_group_shares(trained):
         trained.sample(10, fair=["age"], target="home_ownership")
 
 
-@pytest.fixture(scope="module")
-def table_files(split, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("release")
-    for name, table in zip(("train", "holdout", "fresh"), split):
-        write_table(table, folder / f"{name}.csv")
-    write_table(split[0], folder / "copy.csv")
-    return folder
-
-
-def _eval(folder, synthetic: str, *options: str):
-    return CliRunner().invoke(main, ["eval", "--real", str(folder / "train.csv"), "--holdout",
-                                     str(folder / "holdout.csv"), "--synthetic", str(folder / synthetic),
-                                     "-o", str(folder / f"out-{synthetic}"), *options])
-
-
 def test_the_default_gate_fails_a_copy_of_the_training_data_and_records_why(table_files):
-    result = _eval(table_files, "copy.csv", "--gate", "default")
+    result = eval_files(table_files, "copy.csv", "--gate", "default")
     assert result.exit_code == 1, result.output
     assert "release gate FAILED on privacy.exact_match_excess" in result.output
-    record = json.loads((table_files / "out-copy.csv" / "release.json").read_text())
+    record = json.loads((table_files / "report-copy.csv" / "release.json").read_text())
     assert not record["passed"] and "privacy.membership_auc" in record["failed"]
     assert {c["metric"] for c in record["checks"]} == {c.metric for c in TABLE_CHECKS}
     measured = [c for c in record["checks"] if c["value"] is not None]
@@ -164,24 +143,24 @@ def test_the_default_gate_fails_a_copy_of_the_training_data_and_records_why(tabl
 
 
 def test_the_default_gate_passes_a_fresh_draw_with_its_bias_audit(table_files):
-    result = _eval(table_files, "fresh.csv", "--gate", "default", "--target", "is_fraud", "--sensitive",
+    result = eval_files(table_files, "fresh.csv", "--gate", "default", "--target", "is_fraud", "--sensitive",
                    "employment, home_ownership")
     assert result.exit_code == 0, result.output
     assert "release gate passed" in result.output
-    record = json.loads((table_files / "out-fresh.csv" / "release.json").read_text())
+    record = json.loads((table_files / "report-fresh.csv" / "release.json").read_text())
     assert record["passed"] and {"utility.ratio", "bias.gap_excess_low_max"} <= {
         c["metric"] for c in record["checks"] if c["status"] == "pass"}
-    report = (table_files / "out-fresh.csv" / "report.html").read_text()
+    report = (table_files / "report-fresh.csv" / "report.html").read_text()
     assert "<h2>Bias audit</h2>" in report and "<h3>home_ownership</h3>" in report
 
 
 def test_a_gate_file_fails_on_a_figure_it_requires_but_was_not_measured(table_files):
     (table_files / "gate.yaml").write_text("privacy.dcr_share: {max: 0.6}\ncanaries.exposure_excess: {max: 4}\n"
                                            "training.dp_epsilon: {max: 8, required: false}\n")
-    result = _eval(table_files, "fresh.csv", "--gate", str(table_files / "gate.yaml"))
+    result = eval_files(table_files, "fresh.csv", "--gate", str(table_files / "gate.yaml"))
     assert result.exit_code == 1
     assert "gate: canaries.exposure_excess not measured (limit <= 4)" in result.output
-    record = json.loads((table_files / "out-fresh.csv" / "release.json").read_text())
+    record = json.loads((table_files / "report-fresh.csv" / "release.json").read_text())
     assert [c["status"] for c in record["checks"]] == ["pass", "fail", "not measured"]
 
 
