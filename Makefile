@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: install browser demo test bench bench-pii clean
+.PHONY: install browser postgresql demo test bench bench-pii clean
 
 install: $(VENV)/.installed
 
@@ -24,8 +24,13 @@ $(VENV)/.installed: pyproject.toml requirements/pii-pins.txt requirements/dp-pin
 demo: install
 	$(BIN)/llmsynth demo -o demo-output
 
-test: install browser
+test: install browser postgresql
 	$(BIN)/pytest -q
+
+# Debian's PostgreSQL server: the relational tests start one of their own (initdb in a temporary folder).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; }
 
 # Debian's Chromium: the evaluation report is opened headless in a test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

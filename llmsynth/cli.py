@@ -13,7 +13,7 @@ import click
 
 from llmsynth.cli_options import (
     DEMO_OPTIONS, EVALUATE_OPTIONS, FILE, GENERATE_OPTIONS, SCRUB_OPTIONS, SWEEP_OPTIONS, TRAIN_OPTIONS,
-    check_generate_options, command_line, per_table,
+    check_generate_options, command_line, synthesizer_options,
 )
 from llmsynth.errors import LlmsynthError
 
@@ -99,8 +99,8 @@ def scrub(input_path, output, kind, report, config_path, mode, raw_pii, column_k
 
 @main.command()
 @TRAIN_OPTIONS
-def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, resume, overwrite,
-          seed, no_scrub, scrub_config, allow_no_ner, loss_on, canary_counts, audit_canaries, dp_epsilon):
+def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, column_kinds, order_by, resume,
+          overwrite, seed, no_scrub, scrub_config, allow_no_ner, loss_on, canary_counts, audit_canaries, dp_epsilon):
     """Scrub INPUT, learn it and save the synthesizer to MODEL_DIR.
 
     INPUT is a table (CSV, Parquet or JSONL); with --kind chat, conversations (JSONL, one
@@ -117,13 +117,10 @@ def train(input_path, model_dir, kind, recipe, base_model, epochs, max_minutes, 
         raise click.UsageError(f"{model_dir} already holds a trained synthesizer; pass --overwrite or choose another -o")
     if no_scrub and scrub_config:
         raise click.UsageError("--no-scrub and --scrub-config contradict each other; pass one")
-    if kind == "chat" and column_kinds:
-        raise click.UsageError("--column-kind is for tables; a conversation's metadata kinds are inferred")
+    options = synthesizer_options(kind, loss_on, column_kinds, order_by)
     if no_scrub:
         click.secho("warning: --no-scrub: training on the data as given; PII in it can be memorized", err=True,
                     fg="yellow")
-    options = {"loss_on": loss_on} if kind == "chat" else {
-        "column_kinds": per_table(column_kinds) if kind == "relational" else column_kinds}
     synth = new_synthesizer(kind, recipe, base_model, options, epochs=epochs, max_minutes=max_minutes, seed=seed,
                             dp_epsilon=dp_epsilon)
     scrub = load_scrub_config(scrub_config) if scrub_config else ScrubConfig()
@@ -199,7 +196,7 @@ def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, 
 
         if sensitive or gate:
             raise click.UsageError("--sensitive and --gate are for tables and conversations, not related tables yet")
-        for line in evaluate_databases(real_path, holdout_path, synthetic_path, out_dir):
+        for line in evaluate_databases(real_path, holdout_path, synthetic_path, out_dir, model_dir):
             click.echo(line)
         return
     inputs = {"real": Path(real_path), "holdout": Path(holdout_path), "synthetic": Path(synthetic_path)}

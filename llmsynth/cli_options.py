@@ -97,6 +97,25 @@ def per_table(column_kinds: dict[str, str]) -> dict[str, dict[str, str]]:
     return nested
 
 
+def synthesizer_options(kind: str, loss_on: str, column_kinds: dict[str, str], order_by: tuple[str, ...]) -> dict:
+    """The synthesizer's own options from train's command line, each checked against the kind of data."""
+    if kind == "chat" and column_kinds:
+        raise click.UsageError("--column-kind is for tables; a conversation's metadata kinds are inferred")
+    if kind != "relational" and order_by:
+        raise click.UsageError("--order-by is for related tables (--kind relational); a table's rows have no order")
+    if kind == "chat":
+        return {"loss_on": loss_on}
+    if kind == "tabular":
+        return {"column_kinds": column_kinds}
+    sequences = {}
+    for text in order_by:
+        table, dot, column = text.partition(".")
+        if not (dot and table and column):
+            raise click.BadParameter(f"expected TABLE.COLUMN, got {text!r}", param_hint="--order-by")
+        sequences[table] = column
+    return {"column_kinds": per_table(column_kinds), "order_by": sequences}
+
+
 # Options more than one command takes, defined once.
 KIND = click.option("--kind", type=click.Choice(["tabular", "chat"]), default="tabular", show_default=True,
                     help="A table (CSV, Parquet, JSONL), or JSONL conversations in the messages format.")
@@ -152,6 +171,10 @@ TRAIN_OPTIONS = _group(
     click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
                  help="Stop at the first validation past this many minutes."),
     COLUMN_KINDS,
+    click.option("--order-by", multiple=True, metavar="TABLE.COL", help="Related tables: the column (a time or a "
+                 "number) that orders a table's rows under their parent, making them a sequence, e.g. "
+                 "transactions.booked_at; repeatable. A database's catalog does not hold it; in a folder it "
+                 "overrides relations.yaml."),
     click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint in MODEL_DIR."),
     click.option("--overwrite", is_flag=True, help="Replace a synthesizer already in MODEL_DIR."),
     click.option("--seed", type=int, help="Override the recipe's seed."),

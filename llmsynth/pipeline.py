@@ -339,13 +339,17 @@ def generate_database(synth: Synthesizer, n: int, output: str, **options: Any) -
     return database, time.perf_counter() - started
 
 
-def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path) -> list[str]:
+def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path, model_dir: Path | None = None
+                       ) -> list[str]:
     """Related tables (folders or database URLs): the synthetic tables' figures against the real ones, with the
-    holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json; lines to show."""
+    holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json; lines to show.
+    A model's layout says which tables are sequences where a database cannot."""
     from llmsynth.evaluate.relational import relational_metrics
     from llmsynth.evaluate.risk import family_record_risk
 
-    databases = [read_related(location) for location in (real, holdout, synthetic)]
+    tables = read_manifest(model_dir)["layout"]["tables"] if model_dir else {}
+    order_by = {name: table["order_by"] for name, table in tables.items() if table.get("order_by")}
+    databases = [read_related(location, order_by) for location in (real, holdout, synthetic)]
     risk, families = family_record_risk(*databases)
     metrics = {"kind": "relational", "synthetic": relational_metrics(databases[0], databases[2]),
                "holdout": relational_metrics(databases[0], databases[1]), "record_risk": risk}

@@ -1,6 +1,7 @@
 """Relational layouts (relations.yaml + one file per table): reading, checking, splitting by root entity."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -133,16 +134,18 @@ def test_a_family_is_learned_as_rows_after_their_family_text(tmp_path):
     assert [p.name for p in plans] == ["customers", "accounts", "transactions", "cards"]
     assert frames["customers"]["number of accounts"].tolist() == [2] * 40
     assert frames["customers"]["number of cards"].tolist() == [1, 0] * 20
-    assert frames["transactions"]["booked_at gap"].tolist() == [0, 3600, 3600] * 80  # seconds after the row before
+    # hourly bookings: the gap after the row before in whole hours, the largest unit every booking time is a multiple of
+    assert frames["transactions"]["booked_at gap in hours"].tolist() == [0, 1, 1] * 80
+    assert plans[2].gap_unit == "hours"
     assert plans[3].table_schema.learned == []  # cards: keys only, their number per customer is what is learned
     records = family_records(database, frames, plans)
     third = [r for r in records if r.table == 2][2]
     assert third.context.splitlines() == [
         "customers: segment is retail, number of accounts is 2, number of cards is 1",
         "accounts: kind is checking, number of transactions is 3, first booked_at of transactions is 2026-01-01 00:00:00",
-        "transactions: amount is 5.0, booked_at gap is 0", "transactions: amount is 6.5, booked_at gap is 3600",
-        "transactions:"]
-    assert third.values == ("8.0", "3600") and third.family == 0
+        "transactions: amount is 5.0, booked_at gap in hours is 0",
+        "transactions: amount is 6.5, booked_at gap in hours is 1", "transactions:"]
+    assert third.values == ("8.0", "1") and third.family == 0
 
 
 def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
@@ -163,6 +166,8 @@ def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
     assert transactions.amount.between(5, 5 + 239 * 1.5).all()
     times = pd.to_datetime(transactions.booked_at)
     assert (times.groupby(transactions.account_id).diff().dropna() >= pd.Timedelta(0)).all()
+    gaps = times.groupby(transactions.account_id).diff().dropna()
+    assert (gaps == gaps.dt.floor("h")).all()  # whole hours after the row before, as the source's bookings are
     assert accounts.groupby("customer_id").size().max() <= 2 and cards.groupby("customer_id").size().max() <= 1
     private = synth.sample(8, conditions={"segment": "private"}, seed=2).tables["customers"]
     assert (private.segment == "private").all()
@@ -255,3 +260,102 @@ def test_whole_families_copied_into_the_synthetic_data_are_the_ones_at_risk():
     risk, families = family_record_risk(train, holdout, copied)
     assert risk["at_risk_share"] > 0.9 and risk["near_copies"] == len(frame)
     assert set(families["record"]) == set(frame.index) and (families["nearest_synthetic_distance"] < 1e-4).all()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server of our own on a free loopback port (Debian's postgresql; `make test` installs it), stopped
+    after the module; yields a function giving the URL of a new empty database on it."""
+    import glob
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    initdb = shutil.which("initdb") or (binaries and f"{binaries[-1]}/initdb")
+    if not initdb:
+        pytest.fail("PostgreSQL is not installed: `make test` installs Debian's postgresql package")
+    folder = Path(tempfile.mkdtemp(prefix="llmsynth-postgres-"))  # not under pytest's folder, which only root enters
+    as_owner = []
+    if os.geteuid() == 0:  # the server refuses to run as root: it runs as Debian's postgres user
+        shutil.chown(folder, "postgres")
+        as_owner = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    pg_ctl = str(Path(initdb).resolve().parent / "pg_ctl")
+    subprocess.run([*as_owner, initdb, "-D", f"{folder}/data", "-U", "postgres", "--auth=trust"], check=True,
+                   capture_output=True)
+    subprocess.run([*as_owner, pg_ctl, "-D", f"{folder}/data", "-l", f"{folder}/log", "-w", "-o",
+                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    from sqlalchemy import create_engine, text
+
+    server = create_engine(f"postgresql://postgres@127.0.0.1:{port}/postgres", isolation_level="AUTOCOMMIT")
+    names = iter(range(1000))
+
+    def new_database() -> str:
+        name = f"db{next(names)}"
+        with server.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {name}"))
+        return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+
+    yield new_database
+    server.dispose()
+    subprocess.run([*as_owner, pg_ctl, "-D", f"{folder}/data", "-m", "fast", "-w", "stop"], check=False,
+                   capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_postgresql_database_round_trip_keeps_tables_keys_and_order(tmp_path, postgres):
+    database = read_database(_bank(tmp_path / "bank"))
+    url = postgres()
+    write_sql_database(database, url)
+    back = read_sql_database(url, order_by={"transactions": "booked_at"})
+    assert {n: (t.parent, t.foreign_key, t.primary_key, t.order_by) for n, t in back.layout.tables.items()} == \
+        {n: (t.parent, t.foreign_key, t.primary_key, t.order_by) for n, t in database.layout.tables.items()}
+    for name, table in database.tables.items():
+        pd.testing.assert_frame_equal(back.tables[name], table, check_dtype=False)
+    with pytest.raises(DataError, match="exist already; write to a new database"):
+        write_sql_database(database, url)
+    with pytest.raises(DataError, match="no column 'when'"):
+        read_sql_database(url, order_by={"transactions": "when"})
+
+
+def test_a_failed_postgresql_write_leaves_the_database_empty(tmp_path, postgres):
+    from sqlalchemy import create_engine, inspect
+
+    database = read_database(_bank(tmp_path / "bank"))
+    database.tables["cards"] = pd.concat([database.tables["cards"]] * 2)  # the last table's insert fails
+    url = postgres()
+    with pytest.raises(DataError, match="cannot write the database"):
+        write_sql_database(database, url)
+    engine = create_engine(url)
+    assert inspect(engine).get_table_names() == []  # the tables made before the failure went with it
+    engine.dispose()
+
+
+def test_the_command_line_trains_from_postgresql_and_writes_into_postgresql(tmp_path, postgres, recipe_file):
+    from click.testing import CliRunner
+
+    from llmsynth.cli import main
+
+    source, target, model = postgres(), postgres(), tmp_path / "model"
+    write_sql_database(read_database(_bank(tmp_path / "bank")), source)
+    runner = CliRunner()
+    for wrong, message in ((["--order-by", "booked_at"], "expected TABLE.COLUMN"),
+                           (["--order-by", "trades.booked_at"], "cannot order table 'trades'"),
+                           (["--order-by", "transactions.booked_at", "--kind", "tabular"], "for related tables")):
+        refused = runner.invoke(main, ["train", source, "--kind", "relational", "-o", str(model), *wrong])
+        assert refused.exit_code == 2 and message in refused.output, refused.output
+    trained = runner.invoke(main, ["train", source, "--kind", "relational", "-o", str(model), "--epochs", "1",
+                                   "--recipe", str(recipe_file), "--order-by", "transactions.booked_at"])
+    assert trained.exit_code == 0, trained.output
+    assert "trained on 40 families (customers 40, accounts 80, transactions 240, cards 20" in trained.output
+    written = runner.invoke(main, ["generate", str(model), "-n", "6", "-o", target])
+    assert written.exit_code == 0, written.output
+    synthetic = read_sql_database(target, order_by={"transactions": "booked_at"})  # checked: keys, no orphans, order
+    assert len(synthetic.tables["customers"]) == 6
+    times = pd.to_datetime(synthetic.tables["transactions"].booked_at)
+    assert (times.groupby(synthetic.tables["transactions"].account_id).diff().dropna() >= pd.Timedelta(0)).all()

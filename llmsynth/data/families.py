@@ -19,6 +19,7 @@ from llmsynth.serialize.relational import (
 from llmsynth.serialize.tabular import value_texts
 
 NANOSECONDS = 1_000_000_000
+TIME_UNITS = {"days": 86_400, "hours": 3_600, "minutes": 60, "seconds": 1}
 
 
 class TablePlan(BaseModel):
@@ -33,6 +34,7 @@ class TablePlan(BaseModel):
     order_kind: Literal["time", "number"] | None = None
     key_prefix: str | None = None  # primary keys written as numbers (None), or as this text and zero-padded numbers
     key_width: int = 0
+    gap_unit: str | None = None  # a time sequence's gaps are written in this unit (None: seconds, unnamed)
     children: list[str] = []
     table_schema: Schema
 
@@ -66,9 +68,10 @@ def learned_frames(database: Database) -> dict[str, pd.DataFrame]:
         if spec.order_by is not None and spec.parent is not None:
             times = order_values(table[spec.order_by], f"table {name!r}")
             gaps = times.groupby(table[spec.foreign_key].astype(str)).diff().fillna(0)
-            gaps = gaps / NANOSECONDS if is_time(table[spec.order_by]) else gaps
+            unit = gap_unit(table[spec.order_by])
+            gaps = gaps / (NANOSECONDS * TIME_UNITS[unit]) if unit else gaps
             frame = frame.drop(columns=[spec.order_by])
-            frame[gap_column(spec.order_by)] = gaps.round(6)
+            frame[gap_column(spec.order_by, unit)] = gaps.round(6)
         for child in database.children(name):
             child_spec, children = layout[child], database.tables[child]
             keys = table[spec.primary_key].astype(str)
@@ -80,11 +83,22 @@ def learned_frames(database: Database) -> dict[str, pd.DataFrame]:
     return frames
 
 
+def gap_unit(order: pd.Series) -> str | None:
+    """The largest unit every time of an order column is a whole number of (bookings at whole minutes:
+    "minutes"), so that gaps are short whole numbers and come back at the source's resolution; None for numbers."""
+    if not is_time(order):
+        return None
+    times = order_values(order, f"order column {order.name!r}").to_numpy()
+    return next((unit for unit, seconds in TIME_UNITS.items() if not (times % (seconds * NANOSECONDS)).any()),
+                "seconds")
+
+
 def derived_kinds(database: Database, name: str) -> dict[str, str]:
     """The kinds of the columns `learned_frames` adds: counts and gaps are numbers (a count of 0 or 1 is no
     boolean), a first value is a time or a number as its order column is."""
     spec = database.layout.tables[name]
-    kinds = {gap_column(spec.order_by): "integer"} if spec.order_by and spec.parent else {}
+    order = database.tables[name][spec.order_by] if spec.order_by else None
+    kinds = {gap_column(spec.order_by, gap_unit(order)): "integer"} if spec.order_by and spec.parent else {}
     for child in database.children(name):
         kinds[count_column(child)] = "integer"
         order_by = database.layout.tables[child].order_by
@@ -113,6 +127,7 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
             foreign_key=spec.foreign_key, order_by=spec.order_by,
             order_kind=None if spec.order_by is None else ("time" if is_time(table[spec.order_by]) else "number"),
             key_prefix=prefix, key_width=width,
+            gap_unit=gap_unit(table[spec.order_by]) if spec.order_by and spec.parent else None,
             children=database.children(name), table_schema=schema))
     return plans
 

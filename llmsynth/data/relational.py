@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,9 +237,29 @@ def is_database_url(location: str | os.PathLike) -> bool:
     return "://" in str(location)
 
 
-def read_related(location: str | os.PathLike) -> Database:
-    """Related tables from a folder with relations.yaml or from a database URL."""
-    return read_sql_database(str(location)) if is_database_url(location) else read_database(location)
+def read_related(location: str | os.PathLike, order_by: Mapping[str, str] | None = None) -> Database:
+    """Related tables from a folder with relations.yaml or from a database URL; `order_by` (table: column) makes
+    those tables' rows sequences (a database's catalog has no such thing; in a folder it overrides the layout)."""
+    if is_database_url(location):
+        return read_sql_database(str(location), order_by)
+    database = read_database(location)
+    if order_by:
+        database = with_order(database, order_by, str(location))
+        check_database(database)
+    return database
+
+
+def with_order(database: Database, order_by: Mapping[str, str], source: str) -> Database:
+    """The database with `order_by` (table: column) set in its layout; unknown tables and columns are errors."""
+    tables = dict(database.layout.tables)
+    for name, column in order_by.items():
+        if name not in tables:
+            raise DataError(f"{source}: cannot order table {name!r}: there is no such table ({', '.join(tables)})")
+        if column not in database.tables[name].columns:
+            raise DataError(f"{source}: table {name!r} has no column {column!r} to order by (columns: "
+                            f"{', '.join(map(str, database.tables[name].columns))})")
+        tables[name] = tables[name].model_copy(update={"order_by": column})
+    return Database(Layout(tables=tables), database.tables)
 
 
 def write_related(database: Database, location: str | os.PathLike) -> str | Path:
@@ -248,9 +268,10 @@ def write_related(database: Database, location: str | os.PathLike) -> str | Path
                                                                                                         location)
 
 
-def read_sql_database(url: str) -> Database:
+def read_sql_database(url: str, order_by: Mapping[str, str] | None = None) -> Database:
     """Every table of a database (`sqlite:///bank.db`, `postgresql://user@host/bank`) with its primary key and its
-    foreign key (one per table: each child has one parent) from the catalog, checked like a folder's."""
+    foreign key (one per table: each child has one parent) from the catalog, and the order columns `order_by` names
+    (table: column), checked like a folder's."""
     from sqlalchemy import create_engine, inspect
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
@@ -277,7 +298,7 @@ def read_sql_database(url: str) -> Database:
         raise DataError(f"{url}: cannot read the database ({error.__class__.__name__}: {error})") from None
     if not layout:
         raise DataError(f"{url}: the database has no tables")
-    database = Database(Layout(tables=layout), tables)
+    database = with_order(Database(Layout(tables=layout), tables), order_by or {}, url)
     check_layout(database.layout, url)
     check_database(database)
     return database

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmsynth.data.families import TablePlan
+from llmsynth.data.families import TIME_UNITS, TablePlan
 from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, row_orders
 from llmsynth.serialize.relational import (
@@ -127,12 +127,13 @@ def _order_values(plan: TablePlan, frame: pd.DataFrame, parent_frame: pd.DataFra
         log.warning("%d %s sequences had no first %s; they start at %s", int(missing.sum()), plan.name,
                     plan.order_by, minimum)
         first = first.fillna(minimum)
-    gaps = frame[gap_column(plan.order_by)].fillna(0).astype(float).to_numpy()
+    gaps = frame[gap_column(plan.order_by, plan.gap_unit)].fillna(0).astype(float).to_numpy()
     starts = np.r_[True, parents[1:] != parents[:-1]]
     gaps[starts] = 0
     offsets = pd.Series(gaps).groupby(np.cumsum(starts)).cumsum().to_numpy()
     if plan.order_kind == "time":
-        return (pd.to_datetime(first.to_numpy()[parents]) + pd.to_timedelta(offsets, unit="s")).to_numpy()
+        seconds = TIME_UNITS[plan.gap_unit or "seconds"]
+        return (pd.to_datetime(first.to_numpy()[parents]) + pd.to_timedelta(offsets * seconds, unit="s")).to_numpy()
     values = first.to_numpy()[parents] + offsets
     whole = pd.api.types.is_integer_dtype(first) and np.all(offsets == np.round(offsets))
     return values.astype(np.int64) if whole else values

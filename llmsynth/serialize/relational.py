@@ -31,8 +31,9 @@ def first_column(child: str, order_by: str) -> str:
     return f"first {order_by} of {child}"
 
 
-def gap_column(order_by: str) -> str:
-    return f"{order_by} gap"
+def gap_column(order_by: str, unit: str | None = None) -> str:
+    """A sequence row's distance from the row before; times name their unit ("booked_at gap in minutes")."""
+    return f"{order_by} gap" + (f" in {unit}" if unit else "")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llmsynth.data.relational import Database, Layout, check_database, read_related
+from llmsynth.data.relational import Database, Layout, check_database, read_related, with_order
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.generate.families import Settings, generate_families
 from llmsynth.scrub import ScrubConfig, scrub_table
@@ -35,19 +35,23 @@ class RelationalSynthesizer(Synthesizer):
     UNSCRUBBED_WARNING = "training on unscrubbed tables: PII in their free-text columns can be memorized and replayed"
 
     def __init__(self, recipe: Recipe | str | None = None, base_model: str | None = None,
-                 column_kinds: Mapping[str, Mapping[str, str]] | None = None):
-        """`column_kinds`: per table, column kind overrides (as for one table)."""
+                 column_kinds: Mapping[str, Mapping[str, str]] | None = None,
+                 order_by: Mapping[str, str] | None = None):
+        """`column_kinds`: per table, column kind overrides (as for one table). `order_by`: table -> the column that
+        orders its rows within a parent (a database's catalog does not say; a folder's relations.yaml may)."""
         super().__init__(recipe, base_model)
         self.column_kinds = {table: dict(kinds) for table, kinds in (column_kinds or {}).items()}
+        self.order_by = dict(order_by or {})
         self.plans: list[TablePlan] = []
         self.layout = None
 
     # -- fit: a folder with relations.yaml, a database URL, or a Database ----------------------------------------
     def _read(self, data: Database | str | os.PathLike) -> Database:
         if isinstance(data, Database):
+            data = with_order(data, self.order_by, "the database")
             check_database(data)
             return data
-        return read_related(data)
+        return read_related(data, self.order_by)
 
     def _scrub(self, database: Database, config: ScrubConfig, progress: bool) -> tuple[Database, dict, set]:
         """Every table but its keys (never learned, and the links between tables until the records are built)."""
@@ -152,7 +156,7 @@ class RelationalSynthesizer(Synthesizer):
 def _balanced(records: list[RelationalRecord]) -> list[RelationalRecord]:
     """Parent tables' rows repeated (up to 4 times) where the rows below outnumber them: without it a few hundred
     customers are a few percent of what the model sees, and their own columns (and their children's counts) are
-    learned last."""
+    learned last. A parent's record is short (its family's text is above its children), so this costs little."""
     counts = Counter(r.table for r in records)
     most = max(counts.values())
-    return [r for r in records for _ in range(min(4, max(1, round(most / counts[r.table] / 4))))]
+    return [r for r in records for _ in range(min(4, max(1, round(most / counts[r.table]))))]
