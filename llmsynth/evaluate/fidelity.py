@@ -113,12 +113,14 @@ def correlation(table: pd.DataFrame, a: str, b: str) -> float:
 
 
 def detection_auc(holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, seed: int = 0,
-                  folds: int = 5) -> float:
+                  folds: int = 5, groups: tuple[pd.Series, pd.Series] | None = None) -> float:
     """Cross-validated ROC AUC of gradient boosting telling synthetic rows from real rows it never saw (C2ST):
     0.5 means indistinguishable, 1.0 means always told apart. Classes balanced by subsampling the larger.
 
     Folds are drawn at random per distinct row, so identical rows share a fold: otherwise a synthetic copy of a holdout row would be scored by a model that saw
-    its twin labelled the other way, and a perfect copy of the holdout would score near 0 instead of 0.5."""
+    its twin labelled the other way, and a perfect copy of the holdout would score near 0 instead of 0.5.
+    `groups` (a label per holdout and per synthetic row: related tables' root entities) keeps each group in one
+    fold, so that rows sharing a parent's columns cannot be told apart by the parent alone."""
     size = min(len(holdout), len(synthetic))
     if size < 2:
         return float("nan")
@@ -126,9 +128,26 @@ def detection_auc(holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema
     fake_rows = typed(synthetic, schema).sample(size, random_state=seed)
     features = pd.concat(classifier_frames([real_rows, fake_rows], schema), ignore_index=True)
     labels = np.r_[np.zeros(size), np.ones(size)]
-    _, row_group = np.unique(row_keys(pd.concat([real_rows, fake_rows]), schema), return_inverse=True)
+    if groups is None:
+        _, row_group = np.unique(row_keys(pd.concat([real_rows, fake_rows]), schema), return_inverse=True)
+    else:
+        owners = ["real " + groups[0].loc[real_rows.index].astype(str),
+                  "synthetic " + groups[1].loc[fake_rows.index].astype(str)]
+        row_group = pd.factorize(pd.concat(owners))[0]
     group_fold = np.random.default_rng(seed).integers(0, min(folds, size), row_group.max() + 1)
+    _fill_empty_in_folds(features, group_fold[row_group])
     classifier = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=seed)
     scores = cross_val_predict(classifier, features, labels, cv=PredefinedSplit(group_fold[row_group]),
                                method="predict_proba")[:, 1]
     return float(roc_auc_score(labels, scores))
+
+
+def _fill_empty_in_folds(features: pd.DataFrame, fold: np.ndarray) -> None:
+    """A number column all empty in some fold's training rows (a column 99% empty, such as an aircraft's speed)
+    breaks sklearn's binning: its empties become a value below every number, which splits the same way."""
+    for column in features.columns:
+        values = features[column]
+        if isinstance(values.dtype, pd.CategoricalDtype) or values.notna().all():
+            continue
+        if any(values[fold != f].isna().all() for f in np.unique(fold)):
+            features[column] = values.fillna(values.min() - 1 if values.notna().any() else 0.0)

@@ -10,10 +10,11 @@ from scipy.stats import ks_2samp
 from llmsynth.data.relational import Database, order_values
 
 
-def relational_metrics(real: Database, synthetic: Database) -> dict:
+def relational_metrics(real: Database, synthetic: Database, seed: int = 0) -> dict:
     """Per child table: referential integrity, ordered sequences, children per parent (KS complement), parent-child
     trends (each parent column against its children's count and numeric means: correlation real and synthetic),
-    and for sequences the gap KS complement, lag-1 autocorrelations and category transitions (TV complement)."""
+    and for sequences the gap KS complement, lag-1 autocorrelations and category transitions (TV complement); the
+    detection AUC of each table's rows beside their ancestors' and of whole families (`detection_aucs`)."""
     tables = {}
     for name, spec in real.layout.tables.items():
         if spec.parent is None:
@@ -28,7 +29,8 @@ def relational_metrics(real: Database, synthetic: Database) -> dict:
             figures.update(_sequence_figures(real, synthetic, name))
         tables[name] = figures
     trends = [abs(t["real"] - t["synthetic"]) for f in tables.values() for t in f["parent_child_trends"].values()]
-    return {"tables": tables,
+    detection = detection_aucs(real, synthetic, seed)
+    return {"tables": tables, "detection_auc": detection, "detection_auc_max": max(detection.values()),
             "referential_integrity": min((f["referential_integrity"] for f in tables.values()), default=1.0),
             "children_per_parent": min((f["children_per_parent"] for f in tables.values()), default=1.0),
             "parent_child_trend_gap_max": max(trends, default=0.0),
@@ -64,11 +66,17 @@ def _aggregates(database: Database, name: str) -> pd.DataFrame:
             for category in parents[column].dropna().unique():
                 columns[f"{spec.parent}.{column}={category}"] = (parents[column] == category).astype(float)
     children = database.tables[name]
+    owner = children[spec.foreign_key].astype(str)
     columns[f"{name} per parent"] = database.children_per_parent(name).set_axis(parents.index)
     for column in children.columns:
+        if column in (spec.primary_key, spec.foreign_key, spec.order_by):
+            continue
         numbers = numeric_column(children[column])
-        if column not in (spec.foreign_key, spec.order_by) and numbers is not None:
-            columns[f"mean {name}.{column}"] = numbers.groupby(children[spec.foreign_key].astype(str)).mean()
+        if numbers is not None:
+            columns[f"mean {name}.{column}"] = numbers.groupby(owner).mean()
+        elif children[column].nunique() <= 10:
+            for category in children[column].dropna().unique():
+                columns[f"share {name}.{column}={category}"] = (children[column] == category).groupby(owner).mean()
     return pd.DataFrame(columns)
 
 
@@ -131,3 +139,81 @@ def _transitions(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, pd.Ser
         pairs = pd.DataFrame({"before": values.groupby(keys).shift(), "now": values}).dropna()
         found[column] = (pairs.before + " -> " + pairs.now).value_counts(normalize=True)
     return found
+
+
+def family_frame(database: Database, reference: Database) -> pd.DataFrame:
+    """One row per root entity of `database`, with the columns `reference` (the training data) gives: per table, the
+    entity's row count, the mean of each numeric column and the share of each category (columns of 10 or fewer)."""
+    entity = entities(database)
+    keys = database.root_keys().astype(str)
+    columns = {}
+    for name in reference.parents_first():
+        spec, table, owner = reference.layout.tables[name], database.tables[name], entity[name]
+        columns[f"{name} rows"] = owner.value_counts().reindex(keys, fill_value=0)
+        for column, real in reference.tables[name].items():
+            if column in (spec.primary_key, spec.foreign_key, spec.group_by, spec.order_by):
+                continue
+            if numeric_column(real) is not None:
+                values = pd.to_numeric(table[column], errors="coerce")
+                columns[f"mean {name}.{column}"] = values.groupby(owner).mean().reindex(keys)
+            elif real.nunique() <= 10:
+                for category in real.dropna().unique():
+                    columns[f"share {name}.{column}={category}"] = (table[column] == category).groupby(owner).mean() \
+                        .reindex(keys)
+    return pd.DataFrame(columns, index=keys)
+
+
+def entities(database: Database) -> dict[str, pd.Series]:
+    """Per table, each row's root entity key (rows follow their parent's)."""
+    root = database.layout.tables[database.root]
+    entity = {database.root: database.tables[database.root][root.primary_key or root.group_by].astype(str)}
+    for name in database.parents_first():
+        spec = database.layout.tables[name]
+        if spec.parent is None:
+            continue
+        parent_key = database.tables[spec.parent][database.layout.tables[spec.parent].primary_key].astype(str)
+        of_parent = pd.Series(entity[spec.parent].to_numpy(), index=parent_key.to_numpy())
+        entity[name] = database.tables[name][spec.foreign_key].astype(str).map(of_parent)
+    return entity
+
+
+def detection_aucs(real: Database, synthetic: Database, seed: int = 0) -> dict[str, float]:
+    """C2ST (as for one table) per table, each row with its ancestors' columns beside it, so that a child is judged
+    with the parent it hangs off (a plausible flight on an implausible plane is caught); and per root entity over its
+    family's summary (`family_frame`: counts, means, category shares), which catches families wrong as a whole."""
+    found = {}
+    owners = [entities(database) for database in (real, synthetic)]
+    for name in real.parents_first():
+        frames = [with_ancestors(database, name) for database in (real, synthetic)]
+        found[name] = _detection(*frames, seed, [owner[name].reset_index(drop=True) for owner in owners])
+    found["families"] = _detection(family_frame(real, real), family_frame(synthetic, real), seed)
+    return found
+
+
+def with_ancestors(database: Database, name: str) -> pd.DataFrame:
+    """Table `name`'s rows without keys, each beside its parent's columns ("planes.seats"), and theirs, up to the root."""
+    spec = database.layout.tables[name]
+    keys = [c for c in (spec.primary_key, spec.foreign_key, spec.group_by) if c]
+    rows = database.tables[name].drop(columns=keys).add_prefix(f"{name}.")
+    if spec.parent is None:
+        return rows.reset_index(drop=True)
+    parent_key = database.tables[spec.parent][database.layout.tables[spec.parent].primary_key].astype(str)
+    above = with_ancestors(database, spec.parent).set_axis(parent_key.to_numpy())
+    parents = above.reindex(database.tables[name][spec.foreign_key].astype(str).to_numpy())
+    return pd.concat([rows.reset_index(drop=True), parents.reset_index(drop=True)], axis=1)
+
+
+def _detection(real: pd.DataFrame, synthetic: pd.DataFrame, seed: int, families: list | None = None) -> float:
+    """Folds by root entity where `families` gives each row's: a family's rows share their ancestors' columns."""
+    from llmsynth.data.schema import infer_schema
+    from llmsynth.evaluate.fidelity import detection_auc
+
+    if len(real) < 2 or len(synthetic) < 2:
+        return float("nan")
+    schema = infer_schema(real.reset_index(drop=True), min_rows=1)
+    judged = [c.name for c in schema.columns if c.kind not in ("text", "identifier")]  # free text: not a feature
+    if not judged:
+        return float("nan")
+    schema = infer_schema(real[judged].reset_index(drop=True), min_rows=1)
+    return detection_auc(real[judged].reset_index(drop=True), synthetic.reset_index(drop=True)[judged], schema,
+                         seed, groups=families and tuple(families))

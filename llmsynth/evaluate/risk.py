@@ -28,7 +28,7 @@ from llmsynth.data.relational import Database
 from llmsynth.data.schema import Schema
 from llmsynth.evaluate.features import distance_vectors, row_keys, typed
 from llmsynth.evaluate.privacy import nearest_rows
-from llmsynth.evaluate.relational import numeric_column
+from llmsynth.evaluate.relational import family_frame
 from llmsynth.evaluate.text import conversation_text, most_similar, tfidf
 
 RISK_LEVEL = 0.01
@@ -104,42 +104,6 @@ def family_record_risk(train: Database, holdout: Database, synthetic: Database) 
     figures = _summary(records, "families", len(frames[1]))
     figures["near_copies"] = int((records["nearest_synthetic_distance"] <= RESOLUTION).sum())
     return figures, records.reset_index(drop=True)
-
-
-def family_frame(database: Database, reference: Database) -> pd.DataFrame:
-    """One row per root entity of `database`, with the columns `reference` (the training data) gives: per table, the
-    entity's row count, the mean of each numeric column and the share of each category (columns of 10 or fewer)."""
-    entity = _entities(database)
-    keys = database.root_keys().astype(str)
-    columns = {}
-    for name in reference.parents_first():
-        spec, table, owner = reference.layout.tables[name], database.tables[name], entity[name]
-        columns[f"{name} rows"] = owner.value_counts().reindex(keys, fill_value=0)
-        for column, real in reference.tables[name].items():
-            if column in (spec.primary_key, spec.foreign_key, spec.group_by, spec.order_by):
-                continue
-            if numeric_column(real) is not None:
-                values = pd.to_numeric(table[column], errors="coerce")
-                columns[f"mean {name}.{column}"] = values.groupby(owner).mean().reindex(keys)
-            elif real.nunique() <= 10:
-                for category in real.dropna().unique():
-                    columns[f"share {name}.{column}={category}"] = (table[column] == category).groupby(owner).mean() \
-                        .reindex(keys)
-    return pd.DataFrame(columns, index=keys)
-
-
-def _entities(database: Database) -> dict[str, pd.Series]:
-    """Per table, each row's root entity key (rows follow their parent's)."""
-    root = database.layout.tables[database.root]
-    entity = {database.root: database.tables[database.root][root.primary_key or root.group_by].astype(str)}
-    for name in database.parents_first():
-        spec = database.layout.tables[name]
-        if spec.parent is None:
-            continue
-        parent_key = database.tables[spec.parent][database.layout.tables[spec.parent].primary_key].astype(str)
-        of_parent = pd.Series(entity[spec.parent].to_numpy(), index=parent_key.to_numpy())
-        entity[name] = database.tables[name][spec.foreign_key].astype(str).map(of_parent)
-    return entity
 
 
 def _relative(distance: np.ndarray, crowd: np.ndarray) -> np.ndarray:

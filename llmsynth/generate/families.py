@@ -6,6 +6,7 @@ plus the sampled gaps, so every sequence is increasing."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,18 +64,33 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
                                          (index, 0))
             continue
         sequences: list[list[_Written]] = [[] for _ in parents]
+        room, gap = _room(plan, parent_plan, parents), plan.learned_names.index(gap_column(plan.order_by, plan.gap_unit))
         for position in range(max(counts, default=0)):
-            members = [p for p, count in enumerate(counts) if count > position]
+            members = [p for p, count in enumerate(counts) if count > position and room[p] >= 0]
             before = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:]) for p in members]
             rows = _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in members], before, {},
                            settings, (index, position))
             for p, row in zip(members, rows):
-                sequences[p].append(row)
+                room[p] -= float(row.values[gap][1:] or 0) if position else 0
+                if room[p] >= 0:  # a row past the source's last order value ends its sequence (a window's end)
+                    sequences[p].append(row)
         written[plan.name] = [row for sequence in sequences for row in sequence]
     frames: dict[str, pd.DataFrame] = {}
     for plan in plans:
         frames[plan.name] = _frame(plan, written[plan.name], frames, by_name, settings.seed, key_offsets)
     return {plan.name: frames[plan.name][plan.columns] for plan in plans}
+
+
+def _room(plan: TablePlan, parent_plan: TablePlan, parents: list[_Written]) -> list[float]:
+    """Per parent, how many gap units its sequence has between its first order value and the source's last."""
+    if plan.order_last is None:
+        return [math.inf] * len(parents)
+    column = parent_plan.learned_names.index(first_column(plan.name, plan.order_by))
+    firsts = [p.values[column][1:].decode() for p in parents]
+    if plan.order_kind == "time":
+        last, unit = pd.Timestamp(plan.order_last), TIME_UNITS[plan.gap_unit or "seconds"]
+        return [(last - pd.Timestamp(first)).total_seconds() / unit if first else math.inf for first in firsts]
+    return [float(plan.order_last) - float(first) if first else math.inf for first in firsts]
 
 
 def _sample(sampler: ConstrainedSampler, encoder: RelationalEncoder, plan: TablePlan, rows: list[_Written],
