@@ -180,28 +180,20 @@ def as_source(tables: dict[str, pd.DataFrame], like: Database) -> Database:
 
 
 def valid_share(train: Database, synthetic: Database) -> dict[str, dict[str, float]]:
-    """Per table and column, the share of rows whose value the training data allows: a category it holds, a number
-    or time in its range, an empty value only where it has empties (free text: any); "row": all of a row's."""
-    from llmsynth.data.schema import infer_schema
+    """Per table, the share of rows the codecs of a schema inferred from the training table accept (as for one
+    table: `valid_rows`), keys aside; and each column's share where it is under 1."""
+    from llmsynth.data.schema import Schema, infer_schema
+    from llmsynth.evaluate.validity import valid_rows
 
     shares = {}
     for name, spec in train.layout.tables.items():
-        real, fake = train.tables[name], synthetic.tables[name]
-        kinds = {c.name: c.kind for c in infer_schema(real, min_rows=1).columns}
-        columns = {}
-        for column in real.columns:
-            if column in (spec.primary_key, spec.foreign_key) or kinds[column] in ("text", "identifier"):
-                continue
-            values, allowed = fake[column], real[column]
-            fine = values.notna() | allowed.isna().any()
-            if kinds[column] in ("integer", "float", "datetime"):
-                fine &= values.isna() | values.between(allowed.min(), allowed.max())
-            else:
-                fine &= values.isna() | values.astype(str).isin(set(allowed.dropna().astype(str)))
-            columns[column] = fine
-        rows = pd.DataFrame(columns, index=fake.index)
-        shares[name] = {"row": float(rows.all(axis=1).mean()) if len(rows) else 1.0,
-                        **{c: float(v.mean()) for c, v in rows.items() if not v.all()}}
+        keys = [c for c in (spec.primary_key, spec.foreign_key) if c]
+        schema = infer_schema(train.tables[name].drop(columns=keys), min_rows=1)
+        table = synthetic.tables[name]
+        columns = {c.name: float(valid_rows(table, Schema(columns=[c])).mean()) if len(table) else 1.0
+                   for c in schema.learned}
+        shares[name] = {"row": float(valid_rows(table, schema).mean()) if len(table) else 1.0,
+                        **{c: share for c, share in columns.items() if share < 1}}
     return shares
 
 

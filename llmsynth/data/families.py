@@ -101,12 +101,11 @@ def last_value(order: pd.Series) -> str:
     return str(pd.to_numeric(order).max())
 
 
-def derived_kinds(database: Database, name: str) -> dict[str, str]:
-    """The kinds of the columns `learned_frames` adds: counts and gaps are numbers (a count of 0 or 1 is no
-    boolean), a first value is a time or a number as its order column is."""
+def derived_kinds(database: Database, name: str, unit: str | None) -> dict[str, str]:
+    """The kinds of the columns `learned_frames` adds: counts and gaps (in `unit`, as `gap_unit` gives) are numbers
+    (a count of 0 or 1 is no boolean), a first value is a time or a number as its order column is."""
     spec = database.layout.tables[name]
-    order = database.tables[name][spec.order_by] if spec.order_by else None
-    kinds = {gap_column(spec.order_by, gap_unit(order)): "integer"} if spec.order_by and spec.parent else {}
+    kinds = {gap_column(spec.order_by, unit): "integer"} if spec.order_by and spec.parent else {}
     for child in database.children(name):
         kinds[count_column(child)] = "integer"
         order_by = database.layout.tables[child].order_by
@@ -123,7 +122,9 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
         if spec.group_by is not None:
             raise DataError(f"table {name!r}: a root table of events (group_by) is not supported yet; give the "
                             "entities a table of their own with a primary key, and the events that table as parent")
-        kinds = {**derived_kinds(database, name), **column_kinds.get(name, {})}
+        sequence = table[spec.order_by] if spec.order_by and spec.parent else None
+        unit = gap_unit(sequence) if sequence is not None else None
+        kinds = {**derived_kinds(database, name, unit), **column_kinds.get(name, {})}
         try:  # a child table may be small, or hold nothing but its keys (then only how many rows is learned)
             schema = (infer_schema(frames[name], kinds, min_rows=MIN_ROWS if spec.parent is None else 1)
                       if len(frames[name].columns) else Schema(columns=[]))
@@ -135,8 +136,7 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
             foreign_key=spec.foreign_key, order_by=spec.order_by,
             order_kind=None if spec.order_by is None else ("time" if is_time(table[spec.order_by]) else "number"),
             key_prefix=prefix, key_width=width,
-            gap_unit=gap_unit(table[spec.order_by]) if spec.order_by and spec.parent else None,
-            order_last=last_value(table[spec.order_by]) if spec.order_by and spec.parent else None,
+            gap_unit=unit, order_last=last_value(sequence) if sequence is not None else None,
             children=database.children(name), table_schema=schema))
     return plans
 

@@ -205,15 +205,15 @@ def with_ancestors(database: Database, name: str) -> pd.DataFrame:
 
 def _detection(real: pd.DataFrame, synthetic: pd.DataFrame, seed: int, families: list | None = None) -> float:
     """Folds by root entity where `families` gives each row's: a family's rows share their ancestors' columns."""
-    from llmsynth.data.schema import infer_schema
+    from llmsynth.data.schema import Schema, infer_schema
     from llmsynth.evaluate.fidelity import detection_auc
 
     if len(real) < 2 or len(synthetic) < 2:
         return float("nan")
-    schema = infer_schema(real.reset_index(drop=True), min_rows=1)
-    judged = [c.name for c in schema.columns if c.kind not in ("text", "identifier")]  # free text: not a feature
+    inferred = infer_schema(real.reset_index(drop=True), min_rows=1)
+    schema = Schema(columns=[c for c in inferred.columns if c.kind not in ("text", "identifier")])  # free text out
+    judged = [c.name for c in schema.columns]
     if not judged:
         return float("nan")
-    schema = infer_schema(real[judged].reset_index(drop=True), min_rows=1)
     return detection_auc(real[judged].reset_index(drop=True), synthetic.reset_index(drop=True)[judged], schema,
-                         seed, groups=families and tuple(families))
+                         seed, groups=tuple(families) if families else None)
