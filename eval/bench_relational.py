@@ -187,8 +187,7 @@ def valid_share(train: Database, synthetic: Database) -> dict[str, dict[str, flo
 
     shares = {}
     for name, spec in train.layout.tables.items():
-        keys = [c for c in (spec.primary_key, spec.foreign_key) if c]
-        schema = infer_schema(train.tables[name].drop(columns=keys), min_rows=1)
+        schema = infer_schema(train.tables[name].drop(columns=spec.keys), min_rows=1)
         table = synthetic.tables[name]
         columns = {c.name: float(valid_rows(table, Schema(columns=[c])).mean()) if len(table) else 1.0
                    for c in schema.learned}

@@ -153,11 +153,11 @@ def run_relational_demo(out_dir: Path, families: int = 300, samples: int = 150, 
                         seed: int = 0, echo: Callable[[str], None] = print) -> tuple[dict[str, Any], Any]:
     """Demo bank (customers with PII -> accounts -> transactions over time, fraud in the sequences): holdout by
     customer, scrub every table, train the tiny model, generate `samples` customers with their accounts and
-    transactions, and measure keys, order, children per parent, parent-child trends and the fraud pattern
-    against the holdout. Returns the figures and the synthesizer."""
+    transactions, and evaluate them as `llmsynth eval` does (metrics.json, report.html), with the fraud pattern
+    beside the holdout's. Returns the figures and the synthesizer."""
     from llmsynth.data.demo import bank, fraud_burst_share
     from llmsynth.data.relational import Database, Layout, split_by_root, write_database
-    from llmsynth.evaluate.relational import relational_metrics
+    from llmsynth.pipeline import evaluate_databases
     from llmsynth.synthesizers import RelationalSynthesizer
 
     out_dir = Path(out_dir)
@@ -166,8 +166,7 @@ def run_relational_demo(out_dir: Path, families: int = 300, samples: int = 150, 
     source = write_database(database, out_dir / "bank")
     echo(f"demo bank: {', '.join(f'{len(t)} {name}' for name, t in tables.items())} with PII -> {source}")
     train, holdout, _ = split_by_root(database, HOLDOUT_FRACTION, seed)
-    write_database(train, out_dir / "train")
-    write_database(holdout, out_dir / "holdout")
+    parts = {role: write_database(data, out_dir / role) for role, data in (("train", train), ("holdout", holdout))}
     synth = RelationalSynthesizer()
     synth.recipe.train = synth.recipe.train.model_copy(update={"max_minutes": max_minutes, "seed": seed})
     started = time.perf_counter()
@@ -176,22 +175,19 @@ def run_relational_demo(out_dir: Path, families: int = 300, samples: int = 150, 
     started = time.perf_counter()
     synthetic = synth.sample(samples, seed=seed, progress=True)
     seconds["generate"] = time.perf_counter() - started
-    write_database(synthetic, out_dir / "synthetic")
-    metrics = relational_metrics(holdout, synthetic)
-    metrics.update(seconds=seconds, families_per_second=samples / seconds["generate"],
-                   fraud_pattern_real=fraud_burst_share(holdout.tables["accounts"], holdout.tables["transactions"]),
-                   fraud_pattern_synthetic=fraud_burst_share(synthetic.tables["accounts"],
-                                                             synthetic.tables["transactions"]))
-    write_text(out_dir / "metrics.json", json.dumps(metrics, indent=2, default=float))
+    parts["synthetic"] = write_database(synthetic, out_dir / "synthetic")
     summary = synth.summary
     echo(f"trained {summary.epochs:g} epochs in {seconds['train']:.0f}s ({summary.tokens_per_second:.0f} tokens/s); "
          f"generated {samples} customers with {len(synthetic.tables['accounts'])} accounts and "
-         f"{len(synthetic.tables['transactions'])} transactions in {seconds['generate']:.0f}s -> {out_dir / 'synthetic'}")
-    echo(f"referential integrity {metrics['referential_integrity']:.1%}; transactions in time order "
-         f"{metrics['tables']['transactions']['ordered']:.1%}; children per parent (KS complement, worst table) "
-         f"{metrics['children_per_parent']:.3f}; parent-child trends: largest gap {metrics['parent_child_trend_gap_max']:.2f},"
-         f" mean {metrics['parent_child_trend_gap_mean']:.2f} (correlation, synthetic vs holdout)")
+         f"{len(synthetic.tables['transactions'])} transactions in {seconds['generate']:.0f}s -> {parts['synthetic']}")
+    for line in evaluate_databases(*map(str, parts.values()), out_dir / "report", out_dir / "model"):
+        echo(line)
+    demo = {"seconds": seconds, "families_per_second": samples / seconds["generate"],
+            "fraud_pattern_real": fraud_burst_share(holdout.tables["accounts"], holdout.tables["transactions"]),
+            "fraud_pattern_synthetic": fraud_burst_share(synthetic.tables["accounts"], synthetic.tables["transactions"])}
+    write_text(out_dir / "demo.json", json.dumps(demo, indent=2))
+    metrics = {**json.loads((out_dir / "report" / "metrics.json").read_text()), **demo}
     echo(f"fraud pattern (burst of tiny card-not-present payments, then a large one): holdout "
          f"{metrics['fraud_pattern_real']:.1%} of card accounts, synthetic {metrics['fraud_pattern_synthetic']:.1%}")
-    echo(f"figures in {out_dir / 'metrics.json'}; customer names and e-mails were never learned (fresh surrogates)")
+    echo("customer names and e-mails were never learned (fresh surrogates)")
     return metrics, synth

@@ -345,6 +345,7 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path, m
     holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json; lines to show.
     A model's layout says which tables are sequences where a database cannot."""
     from llmsynth.evaluate.relational import relational_metrics
+    from llmsynth.evaluate.report import RELATIONAL_SUMMARY, metrics_json, relational_html
     from llmsynth.evaluate.risk import family_record_risk
 
     tables = read_manifest(model_dir)["layout"]["tables"] if model_dir else {}
@@ -354,18 +355,17 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path, m
     metrics = {"kind": "relational", "synthetic": relational_metrics(databases[0], databases[2]),
                "holdout": relational_metrics(databases[0], databases[1]), "record_risk": risk}
     write_text(Path(out_dir) / "record_risk.csv", families.to_csv(index=False, float_format="%.6g"))
-    path = Path(out_dir) / "metrics.json"
-    write_text(path, json.dumps(metrics, indent=2, default=float))
+    path = write_text(Path(out_dir) / "metrics.json", metrics_json(metrics) + "\n")
+    report = write_text(Path(out_dir) / "report.html", relational_html(metrics, databases[0], databases[2]))
     lines = [f"{'figure':<42} {'synthetic':>10} {'holdout':>10}"]
-    for key, label in (("referential_integrity", "referential integrity"),
-                       ("children_per_parent", "children per parent (KS complement, worst)"),
-                       ("parent_child_trend_gap_max", "parent-child trends: largest gap"),
-                       ("parent_child_trend_gap_mean", "parent-child trends: mean gap"),
-                       ("detection_auc_max", "detection AUC, worst table (0.5: unseen)")):
+    for key, label in RELATIONAL_SUMMARY:
         lines.append(f"{label:<42} {metrics['synthetic'][key]:>10.3f} {metrics['holdout'][key]:>10.3f}")
-    lines.append(f"root entities at risk: {risk['at_risk']} of {risk['families']} ({risk['at_risk_share']:.1%}; "
-                 f"{risk['expected_share']:.1%} by chance), each in {Path(out_dir) / 'record_risk.csv'}")
-    return [*lines, f"figures per table in {path}"]
+    matches = risk["exact_family_matches"]
+    lines += [f"{'families equal to a training family':<42} {matches['synthetic']:>10.3f} {matches['holdout']:>10.3f}",
+              f"{'DCR share of families (0.5 ideal)':<42} {risk['dcr_share']:>10.3f}",
+              f"root entities at risk: {risk['at_risk']} of {risk['families']} ({risk['at_risk_share']:.1%}; "
+              f"{risk['expected_share']:.1%} by chance), each in {Path(out_dir) / 'record_risk.csv'}"]
+    return [*lines, f"figures per table in {path}, plots in {report}"]
 
 
 def generate_file(synth: Synthesizer, n: int, output: Path, **options: Any) -> Generated:

@@ -208,7 +208,13 @@ def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(
     assert judged.exit_code == 0, (judged.output, judged.exc_info)
     figures = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert figures["synthetic"]["referential_integrity"] == 1.0 and figures["holdout"]["children_per_parent"] == 1.0
-    assert "children per parent" in judged.output
+    assert figures["record_risk"]["exact_family_matches"]["holdout"] == 1.0  # the "holdout" is the training data
+    assert "children per parent" in judged.output and "families equal to a training family" in judged.output
+    report = (tmp_path / "report" / "report.html").read_text()
+    for part in ("Privacy per root entity", "Table accounts", "Parent-child trends", "Distributions: transactions",
+                 "booked_at gap", "Families most at risk"):
+        assert part in report, part
+    assert report.count("<img") == 4  # a panel of plots per table (cards: keys alone, its count per customer)
     url = f"sqlite:///{tmp_path / 'synth.db'}"
     for attempt in (0, 1):
         stored = runner.invoke(main, ["generate", str(model), "-n", "5", "-o", url, "--condition", "segment=private"])
@@ -277,10 +283,20 @@ def test_whole_families_copied_into_the_synthetic_data_are_the_ones_at_risk():
     assert any(column.startswith("mean transactions.") for column in frame.columns)
     risk, families = family_record_risk(train, holdout, fresh)
     assert risk["families"] == len(frame) and risk["at_risk_excess"] < 0.05
+    assert risk["exact_family_matches"] == {"synthetic": 0.0, "holdout": 0.0} and 0.35 < risk["dcr_share"] < 0.65
     copied = Database(train.layout, train.tables)  # every family of the training data, as it is
     risk, families = family_record_risk(train, holdout, copied)
-    assert risk["at_risk_share"] > 0.9 and risk["near_copies"] == len(frame)
+    assert risk["at_risk_share"] > 0.9 and risk["near_copies"] == len(frame) and families["exact_copy"].all()
     assert set(families["record"]) == set(frame.index) and (families["nearest_synthetic_distance"] < 1e-4).all()
+    # training families subsampled to the holdout's 90: a copy of one of those 90 (3 in 7) is nearer by 0
+    assert risk["exact_family_matches"]["synthetic"] == 1.0 and risk["dcr_share"] > 0.65
+    # one transaction's amount changed in each family: near, but no longer the same family row for row
+    moved = train.tables["transactions"].copy()
+    first = ~moved.account_id.duplicated()
+    moved.loc[first, "amount"] += 0.01
+    risk, families = family_record_risk(train, holdout, Database(train.layout, {**train.tables, "transactions": moved}))
+    changed = train.tables["accounts"].customer_id[train.tables["accounts"].account_id.isin(moved.account_id)].nunique()
+    assert risk["exact_family_matches"]["synthetic"] == pytest.approx(1 - changed / len(frame))
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +396,22 @@ def test_the_command_line_trains_from_postgresql_and_writes_into_postgresql(tmp_
     assert len(synthetic.tables["customers"]) == 6
     times = pd.to_datetime(synthetic.tables["transactions"].booked_at)
     assert (times.groupby(synthetic.tables["transactions"].account_id).diff().dropna() >= pd.Timedelta(0)).all()
+
+
+def test_the_relational_demo_trains_generates_and_writes_a_report(tmp_path):
+    from click.testing import CliRunner
+
+    from llmsynth.cli import main
+
+    result = CliRunner().invoke(main, ["demo", "--kind", "relational", "-o", str(tmp_path), "--rows", "100",
+                                       "--samples", "6", "--max-minutes", "0.05"])
+    assert result.exit_code == 0, (result.output, result.exc_info)
+    synthetic = read_database(tmp_path / "synthetic")
+    assert len(synthetic.tables["customers"]) == 6
+    assert not set(synthetic.tables["customers"].name) & set(read_database(tmp_path / "train").tables["customers"].name)
+    demo = json.loads((tmp_path / "demo.json").read_text())
+    assert 0 <= demo["fraud_pattern_synthetic"] <= 1 and demo["seconds"]["train"] > 0
+    figures = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert figures["synthetic"]["referential_integrity"] == 1.0
+    assert "Privacy per root entity" in (tmp_path / "report" / "report.html").read_text()
+    assert "fraud pattern" in result.output and "families equal to a training family" in result.output

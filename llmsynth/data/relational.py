@@ -43,6 +43,11 @@ class TableLayout(BaseModel):
     order_by: str | None = Field(None, description="A column (time or number) that orders a parent's children.")
     group_by: str | None = Field(None, description="A root table of events: the column naming the entity.")
 
+    @property
+    def keys(self) -> list[str]:
+        """The columns that link rows (never learned: written fresh and consistent)."""
+        return [c for c in (self.primary_key, self.foreign_key, self.group_by) if c]
+
 
 class Layout(BaseModel):
     model_config = ConfigDict(extra="forbid")

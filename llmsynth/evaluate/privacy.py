@@ -43,6 +43,11 @@ def _nearest(reference: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarr
     return nearest_rows(reference, queries, k)[0]
 
 
+def closer_share(to_train: np.ndarray, to_holdout: np.ndarray) -> float:
+    """DCR share: synthetic records nearer a training record than any holdout record (ties half)."""
+    return float((to_train < to_holdout).mean() + 0.5 * (to_train == to_holdout).mean())
+
+
 def _nndr(distances: np.ndarray) -> np.ndarray:
     """Nearest over second-nearest distance; 0 for an exact copy, near 1 for a row in a crowd."""
     if distances.shape[1] < 2:
@@ -66,7 +71,6 @@ def distance_figures(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.D
 
     to_train = _nearest(train_vectors, synthetic_vectors, k=2)
     to_holdout = _nearest(holdout_vectors, synthetic_vectors)[:, 0]
-    closer, tied = to_train[:, 0] < to_holdout, to_train[:, 0] == to_holdout
     holdout_to_train = _nearest(train_vectors, holdout_vectors, k=2)
 
     # Membership: a training row nearer to some synthetic row than a holdout row is, is guessed a member.
@@ -74,7 +78,7 @@ def distance_figures(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.D
     outsider_distance = _nearest(synthetic_vectors, holdout_vectors)[:, 0]
     labels = np.r_[np.ones(size), np.zeros(size)]
     figures = {
-        "dcr_share": float(closer.mean() + 0.5 * tied.mean()),
+        "dcr_share": closer_share(to_train[:, 0], to_holdout),
         "dcr_median_train": float(np.median(to_train[:, 0])),
         "dcr_median_holdout": float(np.median(to_holdout)),
         "nndr_median": float(np.median(_nndr(to_train))),

@@ -8,6 +8,7 @@ import pandas as pd
 from scipy.stats import ks_2samp
 
 from llmsynth.data.relational import Database, order_values
+from llmsynth.data.schema import Schema, infer_column
 
 
 def relational_metrics(real: Database, synthetic: Database, seed: int = 0) -> dict:
@@ -38,9 +39,17 @@ def relational_metrics(real: Database, synthetic: Database, seed: int = 0) -> di
 
 
 def numeric_column(values: pd.Series) -> pd.Series | None:
-    """A column as numbers, where nine in ten of its values are; else None (a categorical or free text)."""
+    """A column as numbers, where nine in ten of its present values are (a mostly empty column of numbers is still
+    one); else None (a categorical or free text)."""
     numbers = pd.to_numeric(values, errors="coerce")
-    return numbers if numbers.notna().mean() > 0.9 else None
+    present = values.notna().sum()
+    return numbers if present and numbers.notna().sum() > 0.9 * present else None
+
+
+def is_category(values: pd.Series, category) -> pd.Series:
+    """1 where a value is `category`, else 0: a missing value is not it, in a nullable column (Int64, as generated)
+    as in a float one (as read from a file), where `==` would give NA and NaN apart."""
+    return values.eq(category).fillna(False).astype(float)
 
 
 def _ks_complement(real: pd.Series, synthetic: pd.Series) -> float:
@@ -64,7 +73,7 @@ def _aggregates(database: Database, name: str) -> pd.DataFrame:
             columns[f"{spec.parent}.{column}"] = numbers
         elif parents[column].nunique() <= 10:
             for category in parents[column].dropna().unique():
-                columns[f"{spec.parent}.{column}={category}"] = (parents[column] == category).astype(float)
+                columns[f"{spec.parent}.{column}={category}"] = is_category(parents[column], category)
     children = database.tables[name]
     owner = children[spec.foreign_key].astype(str)
     columns[f"{name} per parent"] = database.children_per_parent(name).set_axis(parents.index)
@@ -76,7 +85,7 @@ def _aggregates(database: Database, name: str) -> pd.DataFrame:
             columns[f"mean {name}.{column}"] = numbers.groupby(owner).mean()
         elif children[column].nunique() <= 10:
             for category in children[column].dropna().unique():
-                columns[f"share {name}.{column}={category}"] = (children[column] == category).groupby(owner).mean()
+                columns[f"share {name}.{column}={category}"] = is_category(children[column], category).groupby(owner).mean()
     return pd.DataFrame(columns)
 
 
@@ -100,9 +109,8 @@ def _sequence_figures(real: Database, synthetic: Database, name: str) -> dict:
     figures = {}
     for label, database in (("real", real), ("synthetic", synthetic)):
         table = database.tables[name]
-        times = order_values(table[spec.order_by], f"table {name!r}")
         keys = table[spec.foreign_key].astype(str)
-        gaps = times.groupby(keys).diff().dropna()
+        gaps = sequence_gaps(database, name)
         figures[label] = {"ordered": float((gaps >= 0).mean()) if len(gaps) else 1.0, "gaps": gaps,
                           "lag1": _lag1(table, keys, spec), "transitions": _transitions(table, keys, spec)}
     real_figures, synthetic_figures = figures["real"], figures["synthetic"]
@@ -114,6 +122,14 @@ def _sequence_figures(real: Database, synthetic: Database, name: str) -> dict:
             "lag1_autocorrelation": {c: {"real": v, "synthetic": synthetic_figures["lag1"].get(c, float("nan"))}
                                      for c, v in real_figures["lag1"].items()},
             "transitions": transitions}
+
+
+def sequence_gaps(database: Database, name: str) -> pd.Series:
+    """The steps of a sequence table's order column from one child to the next of the same parent (times in
+    nanoseconds)."""
+    spec, table = database.layout.tables[name], database.tables[name]
+    times = order_values(table[spec.order_by], f"table {name!r}")
+    return times.groupby(table[spec.foreign_key].astype(str)).diff().dropna()
 
 
 def _lag1(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, float]:
@@ -151,16 +167,41 @@ def family_frame(database: Database, reference: Database) -> pd.DataFrame:
         spec, table, owner = reference.layout.tables[name], database.tables[name], entity[name]
         columns[f"{name} rows"] = owner.value_counts().reindex(keys, fill_value=0)
         for column, real in reference.tables[name].items():
-            if column in (spec.primary_key, spec.foreign_key, spec.group_by, spec.order_by):
+            if column in (*spec.keys, spec.order_by):
                 continue
             if numeric_column(real) is not None:
                 values = pd.to_numeric(table[column], errors="coerce")
                 columns[f"mean {name}.{column}"] = values.groupby(owner).mean().reindex(keys)
             elif real.nunique() <= 10:
                 for category in real.dropna().unique():
-                    columns[f"share {name}.{column}={category}"] = (table[column] == category).groupby(owner).mean() \
-                        .reindex(keys)
+                    share = is_category(table[column], category).groupby(owner).mean()
+                    columns[f"share {name}.{column}={category}"] = share.reindex(keys)
     return pd.DataFrame(columns, index=keys)
+
+
+def family_keys(database: Database, reference: Database) -> pd.Series:
+    """One hash per root entity of `database` over every row of its family: each table's learned columns (as
+    `reference`, the training data, has them: keys, names and other identifiers are written fresh, never copied),
+    rows in a fixed order. Two families with the same key are the same family, row for row."""
+    from llmsynth.evaluate.features import row_keys, typed
+
+    entity = entities(database)
+    parts = []
+    for name in reference.parents_first():
+        schema, table = learned_schema(reference.tables[name].drop(columns=reference.layout.tables[name].keys)), \
+            database.tables[name]
+        texts = {c.name: table[c.name].astype(str) for c in schema.columns if c.kind == "text"}  # as written
+        rows = row_keys(typed(table, schema).assign(**texts), schema).astype(str) if schema.columns else \
+            pd.Series("", index=table.index)  # a table of keys alone: its rows count
+        parts.append(rows.groupby(entity[name].to_numpy()).agg(lambda keys: ",".join(sorted(keys))))
+    keys = database.root_keys().astype(str)
+    text = pd.concat([part.reindex(keys).fillna("") for part in parts], axis=1).agg("|".join, axis=1)
+    return pd.util.hash_pandas_object(text, index=False).set_axis(keys)
+
+
+def learned_schema(table: pd.DataFrame) -> Schema:
+    """The columns a model learns of a table (keys dropped), as inferred from it: none for a table of keys alone."""
+    return Schema(columns=[c for c in (infer_column(str(name), table[name]) for name in table.columns) if c.learned])
 
 
 def entities(database: Database) -> dict[str, pd.Series]:
@@ -193,8 +234,7 @@ def detection_aucs(real: Database, synthetic: Database, seed: int = 0) -> dict[s
 def with_ancestors(database: Database, name: str) -> pd.DataFrame:
     """Table `name`'s rows without keys, each beside its parent's columns ("planes.seats"), and theirs, up to the root."""
     spec = database.layout.tables[name]
-    keys = [c for c in (spec.primary_key, spec.foreign_key, spec.group_by) if c]
-    rows = database.tables[name].drop(columns=keys).add_prefix(f"{name}.")
+    rows = database.tables[name].drop(columns=spec.keys).add_prefix(f"{name}.")
     if spec.parent is None:
         return rows.reset_index(drop=True)
     parent_key = database.tables[spec.parent][database.layout.tables[spec.parent].primary_key].astype(str)
@@ -205,13 +245,12 @@ def with_ancestors(database: Database, name: str) -> pd.DataFrame:
 
 def _detection(real: pd.DataFrame, synthetic: pd.DataFrame, seed: int, families: list | None = None) -> float:
     """Folds by root entity where `families` gives each row's: a family's rows share their ancestors' columns."""
-    from llmsynth.data.schema import Schema, infer_schema
     from llmsynth.evaluate.fidelity import detection_auc
 
     if len(real) < 2 or len(synthetic) < 2:
         return float("nan")
-    inferred = infer_schema(real.reset_index(drop=True), min_rows=1)
-    schema = Schema(columns=[c for c in inferred.columns if c.kind not in ("text", "identifier")])  # free text out
+    schema = Schema(columns=[c for c in learned_schema(real.reset_index(drop=True)).columns
+                             if c.kind != "text"])  # free text out
     judged = [c.name for c in schema.columns]
     if not judged:
         return float("nan")

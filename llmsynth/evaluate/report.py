@@ -14,13 +14,21 @@ import numpy as np
 import pandas as pd
 
 from llmsynth.data.io import write_text
+from llmsynth.data.relational import Database
 from llmsynth.evaluate.coherence import coherence_rows
-from llmsynth.evaluate.features import as_numbers, is_continuous
+from llmsynth.data.schema import Schema
+from llmsynth.evaluate.features import as_numbers, is_continuous, typed
 from llmsynth.evaluate.suite import Evaluation
 
 _COLORS = {"real": "#4c72b0", "synthetic": "#dd8452", "holdout": "#55a868"}
 _VERDICT_COLORS = {"pass": "#2e7d32", "warn": "#b26a00", "fail": "#c62828"}
 _MAX_CATEGORIES = 20
+_SHOWN_TRENDS = 15  # parent-child pairs in a child table's section (all of them in metrics.json)
+RELATIONAL_SUMMARY = (("referential_integrity", "referential integrity"),
+                      ("children_per_parent", "children per parent (KS complement, worst)"),
+                      ("parent_child_trend_gap_max", "parent-child trends: largest gap"),
+                      ("parent_child_trend_gap_mean", "parent-child trends: mean gap"),
+                      ("detection_auc_max", "detection AUC, worst table (0.5: unseen)"))
 _DEFINITIONS = """
 <h2>Definitions</h2>
 <ul>
@@ -76,8 +84,8 @@ def _clean(value):
     return value
 
 
-def metrics_json(evaluation: Evaluation) -> str:
-    return json.dumps(_clean(evaluation.metrics), indent=2, allow_nan=False)
+def metrics_json(metrics: dict) -> str:
+    return json.dumps(_clean(metrics), indent=2, allow_nan=False)
 
 
 def summary_lines(evaluation: Evaluation) -> list[tuple[str, str]]:
@@ -118,8 +126,9 @@ def _compare_values(axis, real: pd.Series, synthetic: pd.Series, continuous: boo
         r, s = real.dropna(), synthetic.dropna()
         if len(r) and len(s):
             bins = np.histogram_bin_edges(as_numbers(pd.concat([r, s])), bins=30)
-            if pd.api.types.is_datetime64_any_dtype(r):  # dates stay dates on the axis
+            if pd.api.types.is_datetime64_any_dtype(r):  # dates stay dates on the axis, slanted to fit
                 bins = pd.to_datetime(bins)
+                axis.tick_params(axis="x", labelrotation=40, labelsize=7)
             for values, role in ((r, "real"), (s, "synthetic")):
                 axis.hist(values, bins=bins, density=True, alpha=0.55, color=_COLORS[role], label=role,
                           histtype="stepfilled")
@@ -291,12 +300,12 @@ def _bias_section(bias: dict) -> list[str]:
 
 def _risk_section(risk: dict) -> list[str]:
     """The training records the synthetic data exposes most (record_risk.csv has them all)."""
-    unit = "conversations" if "conversations" in risk else "records"
+    unit = next(unit for unit in ("conversations", "families", "records") if unit in risk)
     shown = risk["most_exposed"]
     header = "".join(f"<th>{html.escape(key.replace('_', ' '))}</th>" for key in shown[0]) if shown else ""
     rows = "".join("<tr>" + "".join(f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{v}</td>"
                                     for v in record.values()) + "</tr>" for record in shown)
-    return ["<h2>Records most at risk</h2>",
+    return [f"<h2>{unit.capitalize()} most at risk</h2>",
             f"<p>{risk['at_risk']:,} of {risk[unit]:,} training {unit} ({risk['at_risk_share']:.2%}) have a synthetic "
             f"record closer to them than 99% of the holdout's records have; {risk['expected_share']:.1%} would by "
             "chance. The "
@@ -378,9 +387,130 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Pat
     out_dir = Path(out_dir)
     if evaluation.records is not None:
         write_text(out_dir / "record_risk.csv", evaluation.records.to_csv(index=False, float_format="%.6g"))
-    metrics_path = write_text(out_dir / "metrics.json", metrics_json(evaluation) + "\n")
+    metrics_path = write_text(out_dir / "metrics.json", metrics_json(evaluation.metrics) + "\n")
     report_path = write_text(out_dir / "report.html", report_html(evaluation))
     return metrics_path, report_path
+
+
+_RELATIONAL_DEFINITIONS = """
+<h2>Definitions</h2>
+<ul>
+<li><b>Referential integrity</b>: child rows whose foreign key names a row of their parent table.</li>
+<li><b>Children per parent</b>: 1 - Kolmogorov-Smirnov statistic between the real and synthetic numbers of child rows
+per parent row (the worst child table in the summary).</li>
+<li><b>Parent-child trends</b>: for each parent column (numbers; each category of a categorical as 0/1) and each
+aggregate of its children (their count, the mean of each numeric column, the share of each category), the Pearson
+correlation over parent rows, real and synthetic; the gap is their absolute difference.</li>
+<li><b>Sequences</b>: gaps (1 - KS statistic of the steps of the order column within a parent), lag-1 autocorrelation
+of numeric columns within a parent, and 1 - total variation distance of the (before, now) pairs of each categorical
+column.</li>
+<li><b>Detection AUC</b>: 5-fold cross-validated ROC AUC of gradient boosting telling synthetic rows from real ones
+(0.5 means indistinguishable), per table with each row beside its ancestors' columns, folds keeping a root entity's
+rows together; families: one summary row per root entity (row counts, means, category shares).</li>
+<li><b>DCR share of families</b>: synthetic families (summary rows as above) nearer a training family than any holdout
+family, training families subsampled to the holdout's number; 0.5 is ideal, a copier scores more.</li>
+<li><b>Exact family matches</b>: synthetic families equal to a training family row for row in every learned column
+(keys and identifiers are written fresh), next to holdout families equal to one.</li>
+<li><b>Families at risk</b>: per training root entity, its summary's distance to the nearest synthetic family over its
+distance to the nearest holdout family, ranked among the holdout families' own; under 0.01 the synthetic data single
+it out (about 1% by chance).</li>
+</ul>
+"""
+
+
+def relational_html(metrics: dict, real: Database, synthetic: Database, title: str = "llmsynth evaluation") -> str:
+    """Related tables: the figures beside the real holdout's, privacy per root entity, each child table's trends and
+    sequences, and plots of every table's columns, children per parent and sequence gaps, real against synthetic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ours, chance, risk = metrics["synthetic"], metrics["holdout"], metrics["record_risk"]
+    parts = [f"<h1>{html.escape(title)}</h1>", "<p>" + ", ".join(
+        f"{name}: {len(real.tables[name]):,} real, {len(synthetic.tables[name]):,} synthetic rows"
+        for name in real.parents_first()) + " (relational)</p>"]
+    rows = [(label, ours[key], chance[key]) for key, label in RELATIONAL_SUMMARY]
+    rows += [(f"detection AUC: {name}", ours["detection_auc"][name], chance["detection_auc"][name])
+             for name in ours["detection_auc"]]
+    parts += ["<h2>Summary</h2><p>Each figure for the synthetic data and, beside it, for the real holdout (what real "
+              "data the model never saw scores against the same training data).</p>",
+              _rows_table(("figure", "synthetic", "real holdout"), rows),
+              "<h2>Privacy per root entity</h2>",
+              _rows_table(("figure", "synthetic", "real holdout"), [
+                  ("DCR share of families (0.5 ideal)", risk["dcr_share"], None),
+                  ("families equal to a training family", risk["exact_family_matches"]["synthetic"],
+                   risk["exact_family_matches"]["holdout"]),
+                  ("training families with a synthetic summary at distance 0", risk["near_copies"], None)]),
+              *_risk_section(risk)]
+    for name, figures in ours["tables"].items():
+        parts += _child_table_section(name, figures, chance["tables"][name])
+    parts += _relational_figures(real, synthetic)
+    parts.append(_RELATIONAL_DEFINITIONS)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def _rows_table(header: tuple[str, ...], rows: list[tuple]) -> str:
+    def cell(value) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        return f"{value:.3f}" if isinstance(value, float) else html.escape(str(value))
+
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows) + "</table>")
+
+
+def _child_table_section(name: str, ours: dict, chance: dict) -> list[str]:
+    """A child table's figures: the parent-child trends furthest from the real ones first, and its sequences."""
+    parts = [f"<h2>Table {html.escape(name)}</h2>", _rows_table(("figure", "synthetic", "real holdout"), [
+        (label, ours[key], chance[key]) for key, label in (
+            ("referential_integrity", "referential integrity"), ("children_per_parent", "children per parent"),
+            ("ordered", "sequences in order"), ("gaps", "gaps between events (KS complement)")) if key in ours])]
+    trends = sorted(ours["parent_child_trends"].items(), key=lambda item: -abs(item[1]["real"] - item[1]["synthetic"]))
+    if trends:
+        parts += [f"<h3>Parent-child trends, largest gap first ({min(len(trends), _SHOWN_TRENDS)} of {len(trends)})</h3>",
+                  _rows_table(("parent column ~ children's aggregate", "real", "synthetic", "real holdout", "gap"), [
+                      (pair, t["real"], t["synthetic"], chance["parent_child_trends"].get(pair, {}).get("synthetic"),
+                       abs(t["real"] - t["synthetic"])) for pair, t in trends[:_SHOWN_TRENDS]])]
+    if "transitions" in ours:
+        parts += ["<h3>Sequences</h3>", _rows_table(("column", "figure", "synthetic", "real holdout"), [
+            *((column, "category transitions (TV complement)", value, chance["transitions"].get(column))
+              for column, value in ours["transitions"].items()),
+            *((column, f"lag-1 autocorrelation (real {value['real']:.3f})", value["synthetic"],
+               chance["lag1_autocorrelation"].get(column, {}).get("synthetic"))
+              for column, value in ours["lag1_autocorrelation"].items())])]
+    return parts
+
+
+def _relational_figures(real: Database, synthetic: Database) -> list[str]:
+    """Per table its columns real against synthetic; per child table beside them its children per parent and, for
+    a sequence, the gaps in the order column's unit."""
+    from llmsynth.data.families import NANOSECONDS, TIME_UNITS, gap_unit
+    from llmsynth.evaluate.relational import learned_schema, sequence_gaps
+
+    parts = []
+    for name in real.parents_first():
+        spec = real.layout.tables[name]
+        schema = learned_schema(real.tables[name].drop(columns=spec.keys))
+        schema = Schema(columns=[c for c in schema.columns if c.kind != "text"])  # free text has no plot here
+        frames = [typed(database.tables[name], schema) for database in (real, synthetic)]
+        panels = [(column.name, frames[0][column.name], frames[1][column.name], is_continuous(column))
+                  for column in schema.columns]
+        if spec.parent:
+            panels.append((f"{name} per {spec.parent} row", real.children_per_parent(name),
+                           synthetic.children_per_parent(name), True))
+        if spec.order_by and spec.parent:
+            unit = gap_unit(real.tables[name][spec.order_by])
+            scale = NANOSECONDS * TIME_UNITS[unit] if unit else 1
+            panels.append((f"{spec.order_by} gap" + (f" ({unit})" if unit else ""),
+                           sequence_gaps(real, name) / scale, sequence_gaps(synthetic, name) / scale, True))
+        if not panels:
+            continue
+        figure, axes = _axes(len(panels))
+        for axis, (title, real_values, synthetic_values, continuous) in zip(axes, panels):
+            _compare_values(axis, real_values, synthetic_values, continuous, title)
+        parts += [f"<h2>Distributions: {html.escape(name)}</h2>", _figure_html(
+            figure, f"{name}, real against synthetic: " + ", ".join(title for title, *_ in panels))]
+    return parts
 
 
 def _frontier_figure(sweep: dict):

@@ -27,8 +27,8 @@ from sklearn.metrics import roc_auc_score
 from llmsynth.data.relational import Database
 from llmsynth.data.schema import Schema
 from llmsynth.evaluate.features import distance_vectors, row_keys, typed
-from llmsynth.evaluate.privacy import nearest_rows
-from llmsynth.evaluate.relational import family_frame
+from llmsynth.evaluate.privacy import closer_share, nearest_rows
+from llmsynth.evaluate.relational import family_frame, family_keys
 from llmsynth.evaluate.text import conversation_text, most_similar, tfidf
 
 RISK_LEVEL = 0.01
@@ -90,20 +90,35 @@ def table_record_risk(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.
     return figures, records.reset_index(drop=True)
 
 
-def family_record_risk(train: Database, holdout: Database, synthetic: Database) -> tuple[dict, pd.DataFrame]:
+def family_record_risk(train: Database, holdout: Database, synthetic: Database, seed: int = 0
+                       ) -> tuple[dict, pd.DataFrame]:
     """Related tables: each training root entity (a customer with everything below it) as one record, summed up as
     its root row's values, and per table below it the row count, numeric means and category shares; `record`: the
-    root key."""
+    root key. Beside them, whole families repeated row for row (`family_keys`) and the DCR share of families."""
     frames = [family_frame(database, train) for database in (train, holdout, synthetic)]
     low, span = frames[0].min(), (frames[0].max() - frames[0].min()).replace(0, 1)
     vectors = [((frame - low) / span).fillna(0).to_numpy(np.float32) for frame in frames]
     records = _ranked(*vectors)
     records.insert(0, "record", frames[0].index.to_numpy())
     records["nearest_synthetic_record"] = frames[2].index.to_numpy()[records["nearest_synthetic_record"]]
+    keys = [family_keys(database, train) for database in (train, holdout, synthetic)]
+    records["exact_copy"] = keys[0].isin(set(keys[2])).to_numpy()
     records = records.sort_values(["holdout_percentile", "nearest_synthetic_distance"], kind="stable")
     figures = _summary(records, "families", len(frames[1]))
     figures["near_copies"] = int((records["nearest_synthetic_distance"] <= RESOLUTION).sum())
+    figures["exact_family_matches"] = {role: float(found.isin(set(keys[0])).mean())
+                                       for role, found in (("synthetic", keys[2]), ("holdout", keys[1]))}
+    figures["dcr_share"] = _family_dcr_share(*vectors, seed)
     return figures, records.reset_index(drop=True)
+
+
+def _family_dcr_share(train: np.ndarray, holdout: np.ndarray, synthetic: np.ndarray, seed: int) -> float:
+    """As for rows (`privacy.distance_figures`): training families subsampled to the holdout's number (or the
+    holdout to theirs), so that 0.5 is what a generator that copies no family scores."""
+    size = min(len(train), len(holdout))
+    rng = np.random.default_rng(seed)
+    train, holdout = (vectors[rng.choice(len(vectors), size, replace=False)] for vectors in (train, holdout))
+    return closer_share(nearest_rows(train, synthetic)[0][:, 0], nearest_rows(holdout, synthetic)[0][:, 0])
 
 
 def _relative(distance: np.ndarray, crowd: np.ndarray) -> np.ndarray:

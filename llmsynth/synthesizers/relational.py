@@ -57,7 +57,7 @@ class RelationalSynthesizer(Synthesizer):
         """Every table but its keys (never learned, and the links between tables until the records are built)."""
         tables, summary, raw = {}, {}, set()
         for name, spec in database.layout.tables.items():
-            keys = [c for c in (spec.primary_key, spec.foreign_key, spec.group_by) if c]
+            keys = spec.keys
             table = database.tables[name]
             if len(table.columns) == len(keys):  # nothing but keys
                 tables[name], summary[name] = table, {"rows": len(table), "columns": {}}
