@@ -15,8 +15,8 @@ import pandas as pd
 
 from llmsynth.data.io import write_text
 from llmsynth.data.relational import Database
-from llmsynth.evaluate.coherence import coherence_rows
 from llmsynth.data.schema import Schema
+from llmsynth.evaluate.coherence import coherence_rows
 from llmsynth.evaluate.features import as_numbers, is_continuous, typed
 from llmsynth.evaluate.suite import Evaluation
 
