@@ -196,7 +196,7 @@ def evaluate(real_path, holdout_path, synthetic_path, out_dir, kind, model_dir, 
 
         if sensitive or gate:
             raise click.UsageError("--sensitive and --gate are for tables and conversations, not related tables yet")
-        for line in evaluate_databases(real_path, holdout_path, synthetic_path, out_dir, model_dir):
+        for line in evaluate_databases(real_path, holdout_path, synthetic_path, out_dir, model_dir)[1]:
             click.echo(line)
         return
     inputs = {"real": Path(real_path), "holdout": Path(holdout_path), "synthetic": Path(synthetic_path)}

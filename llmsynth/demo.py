@@ -180,13 +180,14 @@ def run_relational_demo(out_dir: Path, families: int = 300, samples: int = 150, 
     echo(f"trained {summary.epochs:g} epochs in {seconds['train']:.0f}s ({summary.tokens_per_second:.0f} tokens/s); "
          f"generated {samples} customers with {len(synthetic.tables['accounts'])} accounts and "
          f"{len(synthetic.tables['transactions'])} transactions in {seconds['generate']:.0f}s -> {parts['synthetic']}")
-    for line in evaluate_databases(*map(str, parts.values()), out_dir / "report", out_dir / "model"):
+    metrics, lines = evaluate_databases(*map(str, parts.values()), out_dir / "report", out_dir / "model")
+    for line in lines:
         echo(line)
     demo = {"seconds": seconds, "families_per_second": samples / seconds["generate"],
             "fraud_pattern_real": fraud_burst_share(holdout.tables["accounts"], holdout.tables["transactions"]),
             "fraud_pattern_synthetic": fraud_burst_share(synthetic.tables["accounts"], synthetic.tables["transactions"])}
     write_text(out_dir / "demo.json", json.dumps(demo, indent=2))
-    metrics = {**json.loads((out_dir / "report" / "metrics.json").read_text()), **demo}
+    metrics = {**metrics, **demo}
     echo(f"fraud pattern (burst of tiny card-not-present payments, then a large one): holdout "
          f"{metrics['fraud_pattern_real']:.1%} of card accounts, synthetic {metrics['fraud_pattern_synthetic']:.1%}")
     echo("customer names and e-mails were never learned (fresh surrogates)")

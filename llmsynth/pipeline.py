@@ -340,9 +340,10 @@ def generate_database(synth: Synthesizer, n: int, output: str, **options: Any) -
 
 
 def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path, model_dir: Path | None = None
-                       ) -> list[str]:
+                       ) -> tuple[dict, list[str]]:
     """Related tables (folders or database URLs): the synthetic tables' figures against the real ones, with the
-    holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json; lines to show.
+    holdout's own against the real ones beside them (what chance gives), to out_dir/metrics.json and report.html;
+    returns the figures and lines to show.
     A model's layout says which tables are sequences where a database cannot."""
     from llmsynth.evaluate.relational import relational_metrics
     from llmsynth.evaluate.report import RELATIONAL_SUMMARY, metrics_json, relational_html
@@ -365,7 +366,7 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path, m
               f"{'DCR share of families (0.5 ideal)':<42} {risk['dcr_share']:>10.3f}",
               f"root entities at risk: {risk['at_risk']} of {risk['families']} ({risk['at_risk_share']:.1%}; "
               f"{risk['expected_share']:.1%} by chance), each in {Path(out_dir) / 'record_risk.csv'}"]
-    return [*lines, f"figures per table in {path}, plots in {report}"]
+    return metrics, [*lines, f"figures per table in {path}, plots in {report}"]
 
 
 def generate_file(synth: Synthesizer, n: int, output: Path, **options: Any) -> Generated:

@@ -188,11 +188,12 @@ def family_keys(database: Database, reference: Database) -> pd.Series:
     entity = entities(database)
     parts = []
     for name in reference.parents_first():
-        schema, table = learned_schema(reference.tables[name].drop(columns=reference.layout.tables[name].keys)), \
-            database.tables[name]
-        texts = {c.name: table[c.name].astype(str) for c in schema.columns if c.kind == "text"}  # as written
-        rows = row_keys(typed(table, schema).assign(**texts), schema).astype(str) if schema.columns else \
-            pd.Series("", index=table.index)  # a table of keys alone: its rows count
+        table = database.tables[name]
+        schema = learned_schema(reference.tables[name].drop(columns=reference.layout.tables[name].keys))
+        rows = pd.Series("", index=table.index)  # a table of keys alone: its rows count
+        if schema.columns:
+            texts = {c.name: table[c.name].astype(str) for c in schema.columns if c.kind == "text"}  # as written
+            rows = row_keys(typed(table, schema).assign(**texts), schema).astype(str)
         parts.append(rows.groupby(entity[name].to_numpy()).agg(lambda keys: ",".join(sorted(keys))))
     keys = database.root_keys().astype(str)
     text = pd.concat([part.reindex(keys).fillna("") for part in parts], axis=1).agg("|".join, axis=1)
