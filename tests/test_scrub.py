@@ -551,3 +551,52 @@ def test_a_greeting_is_no_person_and_name_particles_stay_in_surrogates(analyzer)
                                          ("lol we went to texas for the weekend", "texas")])
 def test_places_that_are_also_given_names_stay_places(analyzer, text, place):
     assert _found(analyzer, text).get(place) in (None, "LOCATION")
+
+
+@pytest.mark.parametrize("text, names", [
+    ("Is there a better crafted pop song on this list? Kleist and Arnold were precision engineers.", ["Kleist"]),
+    ("Aidin is the brainchild of our 3 founders: Janíček, Morris and Thompson.", ["Janíček", "Morris", "Thompson"]),
+    ("Football game tonight with mariaelena , sarah , and brittany !", ["mariaelena", "sarah", "brittany"]),
+    ("Winner in the tub: Nadal and Novak http://ow.ly/2G3Jh", ["Novak"]),
+])
+def test_names_listed_with_a_person_are_persons(analyzer, text, names):
+    found = _found(analyzer, text)
+    assert [found.get(name) for name in names] == ["PERSON"] * len(names)
+
+
+@pytest.mark.parametrize("text, not_a_person", [
+    ("How do I change my address to Jennifer and Dunajska 56 for post mail?", "Dunajska"),  # a street
+    ("Favian Rangel works at Walker & Dunlop Inc. now.", "Dunlop"),  # a company
+    ("Dealers raise $320000 : By Tim Yip , Edmonton Journal September 17", "Edmonton"),  # a word before a capital
+    ("No warnings for Desert Rd , Lewis , Rimutakas", "Rimutakas"),  # unknown, and Lewis is in no list of names
+])
+def test_streets_companies_and_unknown_words_beside_a_name_stay(analyzer, text, not_a_person):
+    assert _found(analyzer, text).get(not_a_person) != "PERSON"
+
+
+@pytest.mark.parametrize("text, name", [
+    ('"I\'m glad to hear that Norway is moving in that direction," says Dolgorukova.', "Dolgorukova"),
+    ("I'm so jealous! said Maika to Chloe", "Maika"),
+    ("NIGHT golf tournament to benefit 3 year old Penny of Mesa, AZ", "Penny"),
+    ("can my son dakota use the account", "dakota"),  # a given name that is also a place: the kin word decides
+    ("@lukeymoore Dear me , is it just me and pete , is he trying", "pete"),
+    ("party today :) happy birthday florence <3", "florence"),
+    ("When Lari and I went to Futoosh , the owner gave us our drinks for free !", "Lari"),  # also a currency
+    ("If Partner left me and BB I would not hunt him down", "BB"),
+    ("SCOTT WEILAND Announces Memoir Release", "SCOTT WEILAND"),
+])
+def test_names_that_reporting_verbs_ages_kin_and_the_writers_company_announce(analyzer, text, name):
+    assert _found(analyzer, text).get(name) == "PERSON"
+
+
+@pytest.mark.parametrize("text, word", [("Frank Solich says Ohio State knows they have a special team", "Ohio"),
+                                        ("has been held, a 19-year-old Syrian woman", "Syrian"),
+                                        ("my son will call you back", "will"),
+                                        ("@Miss_SarahBaby hmmm .. u kno when happy hour ends ?", "kno"),  # spaCy's
+                                        ("@LOOPYisLINDSAY hahaha . Nice . How was ur day 2day ?", "hahaha")])
+def test_places_nationalities_verbs_and_lower_case_guesses_are_no_persons(analyzer, text, word):
+    assert not any(word in value for value, kind in _found(analyzer, text).items() if kind == "PERSON")
+
+
+def test_a_long_name_ends_before_english_words(analyzer):
+    assert "Zac Brown" in _found(analyzer, "Tickets for the Zac Brown Band concert are out")

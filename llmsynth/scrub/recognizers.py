@@ -117,6 +117,51 @@ def place_names() -> frozenset[str]:
     return gazetteer() - given - surnames
 
 
+# A comma or "and" between the names of a list: "Kleist and Arnold", "Floyd, Hernandez and White", "sarah , jo".
+_COORDINATION = r"(?:[ \t]*,[ \t]*(?P<also>and[ \t]+)?|[ \t]+(?P<and>and|&|&amp;)[ \t]+)"
+# The word after or before a name in a list; in lower case where the name is ("mariaelena , sarah , and brittany").
+_LISTED = {case: (re.compile(rf"{_COORDINATION}(?P<name>{word})\b(?!['’]t\b)"),
+                  re.compile(rf"(?<![\w@#])(?P<name>{word}){_COORDINATION}$"))
+           for case, word in ((False, _CAPITALIZED), (True, rf"[{_LOWER}]{{3,}}"))}
+# After a name in a list, what makes it a street or a company: "Jennifer and Dunajska 56", "Walker & Dunlop Inc."
+_NO_PERSON_AFTER = re.compile(r"[ \t]+(?:\d|(?i:inc|ltd|llc|corp|co|company|plc|ag|sa|gmbh|group)\b)")
+_CAPITALIZED_AFTER = re.compile(r"[ \t]+[A-Z]")  # "Lindis Pass and Arthurs Pass", "Latin Music And More"
+
+
+@lru_cache(maxsize=1)
+def _unambiguous_names() -> frozenset[str]:
+    given, surnames = name_lists()
+    return (given | surnames) - _AMBIGUOUS_GIVEN_NAMES
+
+
+def coordinated_names(text: str, people: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The names listed with a person found ("Nadal and Novak", "Egede, Curry and Rodriguez", "sarah , and brittany"):
+    a word joined to a person by a comma or "and" is a name where the lists know it; a word they do not know must be
+    no English word, alone, and joined by "and" or to a person already in a list of names ("Levin , Hien" is not
+    enough); never a place, an everyday word, a street or a company ("Paris", "Dunajska 56", "Dunlop Inc.")."""
+    known = _unambiguous_names()
+    names = set(people)
+
+    def neighbours(start: int, end: int) -> list[re.Match]:
+        after, before = _LISTED[text[start:end].islower()]
+        return [m for m in (after.match(text, end), before.search(text, max(0, start - 64), start)) if m]
+
+    pending = list(people)
+    while pending:
+        start, end = pending.pop()
+        in_a_list = any(m.span("name") in names for m in neighbours(start, end))
+        for match in neighbours(start, end):
+            word, after = match.group("name").lower(), match.end("name")
+            if (match.span("name") in names or word in common_words() or word in gazetteer()
+                    or _NO_PERSON_AFTER.match(text, after) or match.group("name").islower() and english_word(word)
+                    or word not in known and (english_word(word) or _CAPITALIZED_AFTER.match(text, after)
+                                              or not (match.group("and") or match.group("also") or in_a_list))):
+                continue
+            names.add(match.span("name"))
+            pending.append(match.span("name"))
+    return sorted(names - set(people))
+
+
 def _tagged(nlp_artifacts, tags: set[str]) -> set[int]:
     """Where the words the tagger gave one of `tags` start (none without a tagger)."""
     return {token.idx for token in getattr(nlp_artifacts, "tokens", None) or () if token.pos_ in tags}
@@ -210,8 +255,9 @@ class NameListRecognizer(_TextRecognizer):
                 end = token.idx + len(token.text)
                 following = token.nbor() if token.i + 1 < len(token.doc) else None  # "justin bieber", "emily rodriguez"
                 if (following is not None and following.text.isalpha()
-                        and (following.pos_ == "PROPN"
-                             or following.lower_ in surnames and not english_word(following.lower_))
+                        and (following.pos_ == "PROPN"  # in capitals the tagger guesses: "SCOTT WEILAND"
+                             or (following.lower_ in surnames or following.text.isupper())
+                             and not english_word(following.lower_))
                         and following.text.islower() == token.text.islower()
                         and following.lower_ not in common_words()):
                     end = following.idx + len(following.text)
@@ -234,6 +280,18 @@ class CuePhraseRecognizer(_TextRecognizer):
     # Weaker cues before a name in lower case ("hey maria", "i'm jonas"): the list must know it as a given name.
     _LOWER_CASE_GIVEN = re.compile(r"(?i:\b(?:this is|i'm|im|i am|call me|thanks|thank you|thx|hi|hey|hello|dear"
                                    r"|bye)),?[ \t]+(?P<name>[a-z]{3,})\b")
+    # Someone with the writer or whose birthday it is ("me and pete", "happy birthday florence"): a listed given name
+    # whatever the tagger makes of it, as long as it is no everyday word.
+    _COMPANION = re.compile(r"(?i:\b(?:me and|birthday|bday|b-day))[ \t]+(?P<name>[a-z]{3,})\b")
+    # Family and friends named after the word for them ("my son dakota", "my wife Grace"): a listed name even where it
+    # is also an everyday word, unless the tagger reads no name there ("my son will call", "my wife just").
+    _KIN = re.compile(r"(?i:\bmy[ \t]+(?:wife|husband|son|daughter|mom|mum|mother|dad|father|brother|sister|partner"
+                      r"|friend|boyfriend|girlfriend|bf|gf|fianc[eé]e?|grandson|granddaughter|niece|nephew|cousin))"
+                      r"[ \t]+(?P<name>[^\W\d_]{3,})\b")
+    # Who said or was told something, or whose age is told ("says Dolgorukova.", "said Maika to Chloe", "3 year old
+    # Penny"), unless a place ("says Ohio State").
+    _REPORTED = re.compile(rf"(?:\b(?:said|says|asked|asks|told|tells|replied|replies)|\b\d{{1,3}}[ -]years?[ -]old)"
+                           rf"[ \t]+(?P<name>{_NAME})\b")
 
     def __init__(self):
         super().__init__("PERSON")
@@ -256,11 +314,21 @@ class CuePhraseRecognizer(_TextRecognizer):
                 end = match.start("name") + len(" ".join(words[:len(known)]))
                 results.append(self._result(match.start("name"), end, CUE_SCORE))
         not_names = _tagged(nlp_artifacts, _NOT_IN_NAMES)
-        for match in self._LOWER_CASE_GIVEN.finditer(text):  # "i'm lucky": the tagger's adjective is no name
-            name = match.group("name")
-            if (name in given and name not in _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS and name not in common_words()
+        for match in self._REPORTED.finditer(text):  # "a 19-year-old Syrian woman": the tagger's adjective
+            words = match.group("name").lower().split()
+            if (words[0] not in common_words() and words[0] not in place_names()
                     and match.start("name") not in not_names):
-                results.append(self._result(match.start("name"), match.end("name"), VOCATIVE_SCORE))
+                results.append(self._result(match.start("name"), match.end("name"), CUE_SCORE))
+        for match in self._KIN.finditer(text):
+            name = match.group("name").lower()
+            if (name in given or name in surnames) and match.start("name") not in not_names:
+                results.append(self._result(match.start("name"), match.end("name"), CUE_SCORE))
+        for pattern, tags_matter in ((self._LOWER_CASE_GIVEN, True), (self._COMPANION, False)):
+            for match in pattern.finditer(text):  # "i'm lucky": the tagger's adjective is no name
+                name = match.group("name")
+                if (name in given and name not in _AMBIGUOUS_GIVEN_NAMES | _TERMS_OF_ADDRESS
+                        and name not in common_words() and not (tags_matter and match.start("name") in not_names)):
+                    results.append(self._result(match.start("name"), match.end("name"), VOCATIVE_SCORE))
         return results
 
 

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from llmsynth.scrub.engine import Analyzer, ScrubConfig
 from llmsynth.scrub.pseudonyms import NAME_PARTICLES, TITLES, Pseudonymizer
 from llmsynth.scrub.recognizers import (
-    PLACE_PREPOSITION, NameListRecognizer, common_words, gazetteer, name_lists, place_names,
+    PLACE_PREPOSITION, NameListRecognizer, common_words, coordinated_names, english_word, gazetteer, name_lists,
+    place_names,
 )
 
 MAX_PIECE_CHARS = 100_000  # spaCy refuses texts over 1,000,000 characters and slows down well before
@@ -34,6 +35,8 @@ _GREETINGS = {"hi", "hey", "hello", "thanks", "thx", "dear", "rt", "lol", "omg",
 _TIME_WORDS = {"tonight", "today", "tomorrow", "yesterday", "now"}
 _PARTICLE_SURNAME = re.compile(rf"(?:[ \t]+(?:{_PARTICLE_PATTERN}))+[ \t]+[A-Z][^\W\d_]+(?:['-][^\W\d_]+)?")
 _NAMES = NameListRecognizer()
+_ME_AND = re.compile(r"(?i:\bme and)[ \t]+$")
+_AND_ME = re.compile(r"[ \t]+and[ \t]+(?:I|me)\b")
 
 
 @dataclass
@@ -92,7 +95,7 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
     for piece, (index, offset), found in zip(pieces, owners, results):
         for r in sorted(found, key=_precedence):
             start, end = _name_bounds(r, piece)
-            if _plausible(r, piece[start:end], analyzer.dictionary):
+            if _plausible(r, piece, start, end, analyzer.dictionary):
                 spans[index].append(Span(offset + start, offset + end, _named_kind(r, piece, start, end, places)))
             # Presidio dropped the listed names inside a person cut short here ('Jana:"I'm James's'): found again.
             if r.entity_type == "PERSON" and end < r.end:
@@ -101,8 +104,9 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
     for text, found in zip(texts, spans):  # "Anne-Lise Frederiksen ... Ms. Frederiksen": the second on no evidence
         # Bounds moved ("#AskEllen Hi Ellen" -> "Ellen"): of the findings at one start, the longer comes first again.
         found.sort(key=lambda s: (s.entity_type != "ADDRESS", s.start, s.start - s.end))
-        people = {(s.entity_type, text[s.start:s.end]) for s in resolve(text, found) if s.entity_type == "PERSON"}
-        names = known_spans(text, people)
+        people = [(s.start, s.end) for s in resolve(text, found) if s.entity_type == "PERSON"]
+        listed = people + coordinated_names(text, people)  # "Kleist and Arnold": Kleist by his list
+        names = known_spans(text, {("PERSON", text[start:end]) for start, end in listed})
         named = {(s.start, s.end) for s in names}  # "Kouhei Itou ... Itou": spaCy's place is the person's name
         found[:] = [s for s in found if s.entity_type != "LOCATION" or (s.start, s.end) not in named] + names
     return spans
@@ -111,17 +115,23 @@ def detect(texts: Sequence[str], analyzer: Analyzer, config: ScrubConfig, progre
 def _named_kind(result, piece: str, start: int, end: int, places: bool) -> str:
     """What spaCy's person or place at piece[start:end] is: a known city or country it calls a person is a place
     ("Aartselaar"), a listed name it calls a place is a person ("Rebecca is kind", "Hedlund"), unless the gazetteer
-    knows it too ("Jordan") or a place's preposition comes before it ("I live in Denver")."""
+    knows it too ("Jordan") or a place's preposition comes before it ("I live in Denver"); either is a person in
+    the writer's company ("When Lari and I went", "left me and BB")."""
     value = piece[start:end].lower()
     words = value.split()
-    if places and _weak_person(result) and value in place_names():
+    with_the_writer = _with_the_writer(piece, start, end)
+    if places and _weak_person(result) and value in place_names() and not with_the_writer:
         return "LOCATION"
     if (result.entity_type == "LOCATION" and words and value not in gazetteer()
             and not PLACE_PREPOSITION.search(piece, 0, start)):
         given, surnames = name_lists()
-        if all(w in given or w in surnames for w in words):
+        if with_the_writer or all(w in given or w in surnames for w in words):
             return "PERSON"
     return result.entity_type
+
+
+def _with_the_writer(piece: str, start: int, end: int) -> bool:
+    return bool(_ME_AND.search(piece, 0, start) or _AND_ME.match(piece, end))
 
 
 def _weak_person(result) -> bool:
@@ -149,7 +159,8 @@ def _name_bounds(result, piece: str) -> tuple[int, int]:
     while len(words) > 1 and _not_a_name_word(words[0], piece, leading=True):
         words.pop(0)
     lower_case_name = words and words[0].group()[0].islower()  # "trey songz": no capitals to end at
-    while len(words) > 1 and _not_a_name_word(words[-1], piece, leading=False, lower_case_name=lower_case_name):
+    while len(words) > 1 and _not_a_name_word(words[-1], piece, leading=False, lower_case_name=lower_case_name,
+                                              long_name=len(words) > 2):
         words.pop()
     if not words:
         return start, end
@@ -159,9 +170,11 @@ def _name_bounds(result, piece: str) -> tuple[int, int]:
     return words[0].start(), surname.end() if surname else words[-1].end()
 
 
-def _not_a_name_word(word: re.Match, piece: str, leading: bool, lower_case_name: bool = False) -> bool:
+def _not_a_name_word(word: re.Match, piece: str, leading: bool, lower_case_name: bool = False,
+                     long_name: bool = False) -> bool:
     """A word that opens or closes a found person without being part of the name: a handle or hashtag, a greeting,
-    a function or time word, an everyday word before it ("Customer Lori Jones"), a word in lower case after it."""
+    a function or time word, an everyday word before it ("Customer Lori Jones"), a word in lower case after it, an
+    English word ending a name of three words or more ("Kanye West Celebrates LAMB")."""
     from spacy.lang.en.stop_words import STOP_WORDS
 
     text, bare = word.group(), word.group().strip(".,!?;()'’").lower()
@@ -170,7 +183,8 @@ def _not_a_name_word(word: re.Match, piece: str, leading: bool, lower_case_name:
     given, surnames = name_lists()
     return bare not in given and bare not in surnames and (
         bare in STOP_WORDS or bare in _TIME_WORDS or (leading and bare in common_words())
-        or (not leading and not lower_case_name and text[0].islower() and bare not in NAME_PARTICLES))
+        or (not leading and not lower_case_name and text[0].islower() and bare not in NAME_PARTICLES)
+        or (not leading and long_name and english_word(bare)))
 
 
 def _precedence(result) -> tuple:
@@ -181,20 +195,27 @@ def _precedence(result) -> tuple:
             result.entity_type == "LOCATION", -result.score)
 
 
-def _plausible(result, value: str, dictionary: frozenset[str] = frozenset()) -> bool:
+def _plausible(result, piece: str, start: int, end: int, dictionary: frozenset[str] = frozenset()) -> bool:
     """Findings recognizers make that are rarely PII: a date, a handle, a hashtag or a greeting ("Lol") as a person,
     everyday words ("Comedy", "Guilty Pleasures": in the dictionary and no name list) as a weakly found person (a cue
-    phrase may: "this is August"), a zip code, a date, a decimal fraction or six digits not in groups as a phone
-    number."""
-    entity = result.entity_type
+    phrase may: "this is August", and so may the writer's company: "When Lari and I went"), a zip code, a date, a
+    decimal fraction or six digits not in groups as a phone number."""
+    entity, value = result.entity_type, piece[start:end]
     if entity in _NAMED_ENTITIES:  # a handle ("@paulwalk") is a USERNAME, a hashtag no name
         return (any(c.isalpha() for c in value) and value[0] not in "@#" and value.lower() not in _GREETINGS
-                and not (_weak_person(result) and _everyday_words(value, dictionary)))
+                and not (_weak_person(result) and (_everyday_words(value, dictionary) or _unlisted_lower_case(value))
+                         and not _with_the_writer(piece, start, end)))
     if entity == "PHONE_NUMBER":
         digits = sum(c.isdigit() for c in value)
         return ((digits >= MIN_PHONE_DIGITS or _GROUPED_SIX_DIGITS.fullmatch(value)) and not _DECIMAL.fullmatch(value)
                 and not _DATE_OR_ZIP.fullmatch(value))
     return True
+
+
+def _unlisted_lower_case(value: str) -> bool:
+    """Words in lower case no name list knows ("hahaha", "wel erg ziek", "u kno"): spaCy's guess alone is too weak."""
+    given, surnames = name_lists()
+    return value.islower() and not any(w in given or w in surnames for w in _WORDS.findall(value))
 
 
 def _everyday_words(value: str, dictionary: frozenset[str]) -> bool:
