@@ -125,9 +125,10 @@ class RowEncoder:
         a related table's row has its own context) that the loss skips."""
         prefix = self.prefix_ids if prefix_ids is None else prefix_ids
         ids, labels = list(prefix), [IGNORE] * len(prefix)
+        cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
         for position, column in enumerate(order):
-            segment = self.segment_ids(column, first=position == 0)
-            value = self.value_ids(values[column])
+            segment = self.next_segment_ids[column] if position else self.first_segment_ids[column]
+            value = cached.get(values[column]) or self.value_ids(values[column])
             ids += segment + value
             learned_end = segment[:1] if position > 0 else []
             labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value
