@@ -243,8 +243,8 @@ def _independent(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple
 
 
 RUNNERS = {"llmsynth": _llmsynth, "tabularargn": _tabularargn(False), "tabularargn_large": _tabularargn(True),
-           "realtabformer": _realtabformer, "great": _great, "gaussian_copula": _sdv("gaussian_copula"), "ctgan": _sdv("ctgan"),
-           "tvae": _sdv("tvae"), "independent": _independent}
+           "realtabformer": _realtabformer, "great": _great, "gaussian_copula": _sdv("gaussian_copula"),
+           "ctgan": _sdv("ctgan"), "tvae": _sdv("tvae"), "independent": _independent}
 
 
 def _job(generator: str, train: pd.DataFrame, n: int, seed: int, options: dict) -> dict:
