@@ -148,9 +148,9 @@ def coordinated_names(text: str, people: list[tuple[int, int]]) -> list[tuple[in
 
     pending = list(people)
     while pending:
-        start, end = pending.pop()
-        in_a_list = any(m.span("name") in names for m in neighbours(start, end))
-        for match in neighbours(start, end):
+        beside = neighbours(*pending.pop())
+        in_a_list = any(m.span("name") in names for m in beside)
+        for match in beside:
             word, after = match.group("name").lower(), match.end("name")
             if (match.span("name") in names or word in common_words() or word in gazetteer()
                     or _NO_PERSON_AFTER.match(text, after) or match.group("name").islower() and english_word(word)

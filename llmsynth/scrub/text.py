@@ -131,7 +131,7 @@ def _named_kind(result, piece: str, start: int, end: int, places: bool) -> str:
 
 
 def _with_the_writer(piece: str, start: int, end: int) -> bool:
-    return bool(_ME_AND.search(piece, 0, start) or _AND_ME.match(piece, end))
+    return bool(_ME_AND.search(piece, max(0, start - 64), start) or _AND_ME.match(piece, end))
 
 
 def _weak_person(result) -> bool:
