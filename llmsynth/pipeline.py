@@ -32,7 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmsynth.data import read_records, read_table, write_table
 from llmsynth.data.chats import read_chats, write_chats
 from llmsynth.data.io import read_config, table_format, write_text
-from llmsynth.data.relational import Database, is_database_url, new_sqlite_file, read_related, write_related
+from llmsynth.data.relational import (
+    Database, is_database_url, new_sqlite_file, read_related, with_entity_table, write_related,
+)
 from llmsynth.errors import DataError
 from llmsynth.data.canaries import canary_path, read_canaries
 from llmsynth.data.schema import Schema
@@ -351,7 +353,7 @@ def evaluate_databases(real: str, holdout: str, synthetic: str, out_dir: Path, m
 
     tables = read_manifest(model_dir)["layout"]["tables"] if model_dir else {}
     order_by = {name: table["order_by"] for name, table in tables.items() if table.get("order_by")}
-    databases = [read_related(location, order_by) for location in (real, holdout, synthetic)]
+    databases = [with_entity_table(read_related(location, order_by)) for location in (real, holdout, synthetic)]
     risk, families = family_record_risk(*databases)
     metrics = {"kind": "relational", "synthetic": relational_metrics(databases[0], databases[2]),
                "holdout": relational_metrics(databases[0], databases[1]), "record_risk": risk}

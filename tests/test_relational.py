@@ -73,6 +73,39 @@ def test_a_table_of_events_grouped_by_entity_is_its_own_root(tmp_path):
     assert not set(keys) & set(train.tables["transactions"].account_id)
 
 
+def test_a_table_of_events_is_learned_and_written_back_as_events_of_fresh_entities(tmp_path):
+    from click.testing import CliRunner
+
+    from llmsynth.cli import main
+
+    layout = {"tables": {"transactions": {"file": "transactions.parquet", "group_by": "account_id",
+                                          "order_by": "booked_at"}}}
+    events, model, synth = _bank(tmp_path / "events", layout), tmp_path / "model", tmp_path / "synth"
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", str(events), "--kind", "relational", "-o", str(model), "--epochs", "2"])
+    assert trained.exit_code == 0, trained.output
+    assert "trained on 80 families" in trained.output
+    written = runner.invoke(main, ["generate", str(model), "-n", "25", "-o", str(synth)])
+    assert written.exit_code == 0, written.output
+    synthetic = read_database(synth)  # the source's layout: one table of events, grouped, nothing else written
+    assert synthetic.layout == read_database(events).layout
+    assert sorted(p.name for p in synth.iterdir()) == ["relations.yaml", "transactions.parquet"]
+    transactions = synthetic.tables["transactions"]
+    assert list(transactions.columns) == ["account_id", "booked_at", "amount"]
+    assert transactions.account_id.nunique() == 25 and transactions.account_id.str.fullmatch(r"A\d+").all()
+    times = pd.to_datetime(transactions.booked_at)
+    assert (times.groupby(transactions.account_id).diff().dropna() >= pd.Timedelta(0)).all()
+    judged = runner.invoke(main, ["eval", "--real", str(events), "--holdout", str(events), "--synthetic", str(synth),
+                                  "--model", str(model), "-o", str(tmp_path / "report")])
+    assert judged.exit_code == 0, (judged.output, judged.exc_info)
+    figures = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    sequence = figures["synthetic"]["tables"]["transactions"]
+    assert sequence["referential_integrity"] == 1.0 and 0 < sequence["children_per_parent"] <= 1
+    assert figures["holdout"]["children_per_parent"] == 1.0  # the "holdout" is the data itself: same lengths
+    assert figures["synthetic"]["detection_auc"]["account_id"] is None  # the entities: keys alone, nothing to judge
+    assert 0 <= figures["synthetic"]["detection_auc_max"] <= 1
+
+
 @pytest.mark.parametrize("change, message", [
     ({"accounts": {"parent": "clients"}}, "table 'accounts' has parent 'clients', which is not a table"),
     ({"customers": {"parent": "cards", "foreign_key": "customer_id"}, "cards": {"parent": "accounts"}},

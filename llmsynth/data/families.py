@@ -119,9 +119,6 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
     plans = []
     for name in database.parents_first():
         spec, table = database.layout.tables[name], database.tables[name]
-        if spec.group_by is not None:
-            raise DataError(f"table {name!r}: a root table of events (group_by) is not supported yet; give the "
-                            "entities a table of their own with a primary key, and the events that table as parent")
         sequence = table[spec.order_by] if spec.order_by and spec.parent else None
         unit = gap_unit(sequence) if sequence is not None else None
         kinds = {**derived_kinds(database, name, unit), **column_kinds.get(name, {})}

@@ -89,6 +89,22 @@ class Database:
         return self.tables[self.root][spec.primary_key or spec.group_by].drop_duplicates()
 
 
+def with_entity_table(database: Database) -> Database:
+    """A root table of events (`group_by`) as the same events under a table of their entities, one row per group_by
+    value and nothing but that key, so that it is learned and written as any parent and its sequence: how many events
+    an entity has, the first one's time, the gaps. Any other database as it is."""
+    root = database.layout.tables[database.root]
+    if root.group_by is None:
+        return database
+    key = root.group_by
+    name = key if key not in database.layout.tables else f"{key} entities"
+    events = root.model_copy(update={"parent": name, "foreign_key": key, "group_by": None})
+    entities = database.tables[database.root][[key]].drop_duplicates().reset_index(drop=True)
+    layout = Layout(tables={name: TableLayout(file=f"{name}.csv", primary_key=key),
+                            **{**database.layout.tables, database.root: events}})
+    return Database(layout, {name: entities, **database.tables})
+
+
 def read_layout(path: str | os.PathLike) -> Layout:
     """A `relations.yaml`, validated; mistakes name the file and the field."""
     layout = read_config(path, Layout, "layout")

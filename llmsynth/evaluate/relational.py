@@ -31,7 +31,8 @@ def relational_metrics(real: Database, synthetic: Database, seed: int = 0) -> di
         tables[name] = figures
     trends = [abs(t["real"] - t["synthetic"]) for f in tables.values() for t in f["parent_child_trends"].values()]
     detection = detection_aucs(real, synthetic, seed)
-    return {"tables": tables, "detection_auc": detection, "detection_auc_max": max(detection.values()),
+    judged = [auc for auc in detection.values() if not np.isnan(auc)]  # a table of keys alone has nothing to judge
+    return {"tables": tables, "detection_auc": detection, "detection_auc_max": max(judged, default=float("nan")),
             "referential_integrity": min((f["referential_integrity"] for f in tables.values()), default=1.0),
             "children_per_parent": min((f["children_per_parent"] for f in tables.values()), default=1.0),
             "parent_child_trend_gap_max": max(trends, default=0.0),

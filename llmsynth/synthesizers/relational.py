@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from llmsynth.data.relational import Database, Layout, check_database, read_related, with_order
+from llmsynth.data.relational import (
+    Database, Layout, check_database, read_related, with_entity_table, with_order,
+)
 from llmsynth.errors import DataError, GenerateError
 from llmsynth.generate.families import Settings, generate_families
 from llmsynth.scrub import ScrubConfig, scrub_table
@@ -69,9 +71,10 @@ class RelationalSynthesizer(Synthesizer):
         return Database(database.layout, tables), {"tables": summary}, raw
 
     def _learn_records(self, database: Database) -> list[RelationalRecord]:
-        database = ordered(database)
-        frames = learned_frames(database)
+        """The layout is kept as given (what generation writes); a table of events is learned under its entities."""
         self.layout = database.layout
+        database = ordered(with_entity_table(database))
+        frames = learned_frames(database)
         self.plans = table_plans(database, frames, self.column_kinds)
         return family_records(database, frames, self.plans)
 
@@ -133,7 +136,7 @@ class RelationalSynthesizer(Synthesizer):
                 count = min(families, n - start)
                 settings = Settings(seed * 1_000_003 + number, 256, temperature, top_p, self.recipe.train.column_order)
                 tables = generate_families(model, self.encoder, self.plans, count, conditions, settings, offsets)
-                yield Database(self.layout, tables)
+                yield Database(self.layout, {name: tables[name] for name in self.layout.tables})
                 bar.update(count)
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
