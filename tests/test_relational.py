@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -301,6 +302,24 @@ def test_detection_judges_each_child_row_beside_its_parent():
     assert wrong["detection_auc"]["transactions"] > fair["transactions"] + 0.1
     assert wrong["detection_auc"]["customers"] == fair["customers"]  # a table above the change is judged the same
     assert wrong["detection_auc_max"] == max(wrong["detection_auc"].values())
+
+
+def test_sequence_figures_leave_a_sequence_tables_own_key_out():
+    from llmsynth.data.relational import Database, Layout
+    from llmsynth.evaluate.relational import relational_metrics
+
+    layout = Layout.model_validate({"tables": {
+        "customers": {"file": "customers.csv", "primary_key": "customer_id"},
+        "payments": {"file": "payments.csv", "primary_key": "payment_id", "parent": "customers",
+                     "foreign_key": "customer_id", "order_by": "booked_at"}}})
+    rng = np.random.default_rng(0)
+    payments = pd.DataFrame({"payment_id": range(300), "customer_id": np.repeat(range(30), 10),
+                             "booked_at": np.tile(range(10), 30), "amount": rng.gamma(2, 20, 300).round(2),
+                             "channel": rng.choice(["card", "wire"], 300)})
+    database = Database(layout, {"customers": pd.DataFrame({"customer_id": range(30)}), "payments": payments})
+    sequence = relational_metrics(database, database)["tables"]["payments"]
+    assert set(sequence["lag1_autocorrelation"]) == {"amount"}  # payment_id counts up: a key, not a learned value
+    assert set(sequence["transitions"]) == {"channel"}
 
 
 def test_whole_families_copied_into_the_synthetic_data_are_the_ones_at_risk():

@@ -138,7 +138,7 @@ def _lag1(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, float]:
     found = {}
     for column in table.columns:
         numbers = numeric_column(table[column])
-        if column in (spec.foreign_key, spec.order_by) or numbers is None:
+        if column in (*spec.keys, spec.order_by) or numbers is None:  # keys are written fresh: nothing learned
             continue
         pairs = pd.DataFrame({"now": numbers, "before": numbers.groupby(keys).shift()}).dropna()
         if len(pairs) > 2 and pairs.std().min() > 0:
@@ -151,7 +151,7 @@ def _transitions(table: pd.DataFrame, keys: pd.Series, spec) -> dict[str, pd.Ser
     found = {}
     for column in table.columns:
         values = table[column].astype(str)
-        if column in (spec.foreign_key, spec.order_by) or values.nunique() > 10 or numeric_column(table[column]) is not None:
+        if column in (*spec.keys, spec.order_by) or values.nunique() > 10 or numeric_column(table[column]) is not None:
             continue
         pairs = pd.DataFrame({"before": values.groupby(keys).shift(), "now": values}).dropna()
         found[column] = (pairs.before + " -> " + pairs.now).value_counts(normalize=True)
