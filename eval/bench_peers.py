@@ -486,8 +486,8 @@ def plot(figures: dict) -> None:
         axis.set_title(title, fontsize=10)
         if log:
             axis.set_yscale("log")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(generators), fontsize=8)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=(len(generators) + 1) // 2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     fig.savefig(ROOT / "docs" / "bench_peers.png", dpi=110)
 
 
