@@ -100,8 +100,7 @@ def with_entity_table(database: Database) -> Database:
     name = key if key not in database.layout.tables else f"{key} entities"
     events = root.model_copy(update={"parent": name, "foreign_key": key, "group_by": None})
     entities = database.tables[database.root][[key]].drop_duplicates().reset_index(drop=True)
-    layout = Layout(tables={name: TableLayout(file=f"{name}.csv", primary_key=key),
-                            **{**database.layout.tables, database.root: events}})
+    layout = Layout(tables={name: TableLayout(file=f"{name}.csv", primary_key=key), database.root: events})
     return Database(layout, {name: entities, **database.tables})
 
 
