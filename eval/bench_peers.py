@@ -111,7 +111,7 @@ def _llmsynth(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd
     started = time.perf_counter()
     model = TabularSynthesizer(recipe).fit(train, scrub=False, progress=False)
     fitted = time.perf_counter()
-    rows = model.sample(n, seed=seed)
+    rows = model.sample(n, seed=seed, **options.get("sample", {}))
     summary = model.summary
     return rows, fitted - started, time.perf_counter() - fitted, {
         "epochs": summary.epochs, "stopped_because": summary.stopped_because, "layers": recipe.tiny.num_layers,
