@@ -331,7 +331,8 @@ def sdmetrics_quality(train: pd.DataFrame, synthetic: pd.DataFrame, schema: Sche
             "column_pair_trends": float(properties["Column Pair Trends"])}
 
 
-def mostlyai_accuracy(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema) -> dict:
+def mostlyai_accuracy(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
+                      schema: Schema) -> dict | None:
     """mostlyai-qa's accuracy (one minus the total variation distance of binned univariate, bivariate and trivariate
     distributions, against the training rows) as a second independent judge; `overall_max` is the holdout's own.
     None where it declines to judge (it needs 100 synthetic rows)."""

@@ -128,7 +128,9 @@ class RowEncoder:
         cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
         for position, column in enumerate(order):
             segment = self.next_segment_ids[column] if position else self.first_segment_ids[column]
-            value = cached.get(values[column]) or self.value_ids(values[column])
+            value = cached.get(values[column])
+            if value is None:  # not `or`: a missing value's [] is cached too
+                value = self.value_ids(values[column])
             ids += segment + value
             learned_end = segment[:1] if position > 0 else []
             labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value

@@ -25,7 +25,7 @@ from llmsynth.synthesizers.base import Synthesizer
 from llmsynth.train.config import Recipe
 
 
-# On the bench's bank (225 customers, ~450 accounts, ~2,400 transactions: 11 and 5 repeats) accounts per customer
+# On the bench's bank (223 customers, ~445 accounts, ~2,400 transactions: 11 and 5 repeats) accounts per customer
 # came out at KS complement 0.922 and 0.908 (two runs) vs 0.831 and 0.792 with at most 4 repeats.
 MAX_REPEATS = 16
 
