@@ -14,7 +14,7 @@ from llmsynth.data.relational import Database, is_time, order_values
 from llmsynth.data.schema import MIN_ROWS, Schema, infer_schema
 from llmsynth.errors import DataError
 from llmsynth.serialize.relational import (
-    SEQUENCE_CONTEXT, RelationalRecord, count_column, first_column, gap_column, row_line,
+    SEQUENCE_CONTEXT, RelationalRecord, count_column, first_column, gap_column, row_header, row_line,
 )
 from llmsynth.serialize.tabular import value_texts
 
@@ -175,12 +175,16 @@ def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: l
             families[plan.name] = families[plan.parent][parents]
             chains = [above[plan.parent][p] + lines[plan.parent][p] + "\n" for p in parents]
         above[plan.name] = chains
+        sequence = plan.order_by is not None and plan.parent is not None
+        runs = pd.Series(parents).groupby(parents)
+        positions, counts = runs.cumcount().to_numpy(), runs.transform("size").to_numpy()
         for row, chain in enumerate(chains):
-            before = ""
-            if plan.order_by is not None and plan.parent is not None:
+            header, before = row_header(plan.name), ""
+            if sequence:
                 siblings = [r for r in range(max(0, row - SEQUENCE_CONTEXT), row) if parents[r] == parents[row]]
                 before = "".join(lines[plan.name][r] + "\n" for r in siblings)
-            records.append(RelationalRecord(index, f"{chain}{before}{plan.name}:", tuple(values[row]),
+                header = row_header(plan.name, positions[row], counts[row])
+            records.append(RelationalRecord(index, chain + before + header, tuple(values[row]),
                                             int(families[plan.name][row])))
     return records
 

@@ -19,7 +19,7 @@ from llmsynth.data.families import TIME_UNITS, TablePlan
 from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, row_orders
 from llmsynth.serialize.relational import (
-    SEQUENCE_CONTEXT, RelationalEncoder, count_column, first_column, gap_column, row_line,
+    SEQUENCE_CONTEXT, RelationalEncoder, count_column, first_column, gap_column, row_header, row_line,
 )
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
     by_name = {plan.name: plan for plan in plans}
     root = plans[0]
     fixed = condition_texts(root.table_schema, conditions)
-    written = {root.name: _sample(samplers[0], encoder, root, [_Written({}, None, "") for _ in range(n)], [""] * n,
-                                  fixed, settings, (0, 0))}
+    written = {root.name: _sample(samplers[0], encoder, root, [_Written({}, None, "") for _ in range(n)],
+                                  [row_header(root.name)] * n, fixed, settings, (0, 0))}
     for index, plan in enumerate(plans[1:], start=1):
         parents, parent_plan = written[plan.parent], by_name[plan.parent]
         column = parent_plan.learned_names.index(count_column(plan.name))
@@ -60,15 +60,16 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
         below = [p.above + p.line + "\n" for p in parents]
         if plan.order_by is None:
             rows = [_Written({}, p, below[p]) for p, count in enumerate(counts) for _ in range(count)]
-            written[plan.name] = _sample(samplers[index], encoder, plan, rows, [""] * len(rows), {}, settings,
-                                         (index, 0))
+            written[plan.name] = _sample(samplers[index], encoder, plan, rows, [row_header(plan.name)] * len(rows), {},
+                                         settings, (index, 0))
             continue
         sequences: list[list[_Written]] = [[] for _ in parents]
         room, gap = _room(plan, parent_plan, parents), plan.learned_names.index(gap_column(plan.order_by, plan.gap_unit))
         for position in range(max(counts, default=0)):
             members = [p for p, count in enumerate(counts) if count > position and room[p] >= 0]
-            before = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:]) for p in members]
-            rows = _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in members], before, {},
+            heads = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:])
+                     + row_header(plan.name, position, counts[p]) for p in members]
+            rows = _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in members], heads, {},
                            settings, (index, position))
             for p, row in zip(members, rows):
                 room[p] -= float(row.values[gap][1:] or 0) if position else 0
@@ -94,17 +95,18 @@ def _room(plan: TablePlan, parent_plan: TablePlan, parents: list[_Written]) -> l
 
 
 def _sample(sampler: ConstrainedSampler, encoder: RelationalEncoder, plan: TablePlan, rows: list[_Written],
-            before: list[str], fixed: dict[int, str], settings: Settings, step: tuple[int, int]) -> list[_Written]:
-    """The rows' values, in batches; each batch's generators seeded by the seed, the table, the step and the
-    batch's number alone."""
+            heads: list[str], fixed: dict[int, str], settings: Settings, step: tuple[int, int]) -> list[_Written]:
+    """The rows' values, each after its family's text and its head (a sequence's rows before it and the row's
+    header), in batches; each batch's generators seeded by the seed, the table, the step and the batch's number
+    alone."""
     names = plan.learned_names
     for number, start in enumerate(range(0, len(rows), settings.batch_size)):
         chunk = rows[start:start + settings.batch_size]
         rng = np.random.default_rng([settings.seed, *step, number])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         orders = list(row_orders(len(chunk), len(names), list(fixed), settings.column_order, rng))
-        prefixes = [encoder.context_ids(row.above + text + f"{plan.name}:")
-                    for row, text in zip(chunk, before[start:start + settings.batch_size])]
+        prefixes = [encoder.context_ids(row.above + text)
+                    for row, text in zip(chunk, heads[start:start + settings.batch_size])]
         values = sampler.sample_batch(orders, fixed, generator, settings.temperature, settings.top_p, prefixes)
         for row, sampled in zip(chunk, values):
             row.values = sampled

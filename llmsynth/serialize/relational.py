@@ -6,11 +6,12 @@ table and writes each row knowing its family:
     accounts: type is checking, number of transactions is 31, first booked_at of transactions is 2024-01-03 09:12:00
     transactions: amount is 12.5, booked_at gap is 3600
     transactions: amount is 640, booked_at gap is 120
-    transactions:                                       <- the row learned (or written) here
+    transactions 3 of 31:                               <- the row learned (or written) here
 
 A parent row carries its number of children per child table (and a sequence's first order value), so the counts are
 learned with the parent's values; a sequence's rows carry the gap from the row before (0 for the first), so order
-columns come out increasing. Keys are never learned: generation writes fresh ones, consistent by construction.
+columns come out increasing, and the row learned names its place in the sequence, so that what is left of it is
+known (a pattern several rows long starts where it has room to end). Keys are never learned: generation writes fresh ones, consistent by construction.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def first_column(child: str, order_by: str) -> str:
     return f"first {order_by} of {child}"
 
 
+def row_header(table: str, position: int | None = None, count: int | None = None) -> str:
+    """What a row's text starts with: its table's name, and in a sequence its place (`position` from 0)."""
+    return f"{table}:" if position is None else f"{table} {position + 1} of {count}:"
+
+
 def gap_column(order_by: str, unit: str | None = None) -> str:
     """A sequence row's distance from the row before; times name their unit ("booked_at gap in minutes")."""
     return f"{order_by} gap" + (f" in {unit}" if unit else "")
@@ -45,7 +51,7 @@ class RelationalRecord:
 
 
 def row_line(table: str, names: Sequence[str], values: Sequence[str]) -> str:
-    return f"{table}:{row_text(names, values)}"
+    return row_header(table) + row_text(names, values)
 
 
 class RelationalEncoder:
