@@ -75,7 +75,9 @@ def test_a_batch_in_pieces_takes_the_whole_batch_s_step():
     batch.pop("tokens")
     rows, width = batch["input_ids"].shape
     pieces = micro_batches(batch, 2 * width)
-    assert len(pieces) == math.ceil(rows / 2) and pieces[0]["input_ids"].shape[1] < width  # short rows: cut
+    assert all(p["input_ids"].numel() <= 2 * width for p in pieces) and pieces[0]["input_ids"].shape[1] < width
+    assert sorted(int(r) for p in pieces for r in p["attention_mask"].sum(dim=1)) == sorted(
+        batch["attention_mask"].sum(dim=1).tolist())  # every row once, cut to its piece's longest
     assert micro_batches(batch, None) == [batch] and len(micro_batches(batch, 1)) == rows  # a row at least
     weights = []
     for max_tokens in (None, 2 * width):
@@ -90,6 +92,21 @@ def test_a_batch_in_pieces_takes_the_whole_batch_s_step():
         weights.append((float(loss), torch.cat([p.detach().flatten() for p in model.parameters()])))
     assert abs(weights[0][0] - weights[1][0]) < 1e-5 and torch.allclose(weights[0][1], weights[1][1], atol=1e-6)
     assert (weights[1][1] - initial).abs().max() > 1e-3  # the step moved the weights
+
+
+def test_rows_of_very_different_lengths_go_through_in_pieces_of_their_own_length():
+    """Related tables' records: a customer's short row beside a transaction under its family's long text. Sorted
+    and cut in two, the batch pads short rows to their own length; rows of one length stay one pass."""
+    from llmsynth.train.loop import micro_batches
+
+    lengths = torch.tensor([12, 200] * 32)
+    mask = (torch.arange(200) < lengths[:, None]).long()
+    batch = {"input_ids": torch.arange(64)[:, None] * mask, "attention_mask": mask, "labels": mask}
+    pieces = micro_batches(batch, None)
+    assert [p["input_ids"].shape for p in pieces] == [(32, 12), (32, 200)]
+    assert sorted(int(p["input_ids"][r, 0]) for p in pieces for r in range(32)) == list(range(64))
+    same = {key: value[lengths == 200] for key, value in batch.items()}
+    assert micro_batches(same, None) == [same]
 
 
 def test_training_learns_and_reports(trained):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
@@ -249,21 +250,50 @@ def training_step(model, batch: dict, optimizer, accelerator: Accelerator, param
     return loss
 
 
+# A forward and backward pass's fixed cost in padded tokens' worth: measured ~180 for the tiny model on 2 CPU cores
+# (7 ms a pass, 0.04 ms a token); on a GPU a guess on the safe side (kernel launches of a 30-layer base), not measured.
+PASS_COST_TOKENS = {"cpu": 256, "gpu": 2048}
+
+
 def micro_batches(batch: dict, max_tokens: int | None) -> list[dict]:
-    """The batch in pieces of whole rows of at most `max_tokens` tokens (one row at least), each cut to its own
-    longest row where rows are padded; the whole batch where it fits."""
+    """The batch in pieces of whole rows whose gradients add up to the whole batch's: padded rows sorted by length
+    and cut where a piece's own padding saves more than a pass costs (records of very different lengths: a
+    customer's row beside a transaction with its family's text above it), each piece of at most `max_tokens`
+    tokens (one row at least) and cut to its own longest row; the whole batch where that is cheapest."""
     rows, width = batch["input_ids"].shape
-    if max_tokens is None or rows * width <= max_tokens:
+    if "attention_mask" not in batch:  # packed rows: all about the pack length
+        step = rows if max_tokens is None else max(1, max_tokens // width)
+        return [{key: value[start:start + step] for key, value in batch.items()} for start in range(0, rows, step)]
+    lengths = batch["attention_mask"].sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    cuts = _piece_ends(lengths[order].tolist(), max_tokens, PASS_COST_TOKENS["gpu" if lengths.is_cuda else "cpu"])
+    if len(cuts) == 1 and int(lengths.max()) == width:
         return [batch]
-    step = max(1, max_tokens // width)
-    pieces = []
-    for start in range(0, rows, step):
-        piece = {key: value[start:start + step] for key, value in batch.items()}
-        if "attention_mask" in piece:
-            used = int(piece["attention_mask"].sum(dim=1).max())
-            piece = {key: value[:, :used] for key, value in piece.items()}
-        pieces.append(piece)
+    pieces, start = [], 0
+    for end in cuts:
+        rows_in_piece, used = order[start:end], int(lengths[order[end - 1]])
+        pieces.append({key: value[rows_in_piece, :used] for key, value in batch.items()})
+        start = end
     return pieces
+
+
+def _piece_ends(lengths: list[int], max_tokens: int | None, pass_cost: int) -> list[int]:
+    """Where to cut rows sorted by length so that padded tokens plus `pass_cost` per piece are fewest, with
+    no piece over `max_tokens` but a single row (dynamic programming over the cut points)."""
+    sorted_lengths = np.array(lengths, dtype=np.int64)
+    best, start = np.zeros(len(lengths) + 1), np.zeros(len(lengths) + 1, dtype=np.int64)
+    for end in range(1, len(lengths) + 1):
+        sizes = (end - np.arange(end)) * sorted_lengths[end - 1]
+        costs = best[:end] + sizes + pass_cost
+        if max_tokens is not None:
+            costs[:end - 1][sizes[:end - 1] > max_tokens] = np.inf
+        start[end] = int(np.argmin(costs))
+        best[end] = costs[start[end]]
+    ends, end = [], len(lengths)
+    while end > 0:
+        ends.append(end)
+        end = int(start[end])
+    return ends[::-1]
 
 
 @torch.no_grad()
