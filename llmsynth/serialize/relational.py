@@ -11,7 +11,8 @@ table and writes each row knowing its family:
 A parent row carries its number of children per child table (and a sequence's first order value), so the counts are
 learned with the parent's values; a sequence's rows carry the gap from the row before (0 for the first), so order
 columns come out increasing, and the row learned names its place in the sequence, so that what is left of it is
-known (a pattern several rows long starts where it has room to end). Keys are never learned: generation writes fresh ones, consistent by construction.
+known (a pattern several rows long starts where it has room to end). Keys are never learned: generation writes
+fresh ones, consistent by construction.
 """
 
 from __future__ import annotations
