@@ -173,12 +173,12 @@ def test_a_family_is_learned_as_rows_after_their_family_text(tmp_path):
     assert plans[2].gap_unit == "hours"
     assert plans[3].table_schema.learned == []  # cards: keys only, their number per customer is what is learned
     records = family_records(database, frames, plans)
-    third = [r for r in records if r.table == 2][2]  # the row names its place: what is left of its sequence
+    third = [r for r in records if r.table == 2][2]  # the row says how many follow it
     assert third.context.splitlines() == [
         "customers: segment is retail, number of accounts is 2, number of cards is 1",
         "accounts: kind is checking, number of transactions is 3, first booked_at of transactions is 2026-01-01 00:00:00",
         "transactions: amount is 5.0, booked_at gap in hours is 0",
-        "transactions: amount is 6.5, booked_at gap in hours is 1", "transactions 3 of 3:"]
+        "transactions: amount is 6.5, booked_at gap in hours is 1", "transactions (0 more):"]
     assert third.values == ("8.0", "1") and third.family == 0
 
 

@@ -6,12 +6,12 @@ table and writes each row knowing its family:
     accounts: type is checking, number of transactions is 31, first booked_at of transactions is 2024-01-03 09:12:00
     transactions: amount is 12.5, booked_at gap is 3600
     transactions: amount is 640, booked_at gap is 120
-    transactions 3 of 31:                               <- the row learned (or written) here
+    transactions (29 more):                             <- the row learned (or written) here
 
 A parent row carries its number of children per child table (and a sequence's first order value), so the counts are
 learned with the parent's values; a sequence's rows carry the gap from the row before (0 for the first), so order
-columns come out increasing, and the row learned names its place in the sequence, so that what is left of it is
-known (a pattern several rows long starts where it has room to end). Keys are never learned: generation writes
+columns come out increasing, and the row learned says how many rows follow it in its sequence, so that a pattern
+several rows long starts where it has room to end (a count left, not a place: no arithmetic for the model). Keys are never learned: generation writes
 fresh ones, consistent by construction.
 """
 
@@ -34,8 +34,9 @@ def first_column(child: str, order_by: str) -> str:
 
 
 def row_header(table: str, position: int | None = None, count: int | None = None) -> str:
-    """What a row's text starts with: its table's name, and in a sequence its place (`position` from 0)."""
-    return f"{table}:" if position is None else f"{table} {position + 1} of {count}:"
+    """What a row's text starts with: its table's name, and in a sequence how many rows follow it (`position`
+    from 0 of `count`)."""
+    return f"{table}:" if position is None else f"{table} ({count - position - 1} more):"
 
 
 def gap_column(order_by: str, unit: str | None = None) -> str:
