@@ -76,18 +76,27 @@ def _aggregates(database: Database, name: str) -> pd.DataFrame:
             for category in parents[column].dropna().unique():
                 columns[f"{spec.parent}.{column}={category}"] = is_category(parents[column], category)
     children = database.tables[name]
-    owner = children[spec.foreign_key].astype(str)
     columns[f"{name} per parent"] = database.children_per_parent(name).set_axis(parents.index)
-    for column in children.columns:
-        if column in (spec.primary_key, spec.foreign_key, spec.order_by):
-            continue
-        numbers = numeric_column(children[column])
-        if numbers is not None:
-            columns[f"mean {name}.{column}"] = numbers.groupby(owner).mean()
-        elif children[column].nunique() <= 10:
-            for category in children[column].dropna().unique():
-                columns[f"share {name}.{column}={category}"] = is_category(children[column], category).groupby(owner).mean()
+    columns.update(owner_aggregates(children, children[spec.foreign_key].astype(str), name, spec))
     return pd.DataFrame(columns)
+
+
+def owner_aggregates(table: pd.DataFrame, owner: pd.Series, name: str, spec, reference: pd.DataFrame | None = None
+                     ) -> dict[str, pd.Series]:
+    """Per owner (a parent row, a root entity) of `table`'s rows: each numeric column's mean and each category's
+    share (columns of 10 or fewer), keys and the order column left out; which columns are numbers and which
+    categories there are as `reference` (the training data) has them, by default as `table` itself has."""
+    reference = table if reference is None else reference
+    columns = {}
+    for column, real in reference.items():
+        if column in (*spec.keys, spec.order_by):
+            continue
+        if numeric_column(real) is not None:
+            columns[f"mean {name}.{column}"] = pd.to_numeric(table[column], errors="coerce").groupby(owner).mean()
+        elif real.nunique() <= 10:
+            for category in real.dropna().unique():
+                columns[f"share {name}.{column}={category}"] = is_category(table[column], category).groupby(owner).mean()
+    return columns
 
 
 def _trends(real: Database, synthetic: Database, name: str) -> dict[str, dict[str, float]]:
@@ -167,16 +176,8 @@ def family_frame(database: Database, reference: Database) -> pd.DataFrame:
     for name in reference.parents_first():
         spec, table, owner = reference.layout.tables[name], database.tables[name], entity[name]
         columns[f"{name} rows"] = owner.value_counts().reindex(keys, fill_value=0)
-        for column, real in reference.tables[name].items():
-            if column in (*spec.keys, spec.order_by):
-                continue
-            if numeric_column(real) is not None:
-                values = pd.to_numeric(table[column], errors="coerce")
-                columns[f"mean {name}.{column}"] = values.groupby(owner).mean().reindex(keys)
-            elif real.nunique() <= 10:
-                for category in real.dropna().unique():
-                    share = is_category(table[column], category).groupby(owner).mean()
-                    columns[f"share {name}.{column}={category}"] = share.reindex(keys)
+        aggregates = owner_aggregates(table, owner, name, spec, reference.tables[name])
+        columns.update({label: values.reindex(keys) for label, values in aggregates.items()})
     return pd.DataFrame(columns, index=keys)
 
 
