@@ -284,10 +284,10 @@ def demo(kind, out_dir, rows, samples, max_minutes, canary_counts):
     if kind == "relational":
         if canary_counts:
             raise click.UsageError("--canaries is not supported for related tables yet")
-        run_relational_demo(out_dir, rows or 300, samples or 150, max_minutes=max_minutes, echo=click.echo)
+        run_relational_demo(out_dir, rows or 600, samples or 300, max_minutes=max_minutes or 4.0, echo=click.echo)
         return
     run_demo, size, count = (run_chat_demo, 600, 210) if kind == "chat" else (run_tabular_demo, 4000, 1000)
-    _, outcome = run_demo(out_dir, rows or size, samples or count, max_minutes=max_minutes,
+    _, outcome = run_demo(out_dir, rows or size, samples or count, max_minutes=max_minutes or 3.0,
                           train_options={"canaries": canary_counts}, echo=click.echo)
     _print_checks(outcome.evaluation, "never")
 

@@ -345,10 +345,10 @@ DEMO_OPTIONS = _group(
     click.option("-o", "--output", "out_dir", type=FOLDER, default=Path("demo-output"), show_default=True,
                  help="Folder for the demo's data, model and synthetic output."),
     click.option("--rows", type=click.IntRange(min=100), help="Demo size: table rows (default 4000), conversations "
-                 "(default 600) or bank customers (default 300)."),
+                 "(default 600) or bank customers (default 600)."),
     click.option("--samples", type=click.IntRange(min=1), help="Rows (default 1000), conversations (default 210) or "
-                 "customers with their accounts and transactions (default 150) to generate."),
-    click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True,
-                 help="Training time budget."),
+                 "customers with their accounts and transactions (default 300) to generate."),
+    click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+                 help="Training time budget in minutes (default 3; 4 for the bank, whose rows carry their families)."),
     CANARIES,
 )

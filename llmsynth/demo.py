@@ -149,7 +149,7 @@ def run_chat_demo(out_dir: Path, conversations: int = 600, samples: int = 210, m
     return figures, run
 
 
-def run_relational_demo(out_dir: Path, families: int = 300, samples: int = 150, max_minutes: float = 3.0,
+def run_relational_demo(out_dir: Path, families: int = 600, samples: int = 300, max_minutes: float = 4.0,
                         seed: int = 0, echo: Callable[[str], None] = print) -> tuple[dict[str, Any], Any]:
     """Demo bank (customers with PII -> accounts -> transactions over time, fraud in the sequences): holdout by
     customer, scrub every table, train the tiny model, generate `samples` customers with their accounts and
