@@ -11,7 +11,7 @@ import yaml
 from llmsynth.data.relational import (
     LAYOUT_FILE, read_database, read_sql_database, split_by_root, write_database, write_sql_database,
 )
-from llmsynth.errors import DataError
+from llmsynth.errors import DataError, ModelError
 
 LAYOUT = {"tables": {
     "customers": {"file": "customers.csv", "primary_key": "customer_id"},
@@ -211,6 +211,10 @@ def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
     again = load(tmp_path / "model").sample(30, seed=1)
     for name, table in database.tables.items():
         pd.testing.assert_frame_equal(again.tables[name], table)
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    (tmp_path / "model" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    with pytest.raises(ModelError, match="older llmsynth .* train it again"):  # its rows did not say what follows
+        load(tmp_path / "model")
 
 
 def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(tmp_path):

@@ -95,7 +95,8 @@ def owner_aggregates(table: pd.DataFrame, owner: pd.Series, name: str, spec, ref
             columns[f"mean {name}.{column}"] = pd.to_numeric(table[column], errors="coerce").groupby(owner).mean()
         elif real.nunique() <= 10:
             for category in real.dropna().unique():
-                columns[f"share {name}.{column}={category}"] = is_category(table[column], category).groupby(owner).mean()
+                share = is_category(table[column], category).groupby(owner).mean()
+                columns[f"share {name}.{column}={category}"] = share
     return columns
 
 

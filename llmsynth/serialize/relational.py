@@ -11,8 +11,8 @@ table and writes each row knowing its family:
 A parent row carries its number of children per child table (and a sequence's first order value), so the counts are
 learned with the parent's values; a sequence's rows carry the gap from the row before (0 for the first), so order
 columns come out increasing, and the row learned says how many rows follow it in its sequence, so that a pattern
-several rows long starts where it has room to end (a count left, not a place: no arithmetic for the model). Keys are never learned: generation writes
-fresh ones, consistent by construction.
+several rows long starts where it has room to end (a count left, not a place: no arithmetic for the model). Keys are
+never learned: generation writes fresh ones, consistent by construction.
 """
 
 from __future__ import annotations

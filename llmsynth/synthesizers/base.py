@@ -36,7 +36,10 @@ from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# The oldest format each kind still reads: related tables' rows say how many rows follow them since format 2; a model
+# trained before would be prompted with a text it never saw.
+OLDEST_FORMAT = {"relational": 2}
 
 
 class Synthesizer:
@@ -337,6 +340,9 @@ def read_manifest(directory: str | os.PathLike, kind: str | None = None) -> dict
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise ModelError(f"{directory} was written by a newer llmsynth (format {manifest['format_version']}, this "
                          f"version reads up to {FORMAT_VERSION}); upgrade llmsynth")
+    if manifest.get("format_version", 0) < OLDEST_FORMAT.get(manifest.get("kind"), 0):
+        raise ModelError(f"{directory} was written by an older llmsynth (format {manifest.get('format_version', 0)}) "
+                         f"whose {manifest['kind']} text this version no longer writes; train it again")
     if kind is not None and manifest.get("kind") != kind:
         raise ModelError(f"{directory} holds a {manifest.get('kind')!r} synthesizer, not a {kind!r} one")
     return manifest
