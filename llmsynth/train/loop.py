@@ -251,22 +251,25 @@ def training_step(model, batch: dict, optimizer, accelerator: Accelerator, param
 
 
 # A forward and backward pass's fixed cost in padded tokens' worth: measured ~180 for the tiny model on 2 CPU cores
-# (7 ms a pass, 0.04 ms a token); on a GPU a guess on the safe side (kernel launches of a 30-layer base), not measured.
-PASS_COST_TOKENS = {"cpu": 256, "gpu": 2048}
+# (7 ms a pass, 0.04 ms a token).
+PASS_COST_TOKENS = 256
 
 
 def micro_batches(batch: dict, max_tokens: int | None) -> list[dict]:
     """The batch in pieces of whole rows whose gradients add up to the whole batch's: padded rows sorted by length
     and cut where a piece's own padding saves more than a pass costs (records of very different lengths: a
     customer's row beside a transaction with its family's text above it), each piece of at most `max_tokens`
-    tokens (one row at least) and cut to its own longest row; the whole batch where that is cheapest."""
+    tokens (one row at least) and cut to its own longest row; the whole batch where that is cheapest. On a GPU a
+    batch that fits goes whole: reading its lengths would make every step wait for the device."""
     rows, width = batch["input_ids"].shape
     if "attention_mask" not in batch:  # packed rows: all about the pack length
         step = rows if max_tokens is None else max(1, max_tokens // width)
         return [{key: value[start:start + step] for key, value in batch.items()} for start in range(0, rows, step)]
+    if batch["attention_mask"].device.type != "cpu" and (max_tokens is None or rows * width <= max_tokens):
+        return [batch]
     lengths = batch["attention_mask"].sum(dim=1)
     order = torch.argsort(lengths, stable=True)
-    cuts = _piece_ends(lengths[order].tolist(), max_tokens, PASS_COST_TOKENS["gpu" if lengths.is_cuda else "cpu"])
+    cuts = _piece_ends(lengths[order].tolist(), max_tokens, PASS_COST_TOKENS)
     if len(cuts) == 1 and int(lengths.max()) == width:
         return [batch]
     pieces, start = [], 0
