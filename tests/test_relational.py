@@ -23,13 +23,18 @@ LAYOUT = {"tables": {
 }}
 
 
+def _transactions(**columns):
+    """Three hourly bookings per account, with `columns` beside them."""
+    return pd.DataFrame({"account_id": [f"A{i // 3}" for i in range(240)],
+                         "booked_at": pd.date_range("2026-01-01", periods=240, freq="h").astype(str),
+                         "amount": [round(5 + i * 1.5, 2) for i in range(240)], **columns})
+
+
 def _bank(folder, layout=LAYOUT, **changes):
     customers = pd.DataFrame({"customer_id": [f"C{i}" for i in range(40)], "segment": ["retail", "private"] * 20})
     accounts = pd.DataFrame({"account_id": [f"A{i}" for i in range(80)], "customer_id": [f"C{i // 2}" for i in range(80)],
                              "kind": ["checking", "savings"] * 40})
-    transactions = pd.DataFrame({"account_id": [f"A{i // 3}" for i in range(240)],
-                                 "booked_at": pd.date_range("2026-01-01", periods=240, freq="h").astype(str),
-                                 "amount": [round(5 + i * 1.5, 2) for i in range(240)]})
+    transactions = _transactions()
     cards = pd.DataFrame({"card_id": [f"K{i}" for i in range(20)], "customer_id": [f"C{i * 2}" for i in range(20)]})
     tables = {"customers": customers, "accounts": accounts, "transactions": transactions, "cards": cards, **changes}
     folder.mkdir(parents=True, exist_ok=True)
@@ -182,19 +187,38 @@ def test_a_family_is_learned_as_rows_after_their_family_text(tmp_path):
     assert third.values == ("8.0", "1") and third.family == 0
 
 
+def test_a_sequences_rare_events_are_planned_by_its_parent_and_counted_down_in_its_rows(tmp_path):
+    from llmsynth.data.families import family_records, learned_frames, ordered, table_plans
+
+    flag = [int(i in (4, 5)) for i in range(240)]  # account A1's second and third bookings; rare: 2 of 240 rows
+    channel = ["card", "transfer"] * 120  # two common values: no rare event
+    database = ordered(read_database(_bank(tmp_path / "bank", transactions=_transactions(flag=flag, channel=channel))))
+    frames = learned_frames(database)
+    plans = table_plans(database, frames, {})
+    assert plans[2].events == [("flag", "1")]
+    assert frames["accounts"]["number of transactions with flag 1"].tolist() == [0, 2] + [0] * 78
+    headers = [r.context.splitlines()[-1] for r in family_records(database, frames, plans) if r.table == 2][:6]
+    assert headers == ["transactions (2 more):", "transactions (1 more):", "transactions (0 more):",
+                       "transactions (2 more, 2 with flag 1 from here):",
+                       "transactions (1 more, 2 with flag 1 from here):",
+                       "transactions (0 more, 1 with flag 1 from here):"]
+
+
 def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
     from llmsynth.synthesizers import RelationalSynthesizer, load
 
     synth = RelationalSynthesizer()
     synth.recipe.train = synth.recipe.train.model_copy(update={"epochs": 3})
-    synth.fit(_bank(tmp_path / "bank"), scrub=False, progress=False)
+    flagged = _transactions(flag=[int(i % 30 == 29) for i in range(240)])  # a rare event the accounts plan
+    synth.fit(_bank(tmp_path / "bank", transactions=flagged), scrub=False, progress=False)
     database = synth.sample(30, seed=1)
     customers, accounts = database.tables["customers"], database.tables["accounts"]
     transactions, cards = database.tables["transactions"], database.tables["cards"]
     assert len(customers) == 30 and customers.customer_id.is_unique and accounts.account_id.is_unique
     assert set(accounts.customer_id) <= set(customers.customer_id) and set(cards.customer_id) <= set(customers.customer_id)
     assert set(transactions.account_id) <= set(accounts.account_id)
-    assert list(transactions.columns) == ["account_id", "booked_at", "amount"]  # the source's columns, in its order
+    assert list(transactions.columns) == ["account_id", "booked_at", "amount", "flag"]  # the source's, in its order
+    assert set(transactions.flag) <= {0, 1}
     assert customers.customer_id.str.fullmatch(r"C\d+").all()  # keys shaped like the source's
     assert set(customers.segment) <= {"retail", "private"} and set(accounts.kind) <= {"checking", "savings"}
     assert transactions.amount.between(5, 5 + 239 * 1.5).all()
@@ -212,8 +236,8 @@ def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
     for name, table in database.tables.items():
         pd.testing.assert_frame_equal(again.tables[name], table)
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
-    (tmp_path / "model" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 1}))
-    with pytest.raises(ModelError, match="older llmsynth .* train it again"):  # its rows did not say what follows
+    (tmp_path / "model" / "manifest.json").write_text(json.dumps({**manifest, "format_version": 2}))
+    with pytest.raises(ModelError, match="older llmsynth .* train it again"):  # its rows did not count rare events
         load(tmp_path / "model")
 
 

@@ -10,16 +10,18 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from llmsynth.data.relational import Database, is_time, order_values
-from llmsynth.data.schema import MIN_ROWS, Schema, infer_schema
+from llmsynth.data.relational import Database, TableLayout, is_time, order_values
+from llmsynth.data.schema import MIN_ROWS, Schema, infer_column, infer_schema
 from llmsynth.errors import DataError
 from llmsynth.serialize.relational import (
-    SEQUENCE_CONTEXT, RelationalRecord, count_column, first_column, gap_column, row_header, row_line,
+    SEQUENCE_CONTEXT, RelationalRecord, count_column, event_column, first_column, gap_column, row_header, row_line,
 )
 from llmsynth.serialize.tabular import value_texts
 
 NANOSECONDS = 1_000_000_000
 TIME_UNITS = {"days": 86_400, "hours": 3_600, "minutes": 60, "seconds": 1}
+RARE_EVENT_SHARE = 0.1  # a sequence's category held by fewer of its rows than this is a rare event, planned ...
+EVENT_COLUMN_VALUES = 10  # ... in a column of at most this many values (a flag, a status; not an amount)
 
 
 class TablePlan(BaseModel):
@@ -37,6 +39,7 @@ class TablePlan(BaseModel):
     gap_unit: str | None = None  # a time sequence's gaps are written in this unit (None: seconds, unnamed)
     order_last: str | None = None  # the source's last order value: generated sequences end before they pass it
     children: list[str] = []
+    events: list[tuple[str, str]] = []  # a sequence's rare events: (column, value as written), see sequence_events
     table_schema: Schema
 
     @property
@@ -73,15 +76,44 @@ def learned_frames(database: Database) -> dict[str, pd.DataFrame]:
             gaps = gaps / (NANOSECONDS * TIME_UNITS[unit]) if unit else gaps
             frame = frame.drop(columns=[spec.order_by])
             frame[gap_column(spec.order_by, unit)] = gaps.round(6)
+            planned = list(dict.fromkeys(column for column, _ in sequence_events(table, spec)))
+            frame = frame[planned + [c for c in frame.columns if c not in planned]]  # a row's planned events first
         for child in database.children(name):
             child_spec, children = layout[child], database.tables[child]
             keys = table[spec.primary_key].astype(str)
             frame[count_column(child)] = database.children_per_parent(child).to_numpy()
             if child_spec.order_by is not None:
-                first = children.groupby(children[child_spec.foreign_key].astype(str))[child_spec.order_by].first()
+                owners = children[child_spec.foreign_key].astype(str)
+                first = children.groupby(owners)[child_spec.order_by].first()
                 frame[first_column(child, child_spec.order_by)] = keys.map(first).to_numpy()
+                for column, value, hits in _event_hits(children, child_spec):
+                    planned = keys.map(hits.groupby(owners).sum()).fillna(0)
+                    frame[event_column(child, column, value)] = planned.astype(int).to_numpy()
         frames[name] = frame
     return frames
+
+
+def sequence_events(table: pd.DataFrame, spec: TableLayout) -> list[tuple[str, str]]:
+    """A sequence table's rare events: (column, value as written) for each category that fewer than RARE_EVENT_SHARE
+    of its rows have, in a column of at most EVENT_COLUMN_VALUES values (a fraud flag). Its parent learns how many of
+    its rows have each, and each row's header says how many are left: a pattern of a few rare rows (a burst of fraud)
+    is planned with the parent, which sees the whole family, not left to each row's chance."""
+    return [(column, value) for column, value, _ in _event_hits(table, spec)]
+
+
+def _event_hits(table: pd.DataFrame, spec: TableLayout) -> list[tuple[str, str, pd.Series]]:
+    """sequence_events, each with which rows have it."""
+    events = []
+    keys = (spec.primary_key, spec.foreign_key, spec.order_by)
+    for column in table.columns:
+        present = table[column].dropna()
+        if column in keys or not 2 <= present.nunique() <= EVENT_COLUMN_VALUES:
+            continue
+        texts = table[column].map(infer_column(str(column), present).write)
+        shares = texts.value_counts(normalize=True)
+        events += [(str(column), value, texts == value) for value in sorted(shares.index[shares < RARE_EVENT_SHARE])
+                   if value != ""]
+    return events
 
 
 def gap_unit(order: pd.Series) -> str | None:
@@ -111,6 +143,8 @@ def derived_kinds(database: Database, name: str, unit: str | None) -> dict[str, 
         order_by = database.layout.tables[child].order_by
         if order_by is not None:
             kinds[first_column(child, order_by)] = "datetime" if is_time(database.tables[child][order_by]) else "integer"
+            for column, value in sequence_events(database.tables[child], database.layout.tables[child]):
+                kinds[event_column(child, column, value)] = "integer"
     return kinds
 
 
@@ -134,7 +168,8 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
             order_kind=None if spec.order_by is None else ("time" if is_time(table[spec.order_by]) else "number"),
             key_prefix=prefix, key_width=width,
             gap_unit=unit, order_last=last_value(sequence) if sequence is not None else None,
-            children=database.children(name), table_schema=schema))
+            children=database.children(name), table_schema=schema,
+            events=sequence_events(table, spec) if sequence is not None else []))
     return plans
 
 
@@ -178,14 +213,21 @@ def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: l
         sequence = plan.order_by is not None and plan.parent is not None
         runs = pd.Series(parents).groupby(parents)
         positions, counts = runs.cumcount().to_numpy(), runs.transform("size").to_numpy()
+        to_come = {event: _to_come(table[event[0]].map(plan.table_schema.column(event[0]).write) == event[1], parents)
+                   for event in plan.events}
         for row, chain in enumerate(chains):
             header, before = row_header(plan.name), ""
             if sequence:
                 siblings = [r for r in range(max(0, row - SEQUENCE_CONTEXT), row) if parents[r] == parents[row]]
                 before = "".join(lines[plan.name][r] + "\n" for r in siblings)
-                header = row_header(plan.name, positions[row], counts[row])
+                header = row_header(plan.name, positions[row], counts[row],
+                                    [(column, value, left[row]) for (column, value), left in to_come.items()])
             records.append(RelationalRecord(index, chain + before + header, tuple(values[row]),
                                             int(families[plan.name][row])))
     return records
 
 
+def _to_come(hits: pd.Series, parents: np.ndarray) -> np.ndarray:
+    """Per row of a sequence, how many of it and the rows after it in its sequence are hits."""
+    reversed_hits = pd.Series(hits.to_numpy()[::-1].astype(int))
+    return reversed_hits.groupby(parents[::-1]).cumsum().to_numpy()[::-1]

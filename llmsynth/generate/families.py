@@ -19,7 +19,7 @@ from llmsynth.data.families import TIME_UNITS, TablePlan
 from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, row_orders
 from llmsynth.serialize.relational import (
-    SEQUENCE_CONTEXT, RelationalEncoder, count_column, first_column, gap_column, row_header, row_line,
+    SEQUENCE_CONTEXT, RelationalEncoder, count_column, event_column, first_column, gap_column, row_header, row_line,
 )
 
 log = logging.getLogger(__name__)
@@ -65,21 +65,42 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
             continue
         sequences: list[list[_Written]] = [[] for _ in parents]
         room, gap = _room(plan, parent_plan, parents), plan.learned_names.index(gap_column(plan.order_by, plan.gap_unit))
+        events = _Events(plan, parent_plan, parents)
         for position in range(max(counts, default=0)):
             members = [p for p, count in enumerate(counts) if count > position and room[p] >= 0]
             heads = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:])
-                     + row_header(plan.name, position, counts[p]) for p in members]
+                     + row_header(plan.name, position, counts[p], events.to_come(p)) for p in members]
             rows = _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in members], heads, {},
                            settings, (index, position))
             for p, row in zip(members, rows):
                 room[p] -= float(row.values[gap][1:] or 0) if position else 0
                 if room[p] >= 0:  # a row past the source's last order value ends its sequence (a window's end)
                     sequences[p].append(row)
+                    events.written(p, row)
         written[plan.name] = [row for sequence in sequences for row in sequence]
     frames: dict[str, pd.DataFrame] = {}
     for plan in plans:
         frames[plan.name] = _frame(plan, written[plan.name], frames, by_name, settings.seed, key_offsets)
     return {plan.name: frames[plan.name][plan.columns] for plan in plans}
+
+
+class _Events:
+    """A sequence table's rare events per parent: how many its parent planned, less those written so far."""
+
+    def __init__(self, plan: TablePlan, parent_plan: TablePlan, parents: list[_Written]):
+        self.events = plan.events
+        self.columns = [plan.learned_names.index(column) for column, _ in plan.events]
+        planned = [parent_plan.learned_names.index(event_column(plan.name, column, value))
+                   for column, value in plan.events]
+        self.left = [[int(p.values[k][1:] or 0) for k in planned] for p in parents]
+
+    def to_come(self, parent: int) -> list[tuple[str, str, int]]:
+        return [(column, value, left) for (column, value), left in zip(self.events, self.left[parent])]
+
+    def written(self, parent: int, row: _Written) -> None:
+        for number, ((_, value), column) in enumerate(zip(self.events, self.columns)):
+            if row.values[column][1:].decode() == value:
+                self.left[parent][number] -= 1
 
 
 def _room(plan: TablePlan, parent_plan: TablePlan, parents: list[_Written]) -> list[float]:

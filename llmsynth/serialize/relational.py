@@ -11,8 +11,11 @@ table and writes each row knowing its family:
 A parent row carries its number of children per child table (and a sequence's first order value), so the counts are
 learned with the parent's values; a sequence's rows carry the gap from the row before (0 for the first), so order
 columns come out increasing, and the row learned says how many rows follow it in its sequence, so that a pattern
-several rows long starts where it has room to end (a count left, not a place: no arithmetic for the model). Keys are
-never learned: generation writes fresh ones, consistent by construction.
+several rows long starts where it has room to end (a count left, not a place: no arithmetic for the model). A
+sequence's rare events (a category few of its rows have, such as a fraud flag) are planned the same way: the parent
+carries how many of its rows have each ("number of transactions with is_fraud 1 is 4"), and a row's header how many
+are still to come, this row included ("transactions (6 more, 2 with is_fraud 1 from here):"). Keys are never
+learned: generation writes fresh ones, consistent by construction.
 """
 
 from __future__ import annotations
@@ -33,10 +36,19 @@ def first_column(child: str, order_by: str) -> str:
     return f"first {order_by} of {child}"
 
 
-def row_header(table: str, position: int | None = None, count: int | None = None) -> str:
+def event_column(child: str, column: str, value: str) -> str:
+    return f"number of {child} with {column} {value}"
+
+
+def row_header(table: str, position: int | None = None, count: int | None = None,
+               events: Sequence[tuple[str, str, int]] = ()) -> str:
     """What a row's text starts with: its table's name, and in a sequence how many rows follow it (`position`
-    from 0 of `count`)."""
-    return f"{table}:" if position is None else f"{table} ({count - position - 1} more):"
+    from 0 of `count`) and, of its rare events (column, value, how many of this row and those after it have it),
+    those still to come."""
+    if position is None:
+        return f"{table}:"
+    to_come = "".join(f", {left} with {column} {value} from here" for column, value, left in events if left > 0)
+    return f"{table} ({count - position - 1} more{to_come}):"
 
 
 def gap_column(order_by: str, unit: str | None = None) -> str:
