@@ -150,26 +150,28 @@ def generate(model_dir, n, output, seed, conditions, fair, target, mixes, temper
     _quiet_libraries()
     kind = read_manifest(model_dir).get("kind")
     check_generate_options(kind, mixes, allow_copies, guidance, fair, target, num_processes)
+    processes = process_state()
+    if num_processes > 1 and processes.num_processes == 1:
+        sys.exit(relaunch(num_processes, command_line(click.get_current_context())))
+    parallel = f" by {processes.num_processes} processes" if processes.num_processes > 1 else ""
     if kind == "relational":
         database, seconds = generate_database(load(model_dir), n, output, conditions=conditions, seed=seed,
                                               temperature=temperature, top_p=top_p, batch_size=batch_size or 256)
-        rows = ", ".join(f"{name} {len(table)}" for name, table in database.tables.items())
-        click.echo(f"wrote {n} families ({rows} rows) to {output} in {seconds:.1f}s ({n / seconds:.1f} families/s)")
+        if database is not None:
+            rows = ", ".join(f"{name} {len(table)}" for name, table in database.tables.items())
+            click.echo(f"wrote {n} families ({rows} rows) to {output}{parallel} in {seconds:.1f}s "
+                       f"({n / seconds:.1f} families/s)")
         return
     output = Path(output)
     check_output(kind, output)
     chat_options = {"mix": mixes, "rescrub": not no_rescrub, "allow_copies": allow_copies,
                     **({} if guidance is None else {"guidance": guidance})}
-    processes = process_state()
-    if num_processes > 1 and processes.num_processes == 1:
-        sys.exit(relaunch(num_processes, command_line(click.get_current_context())))
     done = generate_file(load(model_dir), n, output, conditions=conditions, seed=seed, temperature=temperature,
                          top_p=top_p, batch_size=batch_size,
                          **(chat_options if kind == "chat" else {"fair": fair, "target": target}))
     if not processes.is_main_process:
         return
     unit = "conversations" if kind == "chat" else "rows"
-    parallel = f" by {processes.num_processes} processes" if processes.num_processes > 1 else ""
     click.echo(f"wrote {n} {unit} to {output}{parallel} in {done.seconds:.1f}s ({n / done.seconds:.1f} {unit}/s)")
     if kind == "chat" and not no_rescrub:
         found = done.rescrubbed.most_common()

@@ -232,9 +232,10 @@ GENERATE_OPTIONS = _group(
                  help="Chats: classifier-free guidance towards the metadata (default 2: each conversation is also run "
                  "without its metadata, twice the compute, and the requested intent holds far more often); 1 is off."),
     click.option("--num-processes", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Split the batches between N processes started with `accelerate launch` (one per GPU, or CPU "
-                 "processes where there is no GPU). The output is the same as one process's for the same seed and "
-                 "batch size. Under `accelerate launch` the launcher's process count is used."),
+                 help="Split the batches (of rows, conversations or families) between N processes started with "
+                 "`accelerate launch` (one per GPU, or CPU processes where there is no GPU). The output is the same "
+                 "as one process's for the same seed and batch size. Under `accelerate launch` the launcher's process "
+                 "count is used."),
 )
 
 
@@ -242,9 +243,9 @@ def check_generate_options(kind: str, mixes: dict, allow_copies: bool, guidance:
                            target: str | None, num_processes: int) -> None:
     """Option combinations a kind of synthesizer cannot take, as usage errors."""
     for_chats = bool(mixes or allow_copies or guidance is not None)
-    if kind == "relational" and (for_chats or fair or target or num_processes > 1):
+    if kind == "relational" and (for_chats or fair or target):
         raise click.UsageError("related tables take --condition on root columns; --mix, --allow-copies, --guidance, "
-                               "--fair, --target and --num-processes are not for them")
+                               "--fair and --target are not for them")
     if kind == "tabular" and for_chats:
         raise click.UsageError("--mix, --allow-copies and --guidance are for conversations; condition a table's "
                                "rows with --condition")

@@ -330,14 +330,26 @@ class Generated:
     copies: Counter  # chats: what the novelty filter did (see copy_summary)
 
 
-def generate_database(synth: Synthesizer, n: int, output: str, **options: Any) -> tuple[Database, float]:
+def generate_database(synth: Synthesizer, n: int, output: str, **options: Any) -> tuple[Database | None, float]:
     """Related tables: `n` root rows with their families, into a new folder (a file per table + relations.yaml) or
-    a new database; nothing carries the final name until everything is written."""
-    if is_database_url(output):
+    a new database; nothing carries the final name until everything is written. Under `accelerate launch` each
+    process samples its share of the batches and the main process joins and writes them (the same tables as one
+    process writes for the same seed); other processes return no database."""
+    processes = process_state()
+    if is_database_url(output) and processes.is_main_process:
         new_sqlite_file(output)  # checked before the work, not after it
     started = time.perf_counter()
-    database = synth.sample(n, progress=True, **options)
-    write_related(database, output)
+    parts = list(synth.sample_parts(n, progress=processes.is_local_main_process,
+                                    shard=(processes.process_index, processes.num_processes), **options))
+    if processes.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        parts = [part for shard in gather_object([parts]) for part in shard]
+    database = None
+    if processes.is_main_process:
+        database = synth.join_parts(parts)
+        write_related(database, output)
+    processes.wait_for_everyone()
     return database, time.perf_counter() - started
 
 

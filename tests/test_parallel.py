@@ -97,3 +97,38 @@ def test_two_process_generation_writes_the_one_process_output(kind, cli_model, c
         assert read_chats(outputs[1]).conversations == read_chats(outputs[2]).conversations
         assert len(read_chats(outputs[2]).conversations) == n
         assert result.stdout.count("re-scrubbed the output") == 1
+
+
+@pytest.fixture(scope="module")
+def bank_model(tmp_path_factory):
+    from llmsynth.data.demo import bank
+    from llmsynth.data.relational import Database, Layout
+    from llmsynth.synthesizers import RelationalSynthesizer
+
+    layout, tables = bank(40, seed=1)
+    recipe = Recipe(tiny=TinyModelConfig(vocab_size=600, hidden_size=32, num_layers=1, num_heads=2,
+                                         intermediate_size=64), train=TrainConfig(epochs=1, batch_size=32))
+    folder = tmp_path_factory.mktemp("bank") / "model"
+    RelationalSynthesizer(recipe).fit(Database(Layout.model_validate(layout), tables), scrub=False,
+                                      progress=False).save(folder)
+    return folder
+
+
+def test_two_process_family_generation_writes_the_one_process_tables(bank_model, tmp_path):
+    from llmsynth.data.relational import read_related
+
+    common = ["generate", str(bank_model), "-n", "10", "--seed", "3", "--batch-size", "4"]  # batches of 4, 4 and 2
+    for processes in (1, 2):
+        result = subprocess.run([sys.executable, "-m", "llmsynth", *common, "-o", str(tmp_path / f"out{processes}"),
+                                 "--num-processes", str(processes)], env=_env(), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-8000:]
+        assert result.stdout.count("wrote 10 families") == 1
+    assert "by 2 processes" in result.stdout
+    one, two = (read_related(str(tmp_path / f"out{processes}")) for processes in (1, 2))
+    customers, accounts = two.tables["customers"], two.tables["accounts"]
+    assert len(customers) == 10 and customers.customer_id.is_unique and accounts.account_id.is_unique
+    assert set(accounts.customer_id) <= set(customers.customer_id)  # keys numbered on across the processes' batches
+    assert set(two.tables["transactions"].account_id) <= set(accounts.account_id)
+    for name, table in one.tables.items():
+        pd.testing.assert_frame_equal(two.tables[name], table)
+

@@ -43,10 +43,9 @@ class Settings:
 
 
 def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePlan], n: int,
-                      conditions: Mapping[str, Any] | None, settings: Settings, key_offsets: dict[str, int]
-                      ) -> dict[str, pd.DataFrame]:
+                      conditions: Mapping[str, Any] | None, settings: Settings) -> dict[str, pd.DataFrame]:
     """`n` root rows (root `conditions` fixed) with everything below them, as typed tables in the source's
-    column order; primary keys numbered on from `key_offsets` (updated), so that chunks join up."""
+    column order; primary keys numbered from 1 in each table (`number_keys` numbers a batch on after others)."""
     samplers = [ConstrainedSampler(model, encoder.rows[i], plan.table_schema.learned) for i, plan in enumerate(plans)]
     by_name = {plan.name: plan for plan in plans}
     root = plans[0]
@@ -80,8 +79,32 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
         written[plan.name] = [row for sequence in sequences for row in sequence]
     frames: dict[str, pd.DataFrame] = {}
     for plan in plans:
-        frames[plan.name] = _frame(plan, written[plan.name], frames, by_name, settings.seed, key_offsets)
+        frames[plan.name] = _frame(plan, written[plan.name], frames, by_name, settings.seed)
     return {plan.name: frames[plan.name][plan.columns] for plan in plans}
+
+
+def number_keys(tables: dict[str, pd.DataFrame], plans: Sequence[TablePlan], key_offsets: dict[str, int]
+                ) -> dict[str, pd.DataFrame]:
+    """A batch's tables (keys from 1, as `generate_families` writes them) with each table's primary keys numbered on
+    from `key_offsets` (updated) and its children's foreign keys following them, so that batches join up."""
+    tables = {name: table.copy() for name, table in tables.items()}
+    for plan in plans:
+        if plan.primary_key is None:
+            continue
+        table, start = tables[plan.name], key_offsets.get(plan.name, 0)
+        keys = _keys(plan, np.arange(start + 1, start + len(table) + 1))
+        renamed = dict(zip(table[plan.primary_key], keys))
+        table[plan.primary_key] = keys
+        key_offsets[plan.name] = start + len(table)
+        for child in plans:
+            if child.parent == plan.name:
+                tables[child.name][child.foreign_key] = tables[child.name][child.foreign_key].map(renamed)
+    return tables
+
+
+def _keys(plan: TablePlan, numbers: np.ndarray) -> Any:
+    """Fresh primary keys in the source's shape: numbers, or its prefix and zero-padded numbers."""
+    return numbers if plan.key_prefix is None else [f"{plan.key_prefix}{k:0{plan.key_width}d}" for k in numbers]
 
 
 class _Events:
@@ -136,15 +159,11 @@ def _sample(sampler: ConstrainedSampler, encoder: RelationalEncoder, plan: Table
 
 
 def _frame(plan: TablePlan, rows: list[_Written], frames: dict[str, pd.DataFrame], by_name: dict[str, TablePlan],
-           seed: int, key_offsets: dict[str, int]) -> pd.DataFrame:
+           seed: int) -> pd.DataFrame:
     """The written rows as a typed table: values, fresh primary keys, the parents' keys, order values."""
     frame = values_frame([row.values for row in rows], plan.table_schema, seed)
     if plan.primary_key is not None:
-        start = key_offsets.get(plan.name, 0)
-        numbers = np.arange(start + 1, start + len(rows) + 1)
-        key_offsets[plan.name] = start + len(rows)
-        frame[plan.primary_key] = (numbers if plan.key_prefix is None
-                                   else [f"{plan.key_prefix}{k:0{plan.key_width}d}" for k in numbers])
+        frame[plan.primary_key] = _keys(plan, np.arange(1, len(rows) + 1))
     if plan.parent is None:
         return frame
     parent_plan, parent_frame = by_name[plan.parent], frames[plan.parent]

@@ -16,7 +16,7 @@ from llmsynth.data.relational import (
     Database, Layout, check_database, read_related, with_entity_table, with_order,
 )
 from llmsynth.errors import DataError, GenerateError
-from llmsynth.generate.families import Settings, generate_families
+from llmsynth.generate.families import Settings, generate_families, number_keys
 from llmsynth.scrub import ScrubConfig, scrub_table
 from llmsynth.data.families import TablePlan, family_records, learned_frames, ordered, table_plans
 from llmsynth.serialize.relational import RelationalEncoder, RelationalRecord
@@ -127,29 +127,50 @@ class RelationalSynthesizer(Synthesizer):
                     progress: bool = True, shard: tuple[int, int] = (0, 1), **options: Any) -> Iterator[Database]:
         """`n` root rows with their families, as databases of up to `batch_size` (default 256) families each; keys
         number on across them. `conditions` fix root columns."""
+        if shard != (0, 1):
+            raise GenerateError("a share of related tables' batches: sample_parts, then join_parts")
+        offsets: dict[str, int] = {}
+        for _, tables in self.sample_parts(n, conditions, seed, temperature, top_p, batch_size, progress, **options):
+            yield self._database([number_keys(tables, self.plans, offsets)])
+
+    def sample_parts(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0,
+                     temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
+                     progress: bool = True, shard: tuple[int, int] = (0, 1), **options: Any
+                     ) -> Iterator[tuple[int, dict[str, pd.DataFrame]]]:
+        """The batches of families (numbered; every table's keys from 1) that process i of k samples for
+        `shard` (i, k): the i-th, (i+k)-th... Each batch is seeded by its number alone, so k processes sample what
+        one does; `join_parts` puts them together."""
         if options:
             raise GenerateError(f"{', '.join(sorted(options))}: options for conversations")
-        if shard != (0, 1):
-            raise GenerateError("related tables are generated in one process for now")
         if n < 1:
             raise GenerateError(f"the number of root rows must be at least 1, got {n}")
         self._require_fitted()
-        model, offsets = self.ready_model(), {}
-        families = batch_size or 256
-        with tqdm(total=n, desc="generating", unit="family", disable=not progress) as bar:
-            for number, start in enumerate(range(0, n, families)):
-                count = min(families, n - start)
+        model, families = self.ready_model(), batch_size or 256
+        index, count = shard
+        mine = [(number, start) for number, start in enumerate(range(0, n, families)) if number % count == index]
+        with tqdm(total=sum(min(families, n - start) for _, start in mine), desc="generating", unit="family",
+                  disable=not progress) as bar:
+            for number, start in mine:
+                size = min(families, n - start)
                 settings = Settings(seed * 1_000_003 + number, 256, temperature, top_p, self.recipe.train.column_order)
-                tables = generate_families(model, self.encoder, self.plans, count, conditions, settings, offsets)
-                yield Database(self.layout, {name: tables[name] for name in self.layout.tables})
-                bar.update(count)
+                yield number, generate_families(model, self.encoder, self.plans, size, conditions, settings)
+                bar.update(size)
+
+    def join_parts(self, parts: list[tuple[int, dict[str, pd.DataFrame]]]) -> Database:
+        """Batches from `sample_parts` (of one process or several) as one database, in batch order, keys numbered on."""
+        offsets: dict[str, int] = {}
+        in_order = sorted(parts, key=lambda part: part[0])
+        return self._database([number_keys(tables, self.plans, offsets) for _, tables in in_order])
+
+    def _database(self, parts: list[dict[str, pd.DataFrame]]) -> Database:
+        """The layout's tables (a table of events without its entities' table, as given) of the parts, joined."""
+        return Database(self.layout, {name: pd.concat([p[name] for p in parts], ignore_index=True)
+                                      for name in self.layout.tables})
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
                top_p: float = 1.0, batch_size: int = 256, progress: bool = False) -> Database:
         """`n` root rows with everything below them; every row valid, every foreign key its parent's."""
-        parts = list(self.iter_sample(n, conditions, seed, temperature, top_p, batch_size, progress))
-        return Database(self.layout, {name: pd.concat([p.tables[name] for p in parts], ignore_index=True)
-                                      for name in self.layout.tables})
+        return self.join_parts(list(self.sample_parts(n, conditions, seed, temperature, top_p, batch_size, progress)))
 
     # -- save / load -------------------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
