@@ -148,7 +148,8 @@ def _sample(sampler: ConstrainedSampler, encoder: RelationalEncoder, plan: Table
         chunk = rows[start:start + settings.batch_size]
         rng = np.random.default_rng([settings.seed, *step, number])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        orders = list(row_orders(len(chunk), len(names), list(fixed), settings.column_order, rng))
+        mode = settings.column_order if plan.parent is None else "schema"  # as learned (RelationalEncoder.encode)
+        orders = list(row_orders(len(chunk), len(names), list(fixed), mode, rng))
         prefixes = [encoder.context_ids(row.above + text)
                     for row, text in zip(chunk, heads[start:start + settings.batch_size])]
         values = sampler.sample_batch(orders, fixed, generator, settings.temperature, settings.top_p, prefixes)

@@ -84,6 +84,9 @@ class RelationalEncoder:
         return self.rows[0].prefix_ids + self.rows[0].encode_text(context)
 
     def encode(self, record: RelationalRecord, order: Sequence[int]) -> tuple[list[int], list[int]]:
+        """A root row in `order` (conditions fix root columns: any of them may come first); a row below the root in
+        its table's order, the only order it is ever written in."""
         row = self.rows[record.table]
-        return row.encode(record.values, [c for c in order if c < row.column_count], self.context_ids(record.context))
+        columns = [c for c in order if c < row.column_count] if record.table == 0 else range(row.column_count)
+        return row.encode(record.values, columns, self.context_ids(record.context))
 
