@@ -213,8 +213,9 @@ def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: l
         sequence = plan.order_by is not None and plan.parent is not None
         runs = pd.Series(parents).groupby(parents)
         positions, counts = runs.cumcount().to_numpy(), runs.transform("size").to_numpy()
-        to_come = {event: _to_come(table[event[0]].map(plan.table_schema.column(event[0]).write) == event[1], parents)
-                   for event in plan.events}
+        # the hits the parent's planned counts were taken from (learned_frames), so that a header starts at that count
+        to_come = {(column, value): _to_come(hits, parents) for column, value, hits in
+                   (_event_hits(table, database.layout.tables[plan.name]) if plan.events else [])}
         for row, chain in enumerate(chains):
             header, before = row_header(plan.name), ""
             if sequence:
