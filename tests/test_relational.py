@@ -204,6 +204,28 @@ def test_a_sequences_rare_events_are_planned_by_its_parent_and_counted_down_in_i
                        "transactions (0 more, 1 with flag 1 from here):"]
 
 
+def test_rows_with_a_rare_event_are_learned_again_for_what_follows_the_event(tmp_path):
+    from llmsynth.data.families import family_records, learned_frames, ordered, table_plans
+    from llmsynth.model import train_tokenizer
+    from llmsynth.serialize.relational import RelationalEncoder
+    from llmsynth.synthesizers.relational import EVENT_REPEATS, _event_rows
+
+    flag = [int(i in (4, 5)) for i in range(240)]
+    database = ordered(read_database(_bank(tmp_path / "bank", transactions=_transactions(flag=flag))))
+    frames = learned_frames(database)
+    plans = table_plans(database, frames, {})
+    records = family_records(database, frames, plans)
+    again = _event_rows(records, plans)
+    assert len(again) == 2 * EVENT_REPEATS and {r.values for r in again} == {("1", "11.0", "1"), ("1", "12.5", "1")}
+    texts = [r.context + " " + " ".join(r.values) for r in records]
+    tokenizer = train_tokenizer(texts, 400)
+    encoder = RelationalEncoder(tokenizer, [plan.learned_names for plan in plans])
+    learned = [tokenizer.decode([i for i, label in zip(*encoder.encode(r, range(encoder.column_count))) if label >= 0])
+               for r in (next(r for r in records if r.values == again[0].values), again[0])]
+    # the row as it is learns its event (flag 1), then its amount and gap; again: all but the event
+    assert learned == [" 1, 11.0, 1<eor>", ", 11.0, 1<eor>"]
+
+
 def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
     from llmsynth.synthesizers import RelationalSynthesizer, load
 

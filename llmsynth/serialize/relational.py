@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from llmsynth.serialize.tabular import RowEncoder, row_text
+from llmsynth.serialize.tabular import IGNORE, RowEncoder, row_text
 
 SEQUENCE_CONTEXT = 3  # rows before a sequence's row that its context shows
 
@@ -62,6 +62,7 @@ class RelationalRecord:
     context: str  # the family's text above the row, ending with the table's name
     values: tuple[str, ...]  # the row's learned value texts, in its schema's order
     family: int  # the root entity's number: a family goes to training or validation whole
+    unlearned: int = 0  # columns at the row's start that the loss skips (see synthesizers.relational._event_rows)
 
 
 def row_line(table: str, names: Sequence[str], values: Sequence[str]) -> str:
@@ -88,5 +89,10 @@ class RelationalEncoder:
         its table's order, the only order it is ever written in."""
         row = self.rows[record.table]
         columns = [c for c in order if c < row.column_count] if record.table == 0 else range(row.column_count)
-        return row.encode(record.values, columns, self.context_ids(record.context))
+        context = self.context_ids(record.context)
+        ids, labels = row.encode(record.values, columns, context)
+        if record.unlearned:  # as far as the row's first columns go: the ids of those alone, less their end of row
+            skipped = len(row.encode(record.values, columns[:record.unlearned], context)[0]) - 1
+            labels[:skipped] = [IGNORE] * skipped
+        return ids, labels
 
