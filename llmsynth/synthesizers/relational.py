@@ -4,9 +4,9 @@ learned by one model with every row after its family's text (serialize/relationa
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -208,4 +208,3 @@ def _event_rows(records: list[RelationalRecord], plans: list[TablePlan]) -> list
             columns = len(dict.fromkeys(column for column, _ in plan.events))
             extra += [replace(record, unlearned=columns)] * EVENT_REPEATS
     return extra
-
