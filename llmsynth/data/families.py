@@ -214,8 +214,9 @@ def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: l
         runs = pd.Series(parents).groupby(parents)
         positions, counts = runs.cumcount().to_numpy(), runs.transform("size").to_numpy()
         # the hits the parent's planned counts were taken from (learned_frames), so that a header starts at that count
-        to_come = {(column, value): _to_come(hits, parents) for column, value, hits in
-                   (_event_hits(table, database.layout.tables[plan.name]) if plan.events else [])}
+        event_hits = _event_hits(table, database.layout.tables[plan.name]) if plan.events else []
+        to_come = {(column, value): _to_come(hits, parents) for column, value, hits in event_hits}
+        with_event = np.logical_or.reduce([hits.to_numpy() for *_, hits in event_hits] or [np.zeros(len(table), bool)])
         for row, chain in enumerate(chains):
             header, before = row_header(plan.name), ""
             if sequence:
@@ -224,7 +225,7 @@ def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: l
                 header = row_header(plan.name, positions[row], counts[row],
                                     [(column, value, left[row]) for (column, value), left in to_come.items()])
             records.append(RelationalRecord(index, chain + before + header, tuple(values[row]),
-                                            int(families[plan.name][row])))
+                                            int(families[plan.name][row]), bool(with_event[row])))
     return records
 
 

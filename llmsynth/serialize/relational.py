@@ -62,6 +62,7 @@ class RelationalRecord:
     context: str  # the family's text above the row, ending with the table's name
     values: tuple[str, ...]  # the row's learned value texts, in its schema's order
     family: int  # the root entity's number: a family goes to training or validation whole
+    has_event: bool = False  # one of its sequence's rare events (data.families._event_hits)
     unlearned: int = 0  # columns at the row's start that the loss skips (see synthesizers.relational._event_rows)
 
 

@@ -200,11 +200,6 @@ def _event_rows(records: list[RelationalRecord], plans: list[TablePlan]) -> list
     """A sequence's rows with a rare event, EVENT_REPEATS more times, each copy's loss on what follows its event
     columns (a row's first): what goes with an event (the large payment that ends a burst of fraud) is seen in a
     few dozen rows and was learned last, while how often an event comes stays learned from the rows as they are."""
-    extra = []
-    for record in records:
-        plan = plans[record.table]
-        if plan.events and any(record.values[plan.learned_names.index(column)] == value
-                               for column, value in plan.events):
-            columns = len(dict.fromkeys(column for column, _ in plan.events))
-            extra += [replace(record, unlearned=columns)] * EVENT_REPEATS
-    return extra
+    event_columns = [len(dict.fromkeys(column for column, _ in plan.events)) for plan in plans]
+    return [replace(record, unlearned=event_columns[record.table]) for record in records if record.has_event
+            for _ in range(EVENT_REPEATS)]
