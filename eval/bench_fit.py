@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 
-from bench_peers import TABLES, judge, run_isolated, split
+from bench_peers import TABLES, judge, run_generator, split
 from report import machine, versions, write_section
 
 from llmsynth.data.schema import infer_schema
@@ -43,7 +43,7 @@ def main() -> None:
         results[name] = []
         for setting in settings:
             print(f"[{name}] {setting} ...", flush=True)
-            run = run_isolated("llmsynth", train, len(holdout), args.seed, setting)
+            run = run_generator("llmsynth", train, len(holdout), args.seed, setting)
             rows = run.pop("rows")
             run.update(setting=setting, rows_per_second=len(rows) / run["sample_seconds"],
                        **judge(train, holdout, rows, schema, spec.target, args.seed))

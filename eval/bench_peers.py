@@ -25,15 +25,12 @@ import argparse
 import json
 import logging
 import os
-import resource
 import sys
 import tempfile
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import distribution
-from multiprocessing import get_context
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -47,7 +44,7 @@ from llmsynth.evaluate import evaluate_tables, valid_rows  # noqa: E402
 from llmsynth.evaluate.features import classifier_frames, is_continuous, typed  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import ROOT, machine, versions, write_section  # noqa: E402
+from report import ROOT, machine, run_isolated, versions, write_section  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
 GENERATORS = ["llmsynth", "tabularargn", "tabularargn_large", "realtabformer", "great", "great_smollm2",
@@ -273,16 +270,12 @@ RUNNERS = {"llmsynth": _llmsynth, "tabularargn": _tabularargn(False), "tabularar
 
 
 def _job(generator: str, train: pd.DataFrame, n: int, seed: int, options: dict) -> dict:
-    logging.basicConfig(level=logging.ERROR)
-    warnings.filterwarnings("ignore")
     rows, fit_seconds, sample_seconds, details = RUNNERS[generator](train, n, seed, options)
-    return {"rows": rows, "fit_seconds": fit_seconds, "sample_seconds": sample_seconds, "details": details,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"rows": rows, "fit_seconds": fit_seconds, "sample_seconds": sample_seconds, "details": details}
 
 
-def run_isolated(generator: str, train: pd.DataFrame, n: int, seed: int, options: dict) -> dict:
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_job, generator, train, n, seed, options).result()
+def run_generator(generator: str, train: pd.DataFrame, n: int, seed: int, options: dict) -> dict:
+    return run_isolated(_job, generator, train, n, seed, options)
 
 
 # -- judging ----------------------------------------------------------------------------------------------------
@@ -420,7 +413,7 @@ def main() -> None:
             if generator == "great_smollm2" and name not in args.great_smollm2_tables:
                 continue
             print(f"[{name}] {generator}: fitting and sampling {len(holdout)} rows ...", flush=True)
-            run = run_isolated(generator, train, len(holdout), args.seed, options)
+            run = run_generator(generator, train, len(holdout), args.seed, options)
             if generator == "llmsynth":
                 options["epochs"] = run["details"]["epochs"]
             rows = run.pop("rows")

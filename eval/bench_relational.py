@@ -15,20 +15,15 @@ flights cannot be one of its sequences.
 from __future__ import annotations
 
 import argparse
-import logging
-import resource
 import sys
 import time
-import warnings
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine, versions, write_section  # noqa: E402
+from report import machine, run_isolated, versions, write_section  # noqa: E402
 
 from llmsynth.data.relational import Database, Layout, split_by_root  # noqa: E402
 from llmsynth.evaluate.relational import relational_metrics  # noqa: E402
@@ -219,16 +214,8 @@ RUNNERS = {"llmsynth": _llmsynth, "hma": _hma, "par": _par, "realtabformer": _re
 
 
 def _job(generator: str, train: Database, n: int, seed: int, options: dict) -> dict:
-    logging.basicConfig(level=logging.ERROR)
-    warnings.filterwarnings("ignore")
     tables, fit_seconds, sample_seconds, details = RUNNERS[generator](train, n, seed, options)
-    return {"tables": tables, "fit_seconds": fit_seconds, "sample_seconds": sample_seconds, "details": details,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def run_isolated(generator: str, train: Database, n: int, seed: int, options: dict) -> dict:
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(_job, generator, train, n, seed, options).result()
+    return {"tables": tables, "fit_seconds": fit_seconds, "sample_seconds": sample_seconds, "details": details}
 
 
 # -- judging ------------------------------------------------------------------------------------------------------
@@ -307,7 +294,7 @@ def main() -> None:
             print(f"{dataset}: {generator} ...", flush=True)
             try:
                 options = {"minutes": args.minutes, "rtf_epochs": args.rtf_epochs, "pii": PII.get(dataset, {})}
-                run = run_isolated(generator, train, n, args.seed, options)
+                run = run_isolated(_job, generator, train, n, args.seed, options)
             except Exception as error:  # a peer that refuses the layout (HMA: depth over 2) gets a row saying so
                 result["generators"][generator] = {"skipped": f"cannot run: {str(error).splitlines()[0]}"}
                 print(f"  {result['generators'][generator]['skipped']}", flush=True)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
+import resource
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Callable
 
 from llmsynth.versions import library_versions
 
@@ -22,6 +28,25 @@ def machine() -> str:
 
 def versions(*packages: str) -> dict[str, str]:
     return library_versions(packages)
+
+
+def _measured(job: Callable[..., dict], args: tuple) -> dict:
+    from joblib.externals.loky import get_reusable_executor
+
+    logging.basicConfig(level=logging.ERROR)
+    warnings.filterwarnings("ignore")
+    result = job(*args)
+    # joblib's worker processes (SDV's CTGAN and TVAE start them) wait 300 s for more work, and this process waits
+    # for them as it exits: five minutes lost per such run unless they are stopped now.
+    get_reusable_executor(reuse=True).shutdown(wait=True, kill_workers=True)
+    return {**result, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def run_isolated(job: Callable[..., dict], *args) -> dict:
+    """`job(*args)` in a fresh process, so that its peak memory (added as `peak_rss_mb`) and its imports are its own;
+    `job` is a module-level function."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(_measured, job, args).result()
 
 
 KEPT = "<!-- written by hand below: kept when the figures above are rewritten -->"
