@@ -204,6 +204,24 @@ def test_a_sequences_rare_events_are_planned_by_its_parent_and_counted_down_in_i
                        "transactions (0 more, 1 with flag 1 from here):"]
 
 
+def test_a_planned_event_is_written_where_as_few_rows_are_left_as_events(tmp_path):
+    from llmsynth.data.families import learned_frames, ordered, table_plans
+    from llmsynth.generate.families import _Events, _Written
+
+    flag = [int(i in (4, 5)) for i in range(240)]
+    database = ordered(read_database(_bank(tmp_path / "bank", transactions=_transactions(flag=flag))))
+    plans = table_plans(database, learned_frames(database), {})
+    accounts, transactions = plans[1], plans[2]
+    planned = accounts.learned_names.index("number of transactions with flag 1")
+    events = _Events(transactions, accounts, [_Written({planned: b" 2"}, 0, ""), _Written({planned: b" 0"}, 0, "")])
+    flag_column = transactions.learned_names.index("flag")
+    # three rows each: the first account's two flagged rows still fit after its first row; from its second, not
+    assert events.groups([0, 1], [3, 3], 0) == {(): [0, 1]}
+    assert events.groups([0, 1], [3, 3], 1) == {((flag_column, "1"),): [0], (): [1]}
+    events.written(0, _Written({flag_column: b" 1"}, 0, ""))
+    assert events.groups([0, 1], [3, 3], 2) == {((flag_column, "1"),): [0], (): [1]}
+
+
 def test_rows_with_a_rare_event_are_learned_again_for_what_follows_the_event(tmp_path):
     from llmsynth.data.families import family_records, learned_frames, ordered, table_plans
     from llmsynth.model import train_tokenizer

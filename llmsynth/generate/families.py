@@ -67,11 +67,14 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
         events = _Events(plan, parent_plan, parents)
         for position in range(max(counts, default=0)):
             members = [p for p, count in enumerate(counts) if count > position and room[p] >= 0]
-            heads = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:])
-                     + row_header(plan.name, position, counts[p], events.to_come(p)) for p in members]
-            rows = _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in members], heads, {},
-                           settings, (index, position))
-            for p, row in zip(members, rows):
+            rows = []
+            for group, (fixed, grouped) in enumerate(events.groups(members, counts, position).items()):
+                heads = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:])
+                         + row_header(plan.name, position, counts[p], events.to_come(p)) for p in grouped]
+                rows += _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in grouped], heads,
+                                dict(fixed), settings, (index, position, group))
+            for row in rows:
+                p = row.parent
                 room[p] -= float(row.values[gap][1:] or 0) if position else 0
                 if room[p] >= 0:  # a row past the source's last order value ends its sequence (a window's end)
                     sequences[p].append(row)
@@ -117,6 +120,19 @@ class _Events:
                    for column, value in plan.events]
         self.left = [[int(p.values[k][1:] or 0) for k in planned] for p in parents]
 
+    def groups(self, members: list[int], counts: list[int], position: int) -> dict[tuple, list[int]]:
+        """The parents whose row at `position` must have an event to keep their plan (as many of that event still to
+        come as rows left: a burst the model started late would otherwise be cut off by the sequence's end), by the
+        event values that row is given; the others under ()."""
+        grouped: dict[tuple, list[int]] = {}
+        for p in members:
+            forced: dict[int, str] = {}
+            for (_, value), column, left in zip(self.events, self.columns, self.left[p]):
+                if left >= counts[p] - position:
+                    forced.setdefault(column, value)
+            grouped.setdefault(tuple(sorted(forced.items())), []).append(p)
+        return grouped
+
     def to_come(self, parent: int) -> list[tuple[str, str, int]]:
         return [(column, value, left) for (column, value), left in zip(self.events, self.left[parent])]
 
@@ -139,7 +155,7 @@ def _room(plan: TablePlan, parent_plan: TablePlan, parents: list[_Written]) -> l
 
 
 def _sample(sampler: ConstrainedSampler, encoder: RelationalEncoder, plan: TablePlan, rows: list[_Written],
-            heads: list[str], fixed: dict[int, str], settings: Settings, step: tuple[int, int]) -> list[_Written]:
+            heads: list[str], fixed: dict[int, str], settings: Settings, step: tuple[int, ...]) -> list[_Written]:
     """The rows' values, each after its family's text and its head (a sequence's rows before it and the row's
     header), in batches; each batch's generators seeded by the seed, the table, the step and the batch's number
     alone."""
