@@ -215,7 +215,8 @@ def test_a_planned_event_is_written_where_as_few_rows_are_left_as_events(tmp_pat
     planned = accounts.learned_names.index("number of transactions with flag 1")
     events = _Events(transactions, accounts, [_Written({planned: b" 2"}, 0, ""), _Written({planned: b" 0"}, 0, "")])
     flag_column = transactions.learned_names.index("flag")
-    # three rows each: the first account's two flagged rows still fit after its first row; from its second, not
+    # three rows each; the first account plans two flags: at its first row three rows are left (free), at its
+    # second two (flagged), and once one flag is written, at its third one for one (flagged)
     assert events.groups([0, 1], [3, 3], 0) == {(): [0, 1]}
     assert events.groups([0, 1], [3, 3], 1) == {((flag_column, "1"),): [0], (): [1]}
     events.written(0, _Written({flag_column: b" 1"}, 0, ""))
