@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from llmsynth.data.relational import (
@@ -204,23 +205,32 @@ def test_a_sequences_rare_events_are_planned_by_its_parent_and_counted_down_in_i
                        "transactions (0 more, 1 with flag 1 from here):"]
 
 
-def test_a_planned_event_is_written_where_as_few_rows_are_left_as_events(tmp_path):
+def test_generation_keeps_the_plan_of_rare_events(tmp_path):
     from llmsynth.data.families import learned_frames, ordered, table_plans
     from llmsynth.generate.families import _Events, _Written
 
-    flag = [int(i in (4, 5)) for i in range(240)]
-    database = ordered(read_database(_bank(tmp_path / "bank", transactions=_transactions(flag=flag))))
-    plans = table_plans(database, learned_frames(database), {})
-    accounts, transactions = plans[1], plans[2]
+    def plans_for(flagged_rows):
+        flag = [int(i in flagged_rows) for i in range(240)]
+        database = ordered(read_database(_bank(tmp_path / "bank", transactions=_transactions(flag=flag))))
+        return table_plans(database, learned_frames(database), {})
+
+    assert plans_for((3, 5))[2].event_runs == [False]  # account A1's first and third rows: a broken run
+    accounts, transactions = plans_for((4, 5))[1:3]  # its second and third: one run, as in every sequence
+    assert transactions.event_runs == [True]
     planned = accounts.learned_names.index("number of transactions with flag 1")
-    events = _Events(transactions, accounts, [_Written({planned: b" 2"}, 0, ""), _Written({planned: b" 0"}, 0, "")])
-    flag_column = transactions.learned_names.index("flag")
-    # three rows each; the first account plans two flags: at its first row three rows are left (free), at its
-    # second two (flagged), and once one flag is written, at its third one for one (flagged)
-    assert events.groups([0, 1], [3, 3], 0) == {(): [0, 1]}
-    assert events.groups([0, 1], [3, 3], 1) == {((flag_column, "1"),): [0], (): [1]}
-    events.written(0, _Written({flag_column: b" 1"}, 0, ""))
-    assert events.groups([0, 1], [3, 3], 2) == {((flag_column, "1"),): [0], (): [1]}
+    events = _Events(transactions, accounts, [_Written({planned: f" {n}".encode()}, 0, "") for n in (2, 0, 2)])
+    flag = transactions.learned_names.index("flag")
+    given, ruled_out = ((flag, "1"),), ((flag, "1"),)
+    # three rows each; the second account plans no flag: ruled out at every row. The first plans two: free while
+    # three rows are left, given once as many are left as flags to come. The third starts its run at once (the
+    # model's choice): the run goes on while flags are left, then the flag is ruled out.
+    assert events.groups([0, 1, 2], [3, 3, 3], 0) == {((), ()): [0, 2], ((), ruled_out): [1]}
+    for parent, value in ((0, b" 0"), (1, b" 0"), (2, b" 1")):
+        events.written(parent, _Written({flag: value}, 0, ""))
+    assert events.groups([0, 1, 2], [3, 3, 3], 1) == {(given, ()): [0, 2], ((), ruled_out): [1]}
+    for parent, value in ((0, b" 1"), (1, b" 0"), (2, b" 1")):
+        events.written(parent, _Written({flag: value}, 0, ""))
+    assert events.groups([0, 1, 2], [3, 3, 3], 2) == {(given, ()): [0], ((), ruled_out): [1, 2]}
 
 
 def test_rows_with_a_rare_event_are_learned_again_for_what_follows_the_event(tmp_path):
@@ -246,6 +256,7 @@ def test_rows_with_a_rare_event_are_learned_again_for_what_follows_the_event(tmp
 
 
 def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
+    from llmsynth.generate.families import _Samplers
     from llmsynth.synthesizers import RelationalSynthesizer, load
 
     synth = RelationalSynthesizer()
@@ -272,6 +283,14 @@ def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
     assert accounts.groupby("customer_id").size().max() <= 2 and cards.groupby("customer_id").size().max() <= 1
     private = synth.sample(8, conditions={"segment": "private"}, seed=2).tables["customers"]
     assert (private.segment == "private").all()
+    samplers = _Samplers(synth.ready_model(), synth.encoder, synth.plans)  # a flag the plan has none left of
+    flag, columns = synth.plans[2].learned_names.index("flag"), len(synth.plans[2].learned_names)
+    no_flag = samplers.get(2, ((flag, "1"),))
+    assert samplers.get(2, ((flag, "1"),)) is no_flag and not no_flag.columns[flag].viable(b"1")
+    told_one = synth.encoder.context_ids("transactions (0 more, 1 with flag 1 from here):")
+    written = no_flag.sample_batch([list(range(columns))] * 16, {}, torch.Generator().manual_seed(0),
+                                   prefixes=[told_one] * 16)
+    assert {row[flag] for row in written} == {b" 0"}
     synth.save(tmp_path / "model")
     again = load(tmp_path / "model").sample(30, seed=1)
     for name, table in database.tables.items():

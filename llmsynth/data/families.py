@@ -40,6 +40,7 @@ class TablePlan(BaseModel):
     order_last: str | None = None  # the source's last order value: generated sequences end before they pass it
     children: list[str] = []
     events: list[tuple[str, str]] = []  # a sequence's rare events: (column, value as written), see sequence_events
+    event_runs: list[bool] = []  # per event: in every source sequence its rows are one unbroken run (see _one_run)
     table_schema: Schema
 
     @property
@@ -162,6 +163,7 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
         except DataError as exc:
             raise DataError(f"table {name!r}: {exc}") from exc
         prefix, width = key_shape(table[spec.primary_key]) if spec.primary_key else (None, 0)
+        event_hits = _event_hits(table, spec) if sequence is not None else []
         plans.append(TablePlan(
             name=name, columns=[str(c) for c in table.columns], parent=spec.parent, primary_key=spec.primary_key,
             foreign_key=spec.foreign_key, order_by=spec.order_by,
@@ -169,8 +171,17 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
             key_prefix=prefix, key_width=width,
             gap_unit=unit, order_last=last_value(sequence) if sequence is not None else None,
             children=database.children(name), table_schema=schema,
-            events=sequence_events(table, spec) if sequence is not None else []))
+            events=[(column, value) for column, value, _ in event_hits],
+            event_runs=[_one_run(hits, table[spec.foreign_key]) for *_, hits in event_hits]))
     return plans
+
+
+def _one_run(hits: pd.Series, owners: pd.Series) -> bool:
+    """Whether in every sequence (of an `ordered` table) the rows with an event come one after another: a burst of
+    fraud is, and generation keeps it so where the source never breaks one."""
+    sequences = owners.astype(str).to_numpy()
+    starts = hits & ~hits.groupby(sequences).shift(fill_value=False)
+    return bool((starts.groupby(sequences).sum() <= 1).all())
 
 
 def key_shape(keys: pd.Series) -> tuple[str | None, int]:

@@ -18,6 +18,7 @@ import torch
 from llmsynth.data.families import TIME_UNITS, TablePlan
 from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, row_orders
+from llmsynth.serialize.codecs import CategoricalColumn
 from llmsynth.serialize.relational import (
     SEQUENCE_CONTEXT, RelationalEncoder, count_column, event_column, first_column, gap_column, row_header, row_line,
 )
@@ -46,11 +47,11 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
                       conditions: Mapping[str, Any] | None, settings: Settings) -> dict[str, pd.DataFrame]:
     """`n` root rows (root `conditions` fixed) with everything below them, as typed tables in the source's
     column order; primary keys numbered from 1 in each table (`number_keys` numbers a batch on after others)."""
-    samplers = [ConstrainedSampler(model, encoder.rows[i], plan.table_schema.learned) for i, plan in enumerate(plans)]
+    samplers = _Samplers(model, encoder, plans)
     by_name = {plan.name: plan for plan in plans}
     root = plans[0]
     fixed = condition_texts(root.table_schema, conditions)
-    written = {root.name: _sample(samplers[0], encoder, root, [_Written({}, None, "") for _ in range(n)],
+    written = {root.name: _sample(samplers.get(0), encoder, root, [_Written({}, None, "") for _ in range(n)],
                                   [row_header(root.name)] * n, fixed, settings, (0, 0))}
     for index, plan in enumerate(plans[1:], start=1):
         parents, parent_plan = written[plan.parent], by_name[plan.parent]
@@ -59,8 +60,8 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
         below = [p.above + p.line + "\n" for p in parents]
         if plan.order_by is None:
             rows = [_Written({}, p, below[p]) for p, count in enumerate(counts) for _ in range(count)]
-            written[plan.name] = _sample(samplers[index], encoder, plan, rows, [row_header(plan.name)] * len(rows), {},
-                                         settings, (index, 0))
+            written[plan.name] = _sample(samplers.get(index), encoder, plan, rows, [row_header(plan.name)] * len(rows),
+                                         {}, settings, (index, 0))
             continue
         sequences: list[list[_Written]] = [[] for _ in parents]
         room, gap = _room(plan, parent_plan, parents), plan.learned_names.index(gap_column(plan.order_by, plan.gap_unit))
@@ -68,11 +69,12 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
         for position in range(max(counts, default=0)):
             members = [p for p, count in enumerate(counts) if count > position and room[p] >= 0]
             rows = []
-            for group, (fixed, grouped) in enumerate(events.groups(members, counts, position).items()):
+            for group, ((fixed, ruled_out), grouped) in enumerate(events.groups(members, counts, position).items()):
                 heads = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:])
                          + row_header(plan.name, position, counts[p], events.to_come(p)) for p in grouped]
-                rows += _sample(samplers[index], encoder, plan, [_Written({}, p, below[p]) for p in grouped], heads,
-                                dict(fixed), settings, (index, position, group))
+                rows += _sample(samplers.get(index, ruled_out), encoder, plan,
+                                [_Written({}, p, below[p]) for p in grouped], heads, dict(fixed), settings,
+                                (index, position, group))
             for row in rows:
                 p = row.parent
                 room[p] -= float(row.values[gap][1:] or 0) if position else 0
@@ -110,27 +112,58 @@ def _keys(plan: TablePlan, numbers: np.ndarray) -> Any:
     return numbers if plan.key_prefix is None else [f"{plan.key_prefix}{k:0{plan.key_width}d}" for k in numbers]
 
 
+class _Samplers:
+    """A constrained sampler per table, and per set of event values a sequence's plan rules out (its categories
+    less those values)."""
+
+    def __init__(self, model, encoder: RelationalEncoder, plans: Sequence[TablePlan]):
+        self.model, self.encoder, self.plans = model, encoder, plans
+        self.made: dict[tuple, ConstrainedSampler] = {}
+
+    def get(self, table: int, ruled_out: tuple[tuple[int, str], ...] = ()) -> ConstrainedSampler:
+        found = self.made.get((table, ruled_out))
+        if found is None:
+            columns = list(self.plans[table].table_schema.learned)
+            for column, value in ruled_out:
+                codec = columns[column]  # a new codec, not model_copy: that keeps the cached trie of the old
+                columns[column] = type(codec)(**{**codec.model_dump(), "categories": [
+                    c for c in codec.categories if codec.write(c) != value]})
+            found = self.made[(table, ruled_out)] = ConstrainedSampler(self.model, self.encoder.rows[table], columns)
+        return found
+
+
 class _Events:
-    """A sequence table's rare events per parent: how many its parent planned, less those written so far."""
+    """A sequence table's rare events per parent: how many its parent planned, less those written so far, and
+    whether the row before had each."""
 
     def __init__(self, plan: TablePlan, parent_plan: TablePlan, parents: list[_Written]):
         self.events = plan.events
+        self.runs = plan.event_runs or [False] * len(plan.events)  # a model saved before runs were learned
         self.columns = [plan.learned_names.index(column) for column, _ in plan.events]
+        self.categorical = [isinstance(plan.table_schema.learned[k], CategoricalColumn) for k in self.columns]
         planned = [parent_plan.learned_names.index(event_column(plan.name, column, value))
                    for column, value in plan.events]
         self.left = [[int(p.values[k][1:] or 0) for k in planned] for p in parents]
+        self.before = [[False] * len(plan.events) for _ in parents]
 
     def groups(self, members: list[int], counts: list[int], position: int) -> dict[tuple, list[int]]:
-        """The parents whose row at `position` must have an event to keep their plan (as many of that event still to
-        come as rows left: a burst the model started late would otherwise be cut off by the sequence's end), by the
-        event values that row is given; the others under ()."""
+        """The parents by what the plan asks of their row at `position`: (event values it is given, event values
+        ruled out). A row is given an event where as many of it are still to come as rows are left (a burst the
+        model started late would otherwise be cut off by the sequence's end), or where the row before had it, more
+        are to come and the source's runs of it are never broken; an event none of which is left is ruled out (a
+        category's value: a flag's other value is then all that is left)."""
         grouped: dict[tuple, list[int]] = {}
         for p in members:
             forced: dict[int, str] = {}
-            for (_, value), column, left in zip(self.events, self.columns, self.left[p]):
-                if left >= counts[p] - position:
+            ruled_out = []
+            for (_, value), column, left, run, before, categorical in zip(
+                    self.events, self.columns, self.left[p], self.runs, self.before[p], self.categorical):
+                if left >= counts[p] - position or (left > 0 and run and before):
                     forced.setdefault(column, value)
-            grouped.setdefault(tuple(sorted(forced.items())), []).append(p)
+                elif left <= 0 and categorical:
+                    ruled_out.append((column, value))
+            key = (tuple(sorted(forced.items())), tuple(sorted(c for c in ruled_out if c[0] not in forced)))
+            grouped.setdefault(key, []).append(p)
         return grouped
 
     def to_come(self, parent: int) -> list[tuple[str, str, int]]:
@@ -138,8 +171,8 @@ class _Events:
 
     def written(self, parent: int, row: _Written) -> None:
         for number, ((_, value), column) in enumerate(zip(self.events, self.columns)):
-            if row.values[column][1:].decode() == value:
-                self.left[parent][number] -= 1
+            self.before[parent][number] = hit = row.values[column][1:].decode() == value
+            self.left[parent][number] -= hit
 
 
 def _room(plan: TablePlan, parent_plan: TablePlan, parents: list[_Written]) -> list[float]:
