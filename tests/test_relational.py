@@ -220,17 +220,18 @@ def test_generation_keeps_the_plan_of_rare_events(tmp_path):
     planned = accounts.learned_names.index("number of transactions with flag 1")
     events = _Events(transactions, accounts, [_Written({planned: f" {n}".encode()}, 0, "") for n in (2, 0, 2)])
     flag = transactions.learned_names.index("flag")
-    given, ruled_out = ((flag, "1"),), ((flag, "1"),)
-    # three rows each; the second account plans no flag: ruled out at every row. The first plans two: free while
-    # three rows are left, given once as many are left as flags to come. The third starts its run at once (the
-    # model's choice): the run goes on while flags are left, then the flag is ruled out.
-    assert events.groups([0, 1, 2], [3, 3, 3], 0) == {((), ()): [0, 2], ((), ruled_out): [1]}
+    flag_1 = ((flag, "1"),)
+    # groups are keyed by (values given, values ruled out). Three rows each; the second account plans no flag: ruled
+    # out at every row. The first plans two: free while three rows are left, given once as many are left as flags to
+    # come. The third starts its run at once (the model's choice): the run goes on while flags are left, then the
+    # flag is ruled out.
+    assert events.groups([0, 1, 2], [3, 3, 3], 0) == {((), ()): [0, 2], ((), flag_1): [1]}
     for parent, value in ((0, b" 0"), (1, b" 0"), (2, b" 1")):
         events.written(parent, _Written({flag: value}, 0, ""))
-    assert events.groups([0, 1, 2], [3, 3, 3], 1) == {(given, ()): [0, 2], ((), ruled_out): [1]}
+    assert events.groups([0, 1, 2], [3, 3, 3], 1) == {(flag_1, ()): [0, 2], ((), flag_1): [1]}
     for parent, value in ((0, b" 1"), (1, b" 0"), (2, b" 1")):
         events.written(parent, _Written({flag: value}, 0, ""))
-    assert events.groups([0, 1, 2], [3, 3, 3], 2) == {(given, ()): [0], ((), ruled_out): [1, 2]}
+    assert events.groups([0, 1, 2], [3, 3, 3], 2) == {(flag_1, ()): [0], ((), flag_1): [1, 2]}
 
 
 def test_rows_with_a_rare_event_are_learned_again_for_what_follows_the_event(tmp_path):
