@@ -148,7 +148,7 @@ def _audited(epochs: int, **train) -> TabularSynthesizer:
 
 
 def test_a_run_without_dp_shows_a_lower_bound_on_epsilon_above_zero(tmp_path):
-    synth = _audited(60)
+    synth = _audited(60, patience=60)  # all 60 epochs: early stopping ended one such run at 35, the secrets unlearned
     audit_canaries = [c for c in synth.canaries.canaries if c.audit]
     assert len(audit_canaries) == 200 and 70 < sum(c.inserted for c in audit_canaries) < 130  # coin flips
     assert all(c.inserted in (0, 1) for c in audit_canaries)

@@ -2,7 +2,9 @@
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import pandas as pd
 
+from llmsynth.data.schema import infer_column
 from llmsynth.serialize.codecs import CategoricalColumn, DatetimeColumn, NumericColumn, TextColumn
 
 PRICE = NumericColumn(name="p", kind="float", minimum=-12.5, maximum=3050.75, decimals=2)
@@ -77,19 +79,41 @@ def test_text_round_trips_and_never_contains_a_bare_separator(value):
         assert column.complete(text.encode())
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.integers(-10**6, 10**6), st.integers(0, 10**7), st.integers(0, 10**7), st.integers(1, 3),
-       st.integers(0, 3), st.none() | st.text(alphabet="0123456789", max_size=3))
-def test_digit_continuations_are_the_viable_digits(low, width, leading, length, decimals, fraction):
+@settings(max_examples=400, deadline=None)
+@given(st.integers(-10**6, 10**6), st.integers(0, 10**7), st.text(alphabet="0123456789", min_size=1, max_size=8),
+       st.integers(1, 3), st.integers(0, 3), st.none() | st.text(alphabet="0123456789", max_size=3), st.booleans())
+def test_digit_continuations_are_the_viable_digits(low, width, leading, length, decimals, fraction, padded):
     """The sampler's bisection over digit tokens gives what checking each token's text gives, before the point and
-    after it."""
-    column = NumericColumn(name="n", kind="float" if decimals else "integer", minimum=low / 10**decimals,
-                           maximum=(low + width) / 10**decimals, decimals=decimals)
-    body = str(leading) + ("" if fraction is None else "." + fraction)
-    if not column.takes_digits(body):  # "0" alone, or a point in an integer: checked token by token
-        assert body == "0" or (fraction is not None and not decimals)
+    after it, for numbers written in as few digits as they take and zero-padded to a width."""
+    minimum, maximum = low / 10**decimals, (low + width) / 10**decimals
+    digits = len(str(int(max(abs(minimum), abs(maximum))))) if padded else 0
+    column = NumericColumn(name="n", kind="float" if decimals else "integer", minimum=minimum, maximum=maximum,
+                           decimals=decimals, width=digits)
+    body = leading + ("" if fraction is None else "." + fraction)
+    if not column.takes_digits(body):  # not how this column writes a number's start: checked token by token
+        assert not column.viable(body.encode()) or body == "0" or (fraction is not None and not decimals)
         return
     intervals = column.digit_continuations(body, length)
     for digits in range(10**length):
         expected = column.viable((body + str(digits).zfill(length)).encode())
         assert any(a <= digits <= b for a, b in intervals) == expected
+
+
+AMOUNT = NumericColumn(name="a", kind="float", minimum=-2.5, maximum=2171.32, decimals=2, width=4)
+
+
+@given(st.integers(-250, 217132))
+def test_zero_padded_numbers_round_trip_and_nothing_else_is_complete(units):
+    text = AMOUNT.write(units / 100)
+    assert len(text.lstrip("-").partition(".")[0]) == 4
+    assert accepted_byte_by_byte(AMOUNT, text) and AMOUNT.read(text) == units / 100
+    unpadded = f"{units / 100:.2f}"
+    assert unpadded == text or not AMOUNT.complete(unpadded.encode())
+
+
+def test_the_width_is_inferred_where_numbers_differ_in_digits():
+    amounts = infer_column("credit_amount", pd.Series([1478, 409, 15255]))
+    assert amounts.width == 5 and amounts.write(409) == "00409" and not amounts.viable(b"2")
+    assert infer_column("age", pd.Series([19, 75])).width == 0
+    assert infer_column("count", pd.Series([1, 14])).width == 0  # a digit apart at most: as few as it takes
+    assert infer_column("balance", pd.Series([-2.5, 0.25, 2171.32])).write(-2.5) == "-0002.50"

@@ -183,9 +183,9 @@ def test_a_family_is_learned_as_rows_after_their_family_text(tmp_path):
     assert third.context.splitlines() == [
         "customers: segment is retail, number of accounts is 2, number of cards is 1",
         "accounts: kind is checking, number of transactions is 3, first booked_at of transactions is 2026-01-01 00:00:00",
-        "transactions: amount is 5.0, booked_at gap in hours is 0",
-        "transactions: amount is 6.5, booked_at gap in hours is 1", "transactions (0 more):"]
-    assert third.values == ("8.0", "1") and third.family == 0
+        "transactions: amount is 005.0, booked_at gap in hours is 0",  # amounts up to 3 digits: zero-padded
+        "transactions: amount is 006.5, booked_at gap in hours is 1", "transactions (0 more):"]
+    assert third.values == ("008.0", "1") and third.family == 0
 
 
 def test_a_sequences_rare_events_are_planned_by_its_parent_and_counted_down_in_its_rows(tmp_path):
@@ -246,14 +246,14 @@ def test_rows_with_a_rare_event_are_learned_again_for_what_follows_the_event(tmp
     plans = table_plans(database, frames, {})
     records = family_records(database, frames, plans)
     again = _event_rows(records, plans)
-    assert len(again) == 2 * EVENT_REPEATS and {r.values for r in again} == {("1", "11.0", "1"), ("1", "12.5", "1")}
+    assert len(again) == 2 * EVENT_REPEATS and {r.values for r in again} == {("1", "011.0", "1"), ("1", "012.5", "1")}
     texts = [r.context + " " + " ".join(r.values) for r in records]
     tokenizer = train_tokenizer(texts, 400)
     encoder = RelationalEncoder(tokenizer, [plan.learned_names for plan in plans])
     learned = [tokenizer.decode([i for i, label in zip(*encoder.encode(r, range(encoder.column_count))) if label >= 0])
                for r in (next(r for r in records if r.values == again[0].values), again[0])]
     # the row as it is learns its event (flag 1), then its amount and gap; again: all but the event
-    assert learned == [" 1, 11.0, 1<eor>", ", 11.0, 1<eor>"]
+    assert learned == [" 1, 011.0, 1<eor>", ", 011.0, 1<eor>"]
 
 
 def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):

@@ -96,7 +96,8 @@ def infer_column(name: str, values: pd.Series, kind: str | None = None) -> Colum
         if numbers is None:
             raise DataError(f"column {name!r} cannot be numeric: it holds non-numbers such as {present.iloc[0]!r}")
         return NumericColumn(kind="integer" if decimals == 0 else "float", minimum=float(numbers.min()),
-                             maximum=float(numbers.max()), decimals=decimals, **common)
+                             maximum=float(numbers.max()), decimals=decimals, width=_width(numbers, decimals),
+                             **common)
     if kind in ("categorical", "boolean"):
         return _categorical(present, kind, common)
     if kind == "datetime":
@@ -136,6 +137,18 @@ def _guess_kind(name: str, present: pd.Series) -> str:
     if distinct <= MAX_CATEGORIES and (distinct <= 0.5 * len(texts) or distinct <= 20):
         return "categorical"
     return "identifier"
+
+
+def _width(numbers: pd.Series, decimals: int) -> int:
+    """Integer digits to write every value with: the most any value has, where values differ by two digits or more
+    (409 and 15,255 as 00409 and 15255: the first token of an amount then tells its magnitude, which otherwise is known
+    only once it ends; German credit's credit amount against its duration, real correlation 0.63, came out at
+    0.06-0.11 unpadded and 0.43-0.56 padded, three trainings each). 0 (as few as it takes) where they differ by one
+    at most: a count of 1-14 padded (01) lost what it depended on in the demo bank (transactions per account against
+    its kind, real -0.65, synthetic -0.03), its tokens shared with the hours of every time."""
+    whole = np.floor(numbers.abs().round(decimals).to_numpy())
+    digits = np.floor(np.log10(np.maximum(whole, 1))).astype(int) + 1
+    return int(digits.max()) if digits.max() - digits.min() >= 2 else 0
 
 
 def _as_numbers(present: pd.Series) -> tuple[pd.Series | None, int]:

@@ -91,6 +91,8 @@ class NumericColumn(ColumnCodec):
     minimum: float
     maximum: float
     decimals: int = Field(0, ge=0, le=12, description="Digits after the decimal point.")
+    width: int = Field(0, ge=0, le=30, description="Integer digits every value is written with, zero-padded "
+                       "(0042): a number's first token then tells its magnitude. 0: as few as it takes (42).")
 
     def allowed_bytes(self) -> bytes:
         return DIGITS + b"-."
@@ -105,10 +107,9 @@ class NumericColumn(ColumnCodec):
 
     def _write(self, value: Any) -> str:
         number = float(value)
-        if self.decimals == 0:
-            return str(int(round(number)))
-        text = f"{number:.{self.decimals}f}"
-        return text[1:] if text.startswith("-") and not text.strip("-0.") else text
+        text = str(int(round(number))) if self.decimals == 0 else f"{number:.{self.decimals}f}"
+        sign, body = ("-", text[1:]) if text.startswith("-") and text.strip("-0.") else ("", text.lstrip("-"))
+        return sign + body.zfill(self.width + len(body) - len(body.partition(".")[0]))
 
     def _read(self, text: str) -> Any:
         return int(text) if self.kind == "integer" else float(text)
@@ -116,14 +117,23 @@ class NumericColumn(ColumnCodec):
     def _units_interval(self, body: str) -> tuple[int, int] | None:
         """Smallest and largest magnitude (in units of 10^-decimals) of numbers written starting with body."""
         int_part, dot, frac = body.partition(".")
-        if not int_part.isdigit() or (len(int_part) > 1 and int_part[0] == "0"):
+        if not int_part.isdigit() or not self._integer_part_fits(int_part, bool(dot)):
             return None
         if dot:
             if self.decimals == 0 or len(frac) > self.decimals or (frac and not frac.isdigit()):
                 return None
             base = int(int_part) * self._scale
             return base + int(frac.ljust(self.decimals, "0") or 0), base + int(frac.ljust(self.decimals, "9") or 0)
+        if self.width:  # the digits still to come are the integer part's last
+            unit = 10 ** (self.width - len(int_part)) * self._scale
+            return int(int_part) * unit, (int(int_part) + 1) * unit - 1
         return int(int_part) * self._scale, None  # open: more integer digits may follow
+
+    def _integer_part_fits(self, int_part: str, closed: bool) -> bool:
+        """Whether an integer part so far is the start of one this column writes (all of it where `closed`)."""
+        if self.width:
+            return len(int_part) == self.width if closed else len(int_part) <= self.width
+        return len(int_part) == 1 or int_part[0] != "0"
 
     def _signed_ranges(self, prefix: str):
         negative = prefix.startswith("-")
@@ -168,7 +178,8 @@ class NumericColumn(ColumnCodec):
     def takes_digits(self, body: str) -> bool:
         """Whether `body` is the start of a number without sign that digits may follow: `digit_continuations`."""
         int_part, dot, fraction = body.partition(".")
-        return (int_part.isdigit() and (int_part[0] != "0" or dot != "" and len(int_part) == 1)
+        return (int_part.isdigit() and self._integer_part_fits(int_part, bool(dot))
+                and (self.width > 0 or int_part != "0" or dot != "")
                 and (not dot or self.decimals > 0 and (fraction == "" or fraction.isdigit())))
 
     def digit_continuations(self, body: str, length: int) -> list[tuple[int, int]]:
@@ -189,11 +200,17 @@ class NumericColumn(ColumnCodec):
             lowest, highest = max(0, -(-(low - base + 1) // unit) - 1), min(size - 1, (high - base) // unit)
             return [(lowest, highest)] if lowest <= highest else []
         base, intervals, scale = int(body) * size, [], self._scale
+        if self.width:  # as many integer digits follow the new ones as the width leaves (none past it)
+            if len(int_part) + length > self.width:
+                return []
+            scale *= 10 ** (self.width - len(int_part) - length)
         while base * scale <= high:  # `scale` units a step: integer digits or a fraction may follow the new ones
             lowest = -(-(low + 1) // scale) - 1 - base  # the least that, with digits after it, reaches `low`
             highest = high // scale - base
             if max(0, lowest) <= min(size - 1, highest):
                 intervals.append((max(0, lowest), min(size - 1, highest)))
+            if self.width:
+                break
             scale *= 10
         return intervals
 
@@ -202,7 +219,8 @@ class NumericColumn(ColumnCodec):
             value = text.decode("ascii")
         except UnicodeDecodeError:
             return False
-        pattern = r"-?(0|[1-9]\d*)" + (rf"\.\d{{{self.decimals}}}" if self.decimals else "")
+        integer = rf"\d{{{self.width}}}" if self.width else r"(0|[1-9]\d*)"
+        pattern = "-?" + integer + (rf"\.\d{{{self.decimals}}}" if self.decimals else "")
         if not re.fullmatch(pattern, value):
             return False
         units = round(float(value) * self._scale)
