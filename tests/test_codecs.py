@@ -86,9 +86,9 @@ def test_digit_continuations_are_the_viable_digits(low, width, leading, length, 
     """The sampler's bisection over digit tokens gives what checking each token's text gives, before the point and
     after it, for numbers written in as few digits as they take and zero-padded to a width."""
     minimum, maximum = low / 10**decimals, (low + width) / 10**decimals
-    digits = len(str(int(max(abs(minimum), abs(maximum))))) if padded else 0
+    padding = len(str(int(max(abs(minimum), abs(maximum))))) if padded else 0
     column = NumericColumn(name="n", kind="float" if decimals else "integer", minimum=minimum, maximum=maximum,
-                           decimals=decimals, width=digits)
+                           decimals=decimals, width=padding)
     body = leading + ("" if fraction is None else "." + fraction)
     if not column.takes_digits(body):  # not how this column writes a number's start: checked token by token
         assert not column.viable(body.encode()) or body == "0" or (fraction is not None and not decimals)

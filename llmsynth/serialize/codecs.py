@@ -108,8 +108,9 @@ class NumericColumn(ColumnCodec):
     def _write(self, value: Any) -> str:
         number = float(value)
         text = str(int(round(number))) if self.decimals == 0 else f"{number:.{self.decimals}f}"
-        sign, body = ("-", text[1:]) if text.startswith("-") and text.strip("-0.") else ("", text.lstrip("-"))
-        return sign + body.zfill(self.width + len(body) - len(body.partition(".")[0]))
+        sign = "-" if text.startswith("-") and text.strip("-0.") else ""
+        int_part, dot, fraction = text.lstrip("-").partition(".")
+        return sign + int_part.zfill(self.width) + dot + fraction
 
     def _read(self, text: str) -> Any:
         return int(text) if self.kind == "integer" else float(text)
