@@ -5,6 +5,7 @@ import re
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from conftest import tiny_recipe
@@ -14,7 +15,7 @@ from llmsynth.model import tiny_model, train_tokenizer
 from llmsynth.model.tiny import TinyModelConfig
 from llmsynth.serialize.tabular import IGNORE, RowEncoder
 from llmsynth.train.batches import pack_batch, pad_batch
-from llmsynth.train.loop import _schedule, cpu_has_bf16, resolve_precision
+from llmsynth.train.loop import CHECKPOINT_DIR, _schedule, cpu_has_bf16, resolve_precision
 
 
 def test_padding_does_not_change_a_rows_loss():
@@ -181,3 +182,18 @@ def test_the_last_decay_runs_straight_from_where_the_rate_stood_to_a_tenth():
     assert learning_rate(500, 0.0) == pytest.approx(1e-3 + 9e-3 * 0.5 * (1 + math.cos(math.pi * 0.47 / 0.97)))
     state.update(anneal_from=500, anneal_until=600, anneal_rate=5e-3)
     assert [learning_rate(step, 0.0) for step in (500, 550, 600, 700)] == pytest.approx([5e-3, 3e-3, 1e-3, 1e-3])
+
+
+def test_keep_last_ends_with_the_decay_s_weights_and_patience_still_returns_the_best(demo_table, tmp_path):
+    """keep: last returns the weights at the end of the schedule, though validation was lower before (a rare
+    pattern is still learned there); a run that patience ends has nothing to gain from its last weights."""
+    table = demo_table.head(120)
+    recipe = tiny_recipe(epochs=30, patience=50, learning_rate=0.02, keep="last")  # overfits 120 rows at the end
+    synth = TabularSynthesizer(recipe).fit(table, workdir=tmp_path, scrub=False, progress=False)
+    final = load_file(next((tmp_path / CHECKPOINT_DIR).glob("step-*")) / "weights.safetensors")
+    weights = synth.model.state_dict()
+    assert final and all(torch.equal(weights[name], tensor) for name, tensor in final.items())
+    assert synth.summary.kept_validation_loss > synth.summary.best_validation_loss
+    recipe = tiny_recipe(epochs=50, patience=1, learning_rate=0.05, keep="last")
+    stopped = TabularSynthesizer(recipe).fit(table, scrub=False, progress=False).summary
+    assert stopped.stopped_because == "early stopping" and stopped.kept_validation_loss == stopped.best_validation_loss

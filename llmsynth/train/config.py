@@ -44,6 +44,11 @@ class TrainConfig(BaseModel):
                                        "None: the schedule spans `epochs` (or the time budget) and only `patience` "
                                        "stops early.")
     anneal_epochs: float = Field(2.0, gt=0, description="Length of that last decay, in epochs.")
+    keep: Literal["best", "last"] = Field("best", description="The weights training ends with: 'best', those of the "
+                                          "lowest validation loss; 'last', those at the end of the learning rate's "
+                                          "decay (the best where patience ends the run): a rare pattern is still "
+                                          "learned in the decay while the validation loss, made of common tokens, "
+                                          "may rise a little.")
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; stops at the next validation past it.")
     packing: bool = Field(False, description="Lay short records end to end in rows of `pack_length` tokens (no "
                           "attention across records) instead of padding each one: fewer wasted tokens per step.")

@@ -42,6 +42,7 @@ class TrainSummary(BaseModel):
     initial_validation_loss: float
     steps: int
     best_validation_loss: float
+    kept_validation_loss: float | None = None  # of the weights it ends with (TrainConfig.keep); None: older models
     last_train_loss: float
     tokens_per_second: float
     seconds: float
@@ -142,12 +143,16 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     stopped = stopped or "epochs"
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
+    keep_last = config.keep == "last" and stopped != "early stopping" and "last_val" in state
+    if not keep_last:
+        unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
+    kept_loss = state["last_val"] if keep_last else state["best"]
     seconds = time.perf_counter() - started
     return TrainSummary(
         epochs=round(state["epoch"] + state["step_in_epoch"] / steps_per_epoch, 3),
         initial_validation_loss=state["initial_validation_loss"], steps=state["global_step"],
-        best_validation_loss=state["best"], last_train_loss=last_loss, tokens_per_second=state["tokens"] / seconds,
+        best_validation_loss=state["best"], kept_validation_loss=kept_loss, last_train_loss=last_loss,
+        tokens_per_second=state["tokens"] / seconds,
         seconds=seconds, stopped_because=stopped, precision=precision, privacy=privacy,
         parameters=parameters,
         trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad))
