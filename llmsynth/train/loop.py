@@ -143,7 +143,7 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     stopped = stopped or "epochs"
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    keep_last = config.keep == "last" and stopped != "early stopping" and "last_val" in state
+    keep_last = config.keep == "last" and stopped != "early stopping"  # last_val: every run validates at least once
     if not keep_last:
         unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
     kept_loss = state["last_val"] if keep_last else state["best"]
