@@ -302,6 +302,44 @@ def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
         load(tmp_path / "model")
 
 
+def test_counts_below_the_root_are_calibrated_to_the_training_rows(tmp_path):
+    from llmsynth.data.families import family_records, learned_frames, ordered
+    from llmsynth.generate.families import _Samplers
+    from llmsynth.generate.sampler import ConstrainedSampler
+    from llmsynth.synthesizers import RelationalSynthesizer
+
+    # accounts with 1, 2 or 9 transactions (a tenth of them 9: a rare tail), learned for two epochs only
+    counts = [1, 2] * 36 + [9] * 8
+    owners = [f"A{account}" for account, count in enumerate(counts) for _ in range(count)]
+    transactions = pd.DataFrame({"account_id": owners, "amount": np.arange(len(owners)) % 7 + 1.5,
+                                 "booked_at": pd.date_range("2026-01-01", periods=len(owners), freq="h").astype(str)})
+    folder = _bank(tmp_path / "bank", transactions=transactions)
+    synth = RelationalSynthesizer()
+    synth.recipe.train = synth.recipe.train.model_copy(update={"epochs": 2})
+    synth.fit(folder, scrub=False, progress=False)
+    customers, accounts, transactions_plan, cards = synth.plans
+    assert set(accounts.count_bias) == {"number of transactions"}  # the root's and childless tables' left alone
+    assert customers.count_bias == transactions_plan.count_bias == cards.count_bias == {}
+
+    database = ordered(read_database(folder))
+    rows = [r for r in family_records(database, learned_frames(database), synth.plans) if r.table == 1]
+    model, column = synth.ready_model(), accounts.learned_names.index("number of transactions")
+    prefixes = [synth.encoder.context_ids(r.context) for r in rows] * 20
+    order = [list(range(len(accounts.learned_names)))] * len(prefixes)
+
+    def shares(sampler):
+        written = sampler.sample_batch(order, {}, torch.Generator().manual_seed(0), prefixes=prefixes)
+        return pd.Series([int(row[column]) for row in written]).value_counts(normalize=True)
+
+    calibrated = shares(_Samplers(model, synth.encoder, synth.plans).get(1))
+    plain = shares(ConstrainedSampler(model, synth.encoder.rows[1], accounts.table_schema.learned))
+    # after the training rows' own customers the model writes the rare 9 too seldom; the offsets bring it back
+    assert abs(calibrated[9] - 0.1) < abs(plain[9] - 0.1) / 2, (plain.to_dict(), calibrated.to_dict())
+    nine = synth.encoder.rows[1].value_ids("9")[0]  # an offset large enough decides the first token alone
+    forced = ConstrainedSampler(model, synth.encoder.rows[1], accounts.table_schema.learned, {column: {nine: 50.0}})
+    assert shares(forced).to_dict() == {9: 1.0}
+
+
 def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(tmp_path):
     from click.testing import CliRunner
 

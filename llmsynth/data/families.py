@@ -41,6 +41,9 @@ class TablePlan(BaseModel):
     children: list[str] = []
     events: list[tuple[str, str]] = []  # a sequence's rare events: (column, value as written), see sequence_events
     event_runs: list[bool] = []  # per event: in every source sequence its rows are one unbroken run (see _one_run)
+    # per column counting children or planned events: logit offsets of its values' first tokens, set after training
+    # (generate.families.count_calibration); {} for a root table and for models saved before
+    count_bias: dict[str, dict[int, float]] = {}
     table_schema: Schema
 
     @property

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import inspect
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -39,7 +39,10 @@ class _Row:
 
 
 class ConstrainedSampler:
-    def __init__(self, model, encoder: RowEncoder, columns: Sequence[ColumnCodec]):
+    def __init__(self, model, encoder: RowEncoder, columns: Sequence[ColumnCodec],
+                 first_token_bias: Mapping[int, Mapping[int, float]] | None = None):
+        """`first_token_bias`: per column index, logit offsets of the tokens that may start its value (a related
+        table's calibrated counts: see generate.families.count_calibration)."""
         self.model = model
         self.encoder = encoder
         self.columns = list(columns)
@@ -51,6 +54,8 @@ class ConstrainedSampler:
                               for index, column in enumerate(self.columns) if isinstance(column, NumericColumn)}
         self._allowed_cache: dict[tuple[int, bytes], tuple[torch.Tensor, bool]] = {}
         self._end_of_value_ids = torch.tensor(encoder.end_of_value_ids)
+        self._first_token_bias = {column: _dense(offsets, self.vocab_size)
+                                  for column, offsets in (first_token_bias or {}).items()}
 
     def _candidate_tokens(self, column: ColumnCodec) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
         """Tokens that may start a value (after its leading space) and tokens that may continue one.
@@ -150,6 +155,11 @@ class ConstrainedSampler:
         return [row.values for row in rows]
 
     def _choose(self, logits: torch.Tensor, rows: list[_Row], generator, temperature, top_p) -> torch.Tensor:
+        if self._first_token_bias:
+            offsets = [self._first_token_bias.get(row.order[row.position]) if not row.value else None for row in rows]
+            if any(offset is not None for offset in offsets):
+                logits = logits + torch.stack([torch.zeros(self.vocab_size) if offset is None else offset
+                                               for offset in offsets])
         ends = torch.tensor([self._end_token(row) for row in rows])
         masks, complete = zip(*(self.value_tokens(row.order[row.position], row.value) for row in rows))
         allowed = torch.stack(masks)
@@ -171,6 +181,14 @@ class ConstrainedSampler:
         else:
             row.value += self.token_bytes[token]
             row.pending.append(token)
+
+
+def _dense(offsets: Mapping[int, float], size: int) -> torch.Tensor:
+    dense = torch.zeros(size)
+    for token, offset in offsets.items():
+        if token < size:
+            dense[token] = offset
+    return dense
 
 
 def _by_length_and_value(tokens: list[tuple[int, bytes]]
