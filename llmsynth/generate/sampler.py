@@ -185,9 +185,7 @@ class ConstrainedSampler:
 
 def _dense(offsets: Mapping[int, float], size: int) -> torch.Tensor:
     dense = torch.zeros(size)
-    for token, offset in offsets.items():
-        if token < size:
-            dense[token] = offset
+    dense[list(offsets)] = torch.tensor(list(offsets.values()), dtype=torch.float)
     return dense
 
 
