@@ -138,8 +138,7 @@ class _Samplers:
 
 
 def _column_bias(plan: TablePlan) -> dict[int, dict[int, float]]:
-    names = plan.learned_names
-    return {names.index(name): offsets for name, offsets in plan.count_bias.items() if name in names}
+    return {plan.learned_names.index(name): offsets for name, offsets in plan.count_bias.items()}
 
 
 def _counted_columns(plan: TablePlan, plans: Sequence[TablePlan]) -> list[int]:
