@@ -221,17 +221,18 @@ def test_generation_keeps_the_plan_of_rare_events(tmp_path):
     events = _Events(transactions, accounts, [_Written({planned: f" {n}".encode()}, 0, "") for n in (2, 0, 2)])
     flag = transactions.learned_names.index("flag")
     flag_1 = ((flag, "1"),)
-    # groups are keyed by (values given, values ruled out). Three rows each; the second account plans no flag: ruled
-    # out at every row. The first plans two: free while three rows are left, given once as many are left as flags to
-    # come. The third starts its run at once (the model's choice): the run goes on while flags are left, then the
-    # flag is ruled out.
-    assert events.groups([0, 1, 2], [3, 3, 3], 0) == {((), ()): [0, 2], ((), flag_1): [1]}
+    # groups are keyed by (values given, values ruled out, runs ended). Three rows each; the second account plans no
+    # flag: ruled out at every row. The first plans two: free while three rows are left, given once as many are left
+    # as flags to come, its last ending the run. The third starts its run at once (the model's choice): the run goes
+    # on while flags are left (its second row ends it), then the flag is ruled out.
+    assert events.groups([0, 1, 2], [3, 3, 3], 0) == {((), (), ()): [0, 2], ((), flag_1, ()): [1]}
     for parent, value in ((0, b" 0"), (1, b" 0"), (2, b" 1")):
         events.written(parent, _Written({flag: value}, 0, ""))
-    assert events.groups([0, 1, 2], [3, 3, 3], 1) == {(flag_1, ()): [0, 2], ((), flag_1): [1]}
+    assert events.groups([0, 1, 2], [3, 3, 3], 1) == {(flag_1, (), ()): [0], ((), flag_1, ()): [1],
+                                                      (flag_1, (), (0,)): [2]}
     for parent, value in ((0, b" 1"), (1, b" 0"), (2, b" 1")):
         events.written(parent, _Written({flag: value}, 0, ""))
-    assert events.groups([0, 1, 2], [3, 3, 3], 2) == {(flag_1, ()): [0], ((), flag_1): [1, 2]}
+    assert events.groups([0, 1, 2], [3, 3, 3], 2) == {(flag_1, (), (0,)): [0], ((), flag_1, ()): [1, 2]}
 
 
 def test_rows_with_a_rare_event_are_learned_again_for_what_follows_the_event(tmp_path):
@@ -302,42 +303,57 @@ def test_sampled_families_keep_every_key_order_and_value_valid(tmp_path):
         load(tmp_path / "model")
 
 
-def test_counts_below_the_root_are_calibrated_to_the_training_rows(tmp_path):
+def test_counts_and_the_ends_of_planned_runs_are_calibrated_to_the_training_rows(tmp_path):
     from llmsynth.data.families import family_records, learned_frames, ordered
     from llmsynth.generate.families import _Samplers
     from llmsynth.generate.sampler import ConstrainedSampler
     from llmsynth.synthesizers import RelationalSynthesizer
 
-    # accounts with 1, 2 or 9 transactions (a tenth of them 9: a rare tail), learned for two epochs only
+    # accounts with 1, 2 or 9 transactions (a tenth of them 9: a rare tail), and in each of the nine a flagged run of
+    # two, a small amount then 400 (the run's end, seen 8 times), learned for two epochs only
     counts = [1, 2] * 36 + [9] * 8
     owners = [f"A{account}" for account, count in enumerate(counts) for _ in range(count)]
-    transactions = pd.DataFrame({"account_id": owners, "amount": np.arange(len(owners)) % 7 + 1.5,
+    position = pd.Series(owners).groupby(owners).cumcount().to_numpy()
+    nine = pd.Series(owners).map(dict(zip([f"A{a}" for a in range(len(counts))], counts))).to_numpy() == 9
+    amounts = np.where(nine & (position == 6), 400.0, np.arange(len(owners)) % 23 + 1.5)
+    flags = (nine & np.isin(position, [5, 6])).astype(int)
+    transactions = pd.DataFrame({"account_id": owners, "amount": amounts, "flag": flags,
                                  "booked_at": pd.date_range("2026-01-01", periods=len(owners), freq="h").astype(str)})
     folder = _bank(tmp_path / "bank", transactions=transactions)
     synth = RelationalSynthesizer()
     synth.recipe.train = synth.recipe.train.model_copy(update={"epochs": 2})
     synth.fit(folder, scrub=False, progress=False)
     customers, accounts, transactions_plan, cards = synth.plans
-    assert set(accounts.count_bias) == {"number of transactions"}  # the root's and childless tables' left alone
-    assert customers.count_bias == transactions_plan.count_bias == cards.count_bias == {}
+    assert set(accounts.count_bias) == {"number of transactions", "number of transactions with flag 1"}
+    assert customers.count_bias == transactions_plan.count_bias == cards.count_bias == {}  # the root, childless tables
+    assert transactions_plan.events == [("flag", "1")] and set(transactions_plan.end_bias[0]) == {
+        "amount", "booked_at gap in hours"}  # the run's other columns
 
     database = ordered(read_database(folder))
-    rows = [r for r in family_records(database, learned_frames(database), synth.plans) if r.table == 1]
-    model, column = synth.ready_model(), accounts.learned_names.index("number of transactions")
-    prefixes = [synth.encoder.context_ids(r.context) for r in rows] * 20
-    order = [list(range(len(accounts.learned_names)))] * len(prefixes)
+    records = family_records(database, learned_frames(database), synth.plans)
+    assert [r.values for r in records if r.ends] == [r.values for r in records if r.table == 2 and "400.0" in r.values]
+    model, samplers = synth.ready_model(), _Samplers(synth.ready_model(), synth.encoder, synth.plans)
 
-    def shares(sampler):
-        written = sampler.sample_batch(order, {}, torch.Generator().manual_seed(0), prefixes=prefixes)
-        return pd.Series([int(row[column]) for row in written]).value_counts(normalize=True)
+    def shares(sampler, table, column, fixed=None):
+        rows = [r for r in records if r.table == table and (fixed is None or r.ends)]
+        prefixes = [synth.encoder.context_ids(r.context) for r in rows] * (160 // len(rows) + 1)
+        order = [list(range(len(synth.plans[table].learned_names)))] * len(prefixes)
+        written = sampler.sample_batch(order, fixed or {}, torch.Generator().manual_seed(0), prefixes=prefixes)
+        return pd.Series([float(row[column]) for row in written]).value_counts(normalize=True)
 
-    calibrated = shares(_Samplers(model, synth.encoder, synth.plans).get(1))
-    plain = shares(ConstrainedSampler(model, synth.encoder.rows[1], accounts.table_schema.learned))
     # after the training rows' own customers the model writes the rare 9 too seldom; the offsets bring it back
+    column = accounts.learned_names.index("number of transactions")
+    calibrated = shares(samplers.get(1), 1, column)
+    plain = shares(ConstrainedSampler(model, synth.encoder.rows[1], accounts.table_schema.learned), 1, column)
     assert abs(calibrated[9] - 0.1) < abs(plain[9] - 0.1) / 2, (plain.to_dict(), calibrated.to_dict())
     nine = synth.encoder.rows[1].value_ids("9")[0]  # an offset large enough decides the first token alone
     forced = ConstrainedSampler(model, synth.encoder.rows[1], accounts.table_schema.learned, {column: {nine: 50.0}})
-    assert shares(forced).to_dict() == {9: 1.0}
+    assert shares(forced, 1, column).to_dict() == {9: 1.0}
+    # the row that ends the run: the model, told it is the last flagged one, writes 400 too seldom
+    amount, flag = (transactions_plan.learned_names.index(name) for name in ("amount", "flag"))
+    ended = shares(samplers.get(2, (), (0,)), 2, amount, {flag: "1"}).get(400.0, 0)
+    not_ended = shares(samplers.get(2), 2, amount, {flag: "1"}).get(400.0, 0)
+    assert abs(ended - 1) < abs(not_ended - 1) / 2, (not_ended, ended)
 
 
 def test_the_command_line_trains_on_a_folder_and_writes_a_folder_and_a_database(tmp_path):
@@ -590,6 +606,9 @@ def test_the_relational_demo_trains_generates_and_writes_a_report(tmp_path):
     assert not set(synthetic.tables["customers"].name) & set(read_database(tmp_path / "train").tables["customers"].name)
     demo = json.loads((tmp_path / "demo.json").read_text())
     assert 0 <= demo["fraud_pattern_synthetic"] <= 1 and demo["seconds"]["train"] > 0
+    assert 0 < demo["fraud_pattern_training"] < 0.3  # the demo's own rows hold the pattern
+    low, high = demo["fraud_pattern_synthetic_interval"] or (0, 1)  # none where no card account came out
+    assert low <= demo["fraud_pattern_synthetic"] <= high
     figures = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert figures["synthetic"]["referential_integrity"] == 1.0
     assert "Privacy per root entity" in (tmp_path / "report" / "report.html").read_text()

@@ -141,6 +141,12 @@ def _account_history(account: str, kind: str, segment: str, rng: np.random.Gener
 def fraud_burst_share(accounts: pd.DataFrame, transactions: pd.DataFrame) -> float:
     """Share of card accounts (not savings) whose history holds the demo's fraud pattern: three or more
     card-not-present payments under 10 in a row, then a card-not-present payment over 500."""
+    found, cards = fraud_burst_counts(accounts, transactions)
+    return found / max(1, cards)
+
+
+def fraud_burst_counts(accounts: pd.DataFrame, transactions: pd.DataFrame) -> tuple[int, int]:
+    """fraud_burst_share as (card accounts with the pattern, card accounts)."""
     cards = accounts.loc[accounts.kind != "savings", "account_id"]
     found = set()
     for account, history in transactions[transactions.account_id.isin(set(cards))].groupby("account_id", sort=False):
@@ -153,7 +159,7 @@ def fraud_burst_share(accounts: pd.DataFrame, transactions: pd.DataFrame) -> flo
                 break
             else:
                 run = 0
-    return len(found) / max(1, len(cards))
+    return len(found), len(cards)
 
 
 CHAT_INTENTS = ["card_lost", "refund", "dispute_charge", "address_change", "account_locked", "loan_question",

@@ -42,8 +42,11 @@ class TablePlan(BaseModel):
     events: list[tuple[str, str]] = []  # a sequence's rare events: (column, value as written), see sequence_events
     event_runs: list[bool] = []  # per event: in every source sequence its rows are one unbroken run (see _one_run)
     # per column counting children or planned events: logit offsets of its values' first tokens, set after training
-    # (generate.families.count_calibration); {} for a root table and for models saved before
+    # (generate.families.calibrated); {} for a root table and for models saved before
     count_bias: dict[str, dict[int, float]] = {}
+    # per event (as `events`), per column: the same offsets for the row that ends the event's planned run (its
+    # last, as generation fixes it: see plan_fixes); [] where there are none and for models saved before
+    end_bias: list[dict[str, dict[int, float]]] = []
     table_schema: Schema
 
     @property
@@ -179,6 +182,13 @@ def table_plans(database: Database, frames: dict[str, pd.DataFrame], column_kind
     return plans
 
 
+def plan_fixes(left: int, rows_left: int, run: bool, before: bool) -> bool:
+    """Whether generation gives a sequence's row an event (rather than leave it to the model): as many of it are
+    still to come as rows are left (a burst the model started late would otherwise be cut off by the sequence's
+    end), or the row before had it, more are to come and the source's runs of it are never broken."""
+    return left >= rows_left or (left > 0 and run and before)
+
+
 def _one_run(hits: pd.Series, owners: pd.Series) -> bool:
     """Whether in every sequence (of an `ordered` table) the rows with an event come one after another: a burst of
     fraud is, and generation keeps it so where the source never breaks one."""
@@ -231,6 +241,7 @@ def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: l
         event_hits = _event_hits(table, database.layout.tables[plan.name]) if plan.events else []
         to_come = {(column, value): _to_come(hits, parents) for column, value, hits in event_hits}
         with_event = np.logical_or.reduce([hits.to_numpy() for *_, hits in event_hits] or [np.zeros(len(table), bool)])
+        ends = _run_ends(event_hits, to_come, parents, counts - positions, plan.event_runs)
         for row, chain in enumerate(chains):
             header, before = row_header(plan.name), ""
             if sequence:
@@ -239,8 +250,22 @@ def family_records(database: Database, frames: dict[str, pd.DataFrame], plans: l
                 header = row_header(plan.name, positions[row], counts[row],
                                     [(column, value, left[row]) for (column, value), left in to_come.items()])
             records.append(RelationalRecord(index, chain + before + header, tuple(values[row]),
-                                            int(families[plan.name][row]), bool(with_event[row])))
+                                            int(families[plan.name][row]), bool(with_event[row]), ends=ends[row]))
     return records
+
+
+def _run_ends(event_hits: list, to_come: dict, parents: np.ndarray, rows_left: np.ndarray, runs: list[bool]
+              ) -> list[tuple[int, ...]]:
+    """Per row of a sequence, the events (by number) whose planned run it ends as generation writes it: the row has
+    the event, none is left after it, and generation fixes it there (plan_fixes), not the model."""
+    ends: list[list[int]] = [[] for _ in parents]
+    for number, ((column, value, hits), run) in enumerate(zip(event_hits, runs)):
+        hits, left = hits.to_numpy(), to_come[(column, value)]
+        for row in np.flatnonzero(hits & (left == 1)):
+            before = row > 0 and parents[row - 1] == parents[row] and bool(hits[row - 1])
+            if plan_fixes(1, int(rows_left[row]), run, before):
+                ends[row].append(number)
+    return [tuple(e) for e in ends]
 
 
 def _to_come(hits: pd.Series, parents: np.ndarray) -> np.ndarray:

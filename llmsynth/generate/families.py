@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llmsynth.data.families import TIME_UNITS, TablePlan
+from llmsynth.data.families import TIME_UNITS, TablePlan, plan_fixes
 from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, row_orders
 from llmsynth.serialize.codecs import CategoricalColumn
@@ -27,7 +27,7 @@ from llmsynth.serialize.relational import (
 log = logging.getLogger(__name__)
 
 CALIBRATION_ROWS = 2000  # rows of a table whose contexts calibrate its counts (a sample of them where there are more)
-MAX_COUNT_BIAS = 3.0  # a calibrated first token at most e^3 (20x) more or less likely than the model writes it
+MAX_BIAS = 3.0  # a calibrated first token at most e^3 (20x) more or less likely than the model writes it
 
 
 @dataclass
@@ -73,10 +73,11 @@ def generate_families(model, encoder: RelationalEncoder, plans: Sequence[TablePl
         for position in range(max(counts, default=0)):
             members = [p for p, count in enumerate(counts) if count > position and room[p] >= 0]
             rows = []
-            for group, ((fixed, ruled_out), grouped) in enumerate(events.groups(members, counts, position).items()):
+            for group, ((fixed, ruled_out, ends), grouped) in enumerate(
+                    events.groups(members, counts, position).items()):
                 heads = ["".join(r.line + "\n" for r in sequences[p][-SEQUENCE_CONTEXT:])
                          + row_header(plan.name, position, counts[p], events.to_come(p)) for p in grouped]
-                rows += _sample(samplers.get(index, ruled_out), encoder, plan,
+                rows += _sample(samplers.get(index, ruled_out, ends), encoder, plan,
                                 [_Written({}, p, below[p]) for p in grouped], heads, dict(fixed), settings,
                                 (index, position, group))
             for row in rows:
@@ -117,28 +118,32 @@ def _keys(plan: TablePlan, numbers: np.ndarray) -> Any:
 
 
 class _Samplers:
-    """A constrained sampler per table, and per set of event values a sequence's plan rules out (its categories
-    less those values)."""
+    """A constrained sampler per table, per set of event values a sequence's plan rules out (its categories less
+    those values), and per set of events whose planned run the row ends (their offsets added to the counts')."""
 
     def __init__(self, model, encoder: RelationalEncoder, plans: Sequence[TablePlan]):
         self.model, self.encoder, self.plans = model, encoder, plans
         self.made: dict[tuple, ConstrainedSampler] = {}
 
-    def get(self, table: int, ruled_out: tuple[tuple[int, str], ...] = ()) -> ConstrainedSampler:
-        found = self.made.get((table, ruled_out))
+    def get(self, table: int, ruled_out: tuple[tuple[int, str], ...] = (), ends: tuple[int, ...] = ()
+            ) -> ConstrainedSampler:
+        found = self.made.get((table, ruled_out, ends))
         if found is None:
-            columns = list(self.plans[table].table_schema.learned)
+            plan = self.plans[table]
+            columns = list(plan.table_schema.learned)
             for column, value in ruled_out:
                 codec = columns[column]  # a new codec, not model_copy: that keeps the cached trie of the old
                 columns[column] = type(codec)(**{**codec.model_dump(), "categories": [
                     c for c in codec.categories if codec.write(c) != value]})
-            found = self.made[(table, ruled_out)] = ConstrainedSampler(
-                self.model, self.encoder.rows[table], columns, _column_bias(self.plans[table]))
+            bias: dict[int, dict[int, float]] = {}
+            for offsets in [plan.count_bias] + [plan.end_bias[e] for e in ends if e < len(plan.end_bias)]:
+                for name, tokens in offsets.items():
+                    column = bias.setdefault(plan.learned_names.index(name), {})
+                    for token, offset in tokens.items():
+                        column[token] = column.get(token, 0.0) + offset
+            found = self.made[(table, ruled_out, ends)] = ConstrainedSampler(
+                self.model, self.encoder.rows[table], columns, bias)
         return found
-
-
-def _column_bias(plan: TablePlan) -> dict[int, dict[int, float]]:
-    return {plan.learned_names.index(name): offsets for name, offsets in plan.count_bias.items()}
 
 
 def _counted_columns(plan: TablePlan, plans: Sequence[TablePlan]) -> list[int]:
@@ -152,36 +157,60 @@ def _counted_columns(plan: TablePlan, plans: Sequence[TablePlan]) -> list[int]:
 
 
 @torch.no_grad()
-def count_calibration(model, encoder: RelationalEncoder, records: Sequence[RelationalRecord],
-                      plans: Sequence[TablePlan], seed: int = 0) -> dict[str, dict[str, dict[int, float]]]:
-    """Per table below the root, per column counting children or planned events (_counted_columns): the log of how
-    much more often each token starts the value in the training rows than the trained model starts it after those
-    rows' own contexts. A model trained for minutes writes a count's rare tail too seldom, which no one row's loss
-    shows: the demo bank's accounts with 11-14 transactions (every one of them a fraud account) came out at 2.4% of
-    accounts where training has 3.1%, so its fraud pattern at 6.5% of card accounts where training has 8.4%; with
-    these offsets on the first token at generation, 8.0% from the same model. The root's columns come in any order
-    in training, so their contexts are not one; they are left as the model writes them."""
+def calibrated(model, encoder: RelationalEncoder, records: Sequence[RelationalRecord], plans: Sequence[TablePlan],
+               seed: int = 0) -> list[TablePlan]:
+    """The plans with logit offsets for the first token of what a model trained for minutes writes too seldom or too
+    often, though no one row's loss shows it: the log of how much more often each token starts the value in the
+    training rows than the trained model starts it after those rows' own contexts.
+
+    - `count_bias`: per table below the root, its columns counting children or planned events (_counted_columns).
+      The demo bank's accounts with 11-14 transactions (every one of them a fraud account) came out at 2.4% of
+      accounts where training has 3.1%, so its fraud pattern at 6.5% of card accounts where training has 8.4%; with
+      the offsets, 8.0% from the same model. The root's columns come in any order in training, so their contexts
+      are not one; they are left as the model writes them.
+    - `end_bias`: per rare event of a sequence, the other columns of the row that ends its planned run. A burst's
+      end is seen once a sequence: one demo model wrote a small payment where the training rows have the large one
+      that ends a burst of fraud in half of them."""
     rng = np.random.default_rng(seed)
-    calibration = {}
+    by_table: dict[int, list[RelationalRecord]] = {}
+    for record in records:
+        by_table.setdefault(record.table, []).append(record)
+    updated = []
     for index, plan in enumerate(plans):
-        columns = _counted_columns(plan, plans) if plan.parent is not None else []
-        mine = [r for r in records if r.table == index]
-        if not columns or not mine:
-            continue
+        mine = by_table.get(index, [])
         if len(mine) > CALIBRATION_ROWS:
             mine = [mine[i] for i in sorted(rng.choice(len(mine), CALIBRATION_ROWS, replace=False))]
-        row, sampler = encoder.rows[index], ConstrainedSampler(model, encoder.rows[index], plan.table_schema.learned)
-        calibration[plan.name] = {}
-        for column in columns:
-            firsts = torch.tensor([row.value_ids(r.values[column])[0] for r in mine])  # a count is never missing
-            contexts = [row.encode(r.values, range(column), encoder.context_ids(r.context))[0][:-1]
-                        + row.segment_ids(column, first=column == 0) for r in mine]
-            real = torch.bincount(firsts, minlength=sampler.vocab_size).float() / len(mine)
-            written = _first_token_shares(model, contexts, sampler.value_tokens(column, b"")[0], encoder.pad_id)
-            offsets = (real.log() - written.clamp(min=1e-9).log()).clamp(-MAX_COUNT_BIAS, MAX_COUNT_BIAS)
-            calibration[plan.name][plan.learned_names[column]] = {
-                int(token): round(float(offsets[token]), 4) for token in torch.nonzero(real).flatten()}
-    return calibration
+        sampler = ConstrainedSampler(model, encoder.rows[index], plan.table_schema.learned)
+        counted = _counted_columns(plan, plans) if plan.parent is not None and mine else []
+        count_bias = {plan.learned_names[c]: _offsets(model, encoder, sampler, mine, index, c) for c in counted}
+        event_columns = {plan.learned_names.index(column) for column, _ in plan.events}
+        end_bias = []
+        for number in range(len(plan.events)):
+            ending = [r for r in by_table.get(index, []) if number in r.ends]
+            end_bias.append({plan.learned_names[c]: _offsets(model, encoder, sampler, ending, index, c)
+                             for c in range(len(plan.learned_names)) if c not in event_columns and ending})
+        updated.append(plan.model_copy(update={"count_bias": count_bias, "end_bias": end_bias}))
+    return updated
+
+
+def _offsets(model, encoder: RelationalEncoder, sampler: ConstrainedSampler, rows: list[RelationalRecord],
+             table: int, column: int) -> dict[int, float]:
+    """Logit offsets of the tokens that may start `column`'s value: the log of their share of the `rows`' values
+    (the model's own shares counting as one more row, so a token no row starts with is pushed down, not ruled
+    out) over the model's average share after the rows' contexts, clipped to MAX_BIAS."""
+    row = encoder.rows[table]
+    rows = [r for r in rows if r.values[column]]  # a missing value has no first token
+    if not rows:
+        return {}
+    contexts = [row.encode(r.values, range(column), encoder.context_ids(r.context))[0][:-1]
+                + row.segment_ids(column, first=column == 0) for r in rows]
+    allowed = sampler.value_tokens(column, b"")[0]
+    written = _first_token_shares(model, contexts, allowed, encoder.pad_id)
+    firsts = torch.tensor([row.value_ids(r.values[column])[0] for r in rows])
+    target = (torch.bincount(firsts, minlength=len(written)).float() + written) / (len(rows) + 1)
+    tokens = torch.nonzero(allowed).flatten()
+    offsets = (target[tokens].log() - written[tokens].clamp(min=1e-12).log()).clamp(-MAX_BIAS, MAX_BIAS)
+    return {int(token): round(float(offset), 4) for token, offset in zip(tokens, offsets) if abs(offset) >= 0.01}
 
 
 def _first_token_shares(model, contexts: list[list[int]], allowed: torch.Tensor, pad_id: int,
@@ -217,21 +246,22 @@ class _Events:
 
     def groups(self, members: list[int], counts: list[int], position: int) -> dict[tuple, list[int]]:
         """The parents by what the plan asks of their row at `position`: (event values it is given, event values
-        ruled out). A row is given an event where as many of it are still to come as rows are left (a burst the
-        model started late would otherwise be cut off by the sequence's end), or where the row before had it, more
-        are to come and the source's runs of it are never broken; an event none of which is left is ruled out (a
-        category's value: a flag's other value is then all that is left)."""
+        ruled out, events whose run it ends). A row is given an event where the plan fixes it (plan_fixes); an event
+        none of which is left is ruled out (a category's value: a flag's other value is then all that is left)."""
         grouped: dict[tuple, list[int]] = {}
         for p in members:
             forced: dict[int, str] = {}
-            ruled_out = []
-            for (_, value), column, left, run, before, categorical in zip(
-                    self.events, self.columns, self.left[p], self.runs, self.before[p], self.categorical):
-                if left >= counts[p] - position or (left > 0 and run and before):
+            ruled_out, ends = [], []
+            for number, ((_, value), column, left, run, before, categorical) in enumerate(zip(
+                    self.events, self.columns, self.left[p], self.runs, self.before[p], self.categorical)):
+                if plan_fixes(left, counts[p] - position, run, before):
                     forced.setdefault(column, value)
+                    if left == 1 and forced[column] == value:
+                        ends.append(number)
                 elif left <= 0 and categorical:
                     ruled_out.append((column, value))
-            key = (tuple(sorted(forced.items())), tuple(sorted(c for c in ruled_out if c[0] not in forced)))
+            key = (tuple(sorted(forced.items())), tuple(sorted(c for c in ruled_out if c[0] not in forced)),
+                   tuple(ends))
             grouped.setdefault(key, []).append(p)
         return grouped
 

@@ -42,7 +42,7 @@ class ConstrainedSampler:
     def __init__(self, model, encoder: RowEncoder, columns: Sequence[ColumnCodec],
                  first_token_bias: Mapping[int, Mapping[int, float]] | None = None):
         """`first_token_bias`: per column index, logit offsets of the tokens that may start its value (a related
-        table's calibrated counts: see generate.families.count_calibration)."""
+        table's calibrated counts: see generate.families.calibrated)."""
         self.model = model
         self.encoder = encoder
         self.columns = list(columns)

@@ -64,6 +64,7 @@ class RelationalRecord:
     family: int  # the root entity's number: a family goes to training or validation whole
     has_event: bool = False  # one of its sequence's rare events (data.families._event_hits)
     unlearned: int = 0  # columns at the row's start that the loss skips (see synthesizers.relational._event_rows)
+    ends: tuple[int, ...] = ()  # the rare events (by number) whose planned run this row ends (data.families._run_ends)
 
 
 def row_line(table: str, names: Sequence[str], values: Sequence[str]) -> str:

@@ -17,7 +17,7 @@ from llmsynth.data.relational import (
     Database, Layout, check_database, read_related, with_entity_table, with_order,
 )
 from llmsynth.errors import DataError, GenerateError
-from llmsynth.generate.families import Settings, count_calibration, generate_families, number_keys
+from llmsynth.generate.families import Settings, calibrated, generate_families, number_keys
 from llmsynth.scrub import ScrubConfig, scrub_table
 from llmsynth.data.families import TablePlan, family_records, learned_frames, ordered, table_plans
 from llmsynth.serialize.relational import RelationalEncoder, RelationalRecord
@@ -126,8 +126,7 @@ class RelationalSynthesizer(Synthesizer):
     def _calibrate(self, records: list[RelationalRecord]) -> None:
         if self.recipe.train.dp_epsilon is not None:  # the offsets are read off the rows as they are, without noise
             return
-        calibration = count_calibration(self.ready_model(), self.encoder, records, self.plans, self.recipe.train.seed)
-        self.plans = [plan.model_copy(update={"count_bias": calibration.get(plan.name, {})}) for plan in self.plans]
+        self.plans = calibrated(self.ready_model(), self.encoder, records, self.plans, self.recipe.train.seed)
 
     def _canary_template(self, records: list) -> dict[str, Any]:
         raise DataError("canaries are not supported for related tables yet; train without --canaries and --audit-canaries")
