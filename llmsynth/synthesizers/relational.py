@@ -126,7 +126,8 @@ class RelationalSynthesizer(Synthesizer):
     def _calibrate(self, records: list[RelationalRecord]) -> None:
         if self.recipe.train.dp_epsilon is not None:  # the offsets are read off the rows as they are, without noise
             return
-        self.plans = calibrated(self.ready_model(), self.encoder, records, self.plans, self.recipe.train.seed)
+        self.plans = calibrated(self.ready_model(), self.encoder, records, self.plans, self.recipe.train.seed,
+                                self.recipe.train.column_order)
 
     def _canary_template(self, records: list) -> dict[str, Any]:
         raise DataError("canaries are not supported for related tables yet; train without --canaries and --audit-canaries")
