@@ -202,8 +202,8 @@ def calibrated(model, encoder: RelationalEncoder, records: Sequence[RelationalRe
             so_far = plan.model_copy(update={"count_bias": count_bias, "end_bias": []})
             rows = _write(model, encoder, [*updated, so_far], families, None,
                           Settings(seed, 256, 1.0, 1.0, column_order))[plan.name]
-            generated = [RelationalRecord(index, row.above + row.head, tuple(
-                row.values[k][1:].decode() for k in range(len(plan.learned_names))), 0) for row in rows]
+            generated = [RelationalRecord(index, row.above + row.head, tuple(_texts(row.values, plan)), 0)
+                         for row in rows]
             count_bias[plan.learned_names[column]] = _offsets(model, encoder, sampler, mine, generated, index, column)
         event_columns = {plan.learned_names.index(column) for column, _ in plan.events}
         end_bias = []
@@ -325,13 +325,18 @@ def _sample(sampler: ConstrainedSampler, encoder: RelationalEncoder, plan: Table
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         mode = settings.column_order if plan.parent is None else "schema"  # as learned (RelationalEncoder.encode)
         orders = list(row_orders(len(chunk), len(names), list(fixed), mode, rng))
-        prefixes = [encoder.context_ids(row.above + text)
-                    for row, text in zip(chunk, heads[start:start + settings.batch_size])]
+        chunk_heads = heads[start:start + settings.batch_size]
+        prefixes = [encoder.context_ids(row.above + head) for row, head in zip(chunk, chunk_heads)]
         values = sampler.sample_batch(orders, fixed, generator, settings.temperature, settings.top_p, prefixes)
-        for row, sampled, head in zip(chunk, values, heads[start:start + settings.batch_size]):
+        for row, sampled, head in zip(chunk, values, chunk_heads):
             row.values, row.head = sampled, head
-            row.line = row_line(plan.name, names, [sampled[k][1:].decode() for k in range(len(names))])
+            row.line = row_line(plan.name, names, _texts(sampled, plan))
     return rows
+
+
+def _texts(values: dict[int, bytes], plan: TablePlan) -> list[str]:
+    """A written row's value texts, in its table's learned order (the sampler's bytes less their leading space)."""
+    return [values[k][1:].decode() for k in range(len(plan.learned_names))]
 
 
 def _frame(plan: TablePlan, rows: list[_Written], frames: dict[str, pd.DataFrame], by_name: dict[str, TablePlan],
