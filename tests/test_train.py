@@ -175,6 +175,20 @@ def test_a_run_that_levels_off_decays_its_learning_rate_and_stops(demo_table):
     assert synth.summary.stopped_because == "levelled off" and synth.summary.epochs < 50
 
 
+def test_a_schedule_short_enough_runs_to_its_end_and_keeps_its_last_weights(demo_table):
+    """full_schedule_steps: a small table's run is not ended by patience or the level-off rule (its validation loss
+    is a few rows' noisy figure) but decays to the end of its epochs; a longer schedule stops as before."""
+    table = demo_table.head(120)  # ~4 steps an epoch: 30 epochs are ~120 steps
+    settings = {"epochs": 30, "patience": 1, "learning_rate": 0.02, "anneal_below": 0.05, "anneal_epochs": 1}
+    short = TabularSynthesizer(tiny_recipe(**settings, full_schedule_steps=1000)).fit(
+        table, scrub=False, progress=False).summary
+    assert short.stopped_because == "epochs" and short.epochs == 30
+    assert short.kept_validation_loss > short.best_validation_loss  # the last weights, not the best
+    long = TabularSynthesizer(tiny_recipe(**settings, full_schedule_steps=10)).fit(
+        table, scrub=False, progress=False).summary
+    assert long.stopped_because in ("early stopping", "levelled off") and long.epochs < 30
+
+
 def test_the_last_decay_runs_straight_from_where_the_rate_stood_to_a_tenth():
     config = tiny_recipe(epochs=10, learning_rate=1e-2).train
     state = {}

@@ -19,8 +19,8 @@ DEFAULT_LORA_RECIPE = "smollm2-135m-lora"
 
 
 class TrainConfig(BaseModel):
-    """How long and how fast to train; defaults are the `tiny-cpu` recipe's but for `anneal_below`, which each recipe
-    turns on for itself."""
+    """How long and how fast to train; defaults are the `tiny-cpu` recipe's but for `anneal_below` and
+    `full_schedule_steps`, which each recipe turns on for itself."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -44,6 +44,11 @@ class TrainConfig(BaseModel):
                                        "None: the schedule spans `epochs` (or the time budget) and only `patience` "
                                        "stops early.")
     anneal_epochs: float = Field(2.0, gt=0, description="Length of that last decay, in epochs.")
+    full_schedule_steps: int | None = Field(None, ge=1, description="A run whose whole schedule (`epochs` of steps) "
+                                            "is at most this many steps runs it to the end, the learning rate's "
+                                            "decay included, and keeps its last weights; patience and "
+                                            "`anneal_below` are off for it. A small table's validation loss is a "
+                                            "few rows' noisy figure, and patience ended such runs before any decay.")
     keep: Literal["best", "last"] = Field("best", description="The weights training ends with: 'best', those of the "
                                           "lowest validation loss; 'last', those at the end of the learning rate's "
                                           "decay (the best where patience ends the run): a rare pattern is still "

@@ -90,6 +90,8 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     batch_size = max(1, config.batch_size // accelerator.num_processes)
     steps_per_epoch = math.ceil(len(train_rows) / (batch_size * accelerator.num_processes))
     total_steps = steps_per_epoch * config.epochs
+    if config.full_schedule_steps is not None and total_steps <= config.full_schedule_steps:
+        config = config.model_copy(update={"patience": total_steps + 1, "anneal_below": None, "keep": "last"})
     eval_steps = {math.ceil(steps_per_epoch * (k + 1) / config.evals_per_epoch) for k in range(config.evals_per_epoch)}
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, config, accelerator)
