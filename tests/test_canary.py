@@ -97,6 +97,22 @@ def test_table_canary_goes_into_the_categorical_column_with_most_categories(demo
         TabularSynthesizer(tiny_recipe(epochs=1)).fit(numbers, scrub=False, canaries=[1], progress=False)
 
 
+def test_a_table_canary_is_scored_and_prompted_at_its_column_slot(demo_table):
+    """A table model reads each column at its slot's positions; the canary test scores the secret and prompts for it
+    at the positions training gave them, and finds a secret put in 32 times (read at 0, 1, 2... instead, its exposure
+    halved, 25.6 -> 12.7 bits, and prompting found it no more)."""
+    synth = TabularSynthesizer(tiny_recipe(epochs=30, learning_rate=0.01)).fit(demo_table.head(200), scrub=False,
+                                                                               canaries=[32], progress=False)
+    secret = synth.canaries.inserted[0].secret
+    ids, positions = synth.canary_ids(synth.canaries, secret), synth.canary_positions(synth.canaries, secret)
+    secret_ids = synth.encoder.value_ids(secret)
+    slot = synth.encoder.slots[synth.canaries.template["column"]]
+    assert ids[-len(secret_ids):] == secret_ids and positions[-len(secret_ids):][0] > slot
+    assert positions[-len(secret_ids):] == list(range(positions[-len(secret_ids)], positions[-1] + 1))
+    groups = _groups(canary_figures(synth, synth.canaries, candidates=300, samples=16))
+    assert groups[32]["exposure"] > groups[0]["exposure"] + 18 and groups[32]["prompted_hits"] >= 1
+
+
 def test_cli_trains_with_canaries_and_eval_reports_them(tmp_path):
     demo = support_chats(70, seed=5)
     write_chats(tmp_path / "train.jsonl", demo.conversations[:56])

@@ -63,6 +63,36 @@ def test_digit_tokens_found_by_bisection_are_those_checked_one_by_one(trained):
         assert torch.equal(mask, slow.value_tokens(*key)[0]) and complete == slow.value_tokens(*key)[1]
 
 
+def test_the_sampler_reads_each_token_at_its_column_slot_as_training_did(trained):
+    """With column slots a row's tokens take their column's positions whatever the order; the sampler must feed the
+    model the positions training gave them, conditioned values and sampled ones alike."""
+    from llmsynth.generate.sampler import ConstrainedSampler
+
+    encoder, columns = trained.encoder, len(trained.schema.learned)
+    assert encoder.slots is not None  # the tiny recipe lays columns out in slots
+    model = trained.ready_model()
+    fed = []  # (token, position) of each step of a one-row batch
+
+    def read(module, args, kwargs):
+        fed.append((kwargs["input_ids"][0, 0].item(), kwargs["position_ids"][0, 0].item()))
+
+    hook = model.register_forward_pre_hook(read, with_kwargs=True)
+    state = [c.name for c in trained.schema.learned].index("state")
+    order = [state] + [c for c in reversed(range(columns)) if c != state]  # conditioned first, the rest reversed
+    try:
+        ConstrainedSampler(model, encoder, trained.schema.learned).sample_batch(
+            [order], {state: "TX"}, torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    tokens, positions = zip(*fed)
+    segments = {encoder.segment_ids(c, first=place == 0)[0]: c for place, c in enumerate(order)}
+    starts = [i for i, token in enumerate(tokens) if token in segments]
+    assert positions[0] == 0 and [segments[tokens[i]] for i in starts] == order
+    for start, end in zip(starts, starts[1:] + [len(tokens)]):
+        slot = encoder.slots[segments[tokens[start]]]
+        assert list(positions[start:end]) == list(range(slot, slot + end - start))
+
+
 def test_missing_values_appear_where_the_column_had_them(trained):
     rows = trained.sample(400, seed=5, temperature=1.5)
     nullable = {c.name for c in trained.schema.learned if c.nullable}

@@ -52,6 +52,27 @@ def test_token_encoding_decodes_to_the_row_text(order):
         assert labels[-1] == tokenizer.eos_token_id
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.permutations(range(3)))
+def test_column_slots_give_each_columns_tokens_the_same_positions_in_any_order(order):
+    names = ["state", "age", "rate"]
+    rows = [["CA", "34", "5.25"], ["NY", "", "112.00"], ["Utah", "7", "0.5"]]
+    tokenizer = train_tokenizer([row_text(names, r) for r in rows * 20], 300)
+    encoder = RowEncoder(tokenizer, names)
+    slots = encoder.lay_out_slots(rows)
+    assert slots[0] == 1 and all(a < b for a, b in zip(slots, slots[1:]))
+    for row in rows:
+        ids, labels, positions = encoder.encode(row, order)
+        assert len(positions) == len(ids) and positions[0] == 0 and positions[-1] == slots[-1]
+        start = 1
+        for place, column in enumerate(order):
+            length = len(encoder.segment_ids(column, first=place == 0)) + len(encoder.value_ids(row[column]))
+            assert positions[start:start + length] == list(range(slots[column], slots[column] + length))
+            assert slots[column] + length < slots[column + 1]  # the widest value still leaves a margin
+            start += length
+        assert RowEncoder(tokenizer, names).encode(row, order) == (ids, labels)  # no slots: ids and labels only
+
+
 def test_categories_are_one_token_each_and_sampled_as_their_text():
     """Byte-level BPE splits ` Never-married` at its hyphen into three or four tokens; a whole value is one, which
     the sampler reads as value bytes, while column segments stay the sampler's own and numbers keep their BPE."""

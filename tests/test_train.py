@@ -37,6 +37,19 @@ def test_padding_does_not_change_a_rows_loss():
     assert torch.allclose(row_loss(alone, 0), row_loss(padded, 0), atol=1e-5)
 
 
+def test_a_padded_batch_carries_each_rows_slot_positions(demo_table):
+    tokenizer = train_tokenizer([" a is 1, b is xyz"] * 10, 300)
+    encoder = RowEncoder(tokenizer, ["a", "b"])
+    encoder.lay_out_slots([["1", "x"], ["12345", "xyzxyzxyz"]])
+    rows = [encoder.encode(["1", "x"], [0, 1]), encoder.encode(["12345", "xyzxyzxyz"], [1, 0])]
+    batch = pad_batch(rows, encoder.pad_id)
+    for row, (ids, _, positions) in enumerate(rows):
+        assert batch["position_ids"][row, :len(ids)].tolist() == positions
+    assert rows[0][2] != list(range(len(rows[0][0])))  # the second column's slot starts past the first's margin
+    with pytest.raises(TrainError, match="packing"):  # packing reads restarting positions as where records begin
+        TabularSynthesizer(tiny_recipe(epochs=1, packing=True)).fit(demo_table.head(50), scrub=False, progress=False)
+
+
 def test_packed_records_do_not_see_each_other():
     tokenizer = train_tokenizer([" a is 1, b is xyz"] * 10, 300)
     encoder = RowEncoder(tokenizer, ["a", "b"])

@@ -28,13 +28,16 @@ EXTRACTION_SAMPLES = 64
 
 class CanaryHost(Protocol):
     """What the test needs of a fitted synthesizer, and no more: its causal LM ready to score, its tokenizer, and the
-    token ids of a canary's record (the kinds differ in where the secret goes)."""
+    token ids of a canary's record (the kinds differ in where the secret goes) with their position ids (None: the
+    usual ones)."""
 
     tokenizer: Any
 
     def ready_model(self) -> Any: ...
 
     def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]: ...
+
+    def canary_positions(self, canaries: CanarySet, secret: str | None) -> list[int] | None: ...
 
 
 @dataclass
@@ -61,8 +64,9 @@ def _common_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 def secret_log_likelihoods(model, sequences: Sequence[Sequence[int]], start: int, pad_id: int,
-                           batch_size: int = 128) -> np.ndarray:
-    """Per sequence, the summed log-probability of its tokens from position `start` on, given those before."""
+                           batch_size: int = 128, positions: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """Per sequence, the summed log-probability of its tokens from position `start` on, given those before (at
+    `positions`, where the model was trained with position ids of its own)."""
     import torch
 
     device = next(model.parameters()).device
@@ -73,11 +77,14 @@ def secret_log_likelihoods(model, sequences: Sequence[Sequence[int]], start: int
             width = max(len(s) for s in batch)
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
+            position_ids = torch.arange(width).repeat(len(batch), 1)
             for row, sequence in enumerate(batch):
                 ids[row, :len(sequence)] = torch.tensor(sequence)
                 mask[row, :len(sequence)] = 1
+                if positions is not None:
+                    position_ids[row, :len(sequence)] = torch.tensor(positions[first + row])
             ids, mask = ids.to(device), mask.to(device)
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids.to(device)).logits.float()
             log_probs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             scored = mask[:, 1:].clone()
             scored[:, :start - 1] = 0
@@ -91,10 +98,12 @@ def secret_scores(synthesizer: CanaryHost, canaries: CanarySet, secrets: Sequenc
     secret's record ids and where the secrets start (the first position any of them differs from the prefix)."""
     prompt = synthesizer.canary_ids(canaries, None)
     sequences = [synthesizer.canary_ids(canaries, secret) for secret in secrets]
+    positions = [synthesizer.canary_positions(canaries, secret) for secret in secrets]
     start = min(_common_length(prompt, s) for s in sequences)
     pad_id = synthesizer.tokenizer.pad_token_id
     scores = secret_log_likelihoods(synthesizer.ready_model(), sequences, start,
-                                    synthesizer.tokenizer.eos_token_id if pad_id is None else pad_id)
+                                    synthesizer.tokenizer.eos_token_id if pad_id is None else pad_id,
+                                    positions=None if positions[0] is None else positions)
     return scores, (prompt, sequences, start)
 
 
@@ -143,8 +152,12 @@ def canary_figures(synthesizer: CanaryHost, canaries: CanarySet, synthetic_texts
     torch.manual_seed(seed)
     prompt_ids = torch.tensor([prompt[:start]], device=model.device)
     longest = max(len(s) - start for s in sequences[:len(canaries.canaries)])
+    # the secret's tokens follow one another in its column's slot: generate counts on from the prompt's last position
+    prompt_positions = synthesizer.canary_positions(canaries, None)
+    positions = {} if prompt_positions is None else {
+        "position_ids": torch.tensor([prompt_positions[:start]], device=model.device)}
     with torch.inference_mode():
-        generated = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), do_sample=True,
+        generated = model.generate(prompt_ids, attention_mask=torch.ones_like(prompt_ids), **positions, do_sample=True,
                                    temperature=max(temperature, 1e-3), top_k=0, max_new_tokens=longest + 2,
                                    num_return_sequences=samples, pad_token_id=pad_id or 0)
     continuations = [_compact(synthesizer.tokenizer.decode(row[start:], skip_special_tokens=True))

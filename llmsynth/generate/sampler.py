@@ -33,6 +33,8 @@ class _Row:
     order: list[int]
     pending: deque
     position: int = 0  # index into order of the column being written
+    positions: deque = field(default_factory=deque)  # position ids of the pending tokens, with column slots
+    slot_fill: int = 0  # tokens written in the current column's slot
     value: bytes = b""
     values: dict[int, bytes] = field(default_factory=dict)
     done: bool = False
@@ -112,16 +114,25 @@ class ConstrainedSampler:
             return self.encoder.end_of_row_id
         return self.encoder.segment_ids(row.order[row.position + 1], first=False)[0]
 
+    def _queue(self, row: _Row, tokens: Sequence[int], column: int) -> None:
+        """Tokens for the model to read next, in `column`'s slot where the encoder lays columns in slots."""
+        row.pending.extend(tokens)
+        if self.encoder.slots is not None:
+            start = self.encoder.slots[column] + row.slot_fill
+            row.positions.extend(range(start, start + len(tokens)))
+            row.slot_fill += len(tokens)
+
     def _forced_prefix(self, row: _Row, conditions: dict[int, str]) -> None:
         """Queue the sampler-written tokens up to the next value the model must choose."""
         while row.position < len(row.order):
             column = row.order[row.position]
-            row.pending.extend(self.encoder.segment_ids(column, first=row.position == 0))
+            row.slot_fill = 0
+            self._queue(row, self.encoder.segment_ids(column, first=row.position == 0), column)
             if column not in conditions:
                 return
             text = conditions[column]
             row.values[column] = (" " + text).encode() if text else b""
-            row.pending.extend(self.encoder.value_ids(text))
+            self._queue(row, self.encoder.value_ids(text), column)
             row.position += 1
         row.done = True
 
@@ -134,14 +145,18 @@ class ConstrainedSampler:
         Rows advance in lock step, a longer prefix simply being written for more steps."""
         device = self.model.device
         prefixes = prefixes if prefixes is not None else [self.encoder.prefix_ids] * len(orders)
-        rows = [_Row(order=list(order), pending=deque(prefix)) for order, prefix in zip(orders, prefixes)]
+        rows = [_Row(order=list(order), pending=deque(prefix), positions=deque(range(len(prefix))))
+                for order, prefix in zip(orders, prefixes)]
         for row in rows:
             self._forced_prefix(row, conditions)
         cache = DynamicCache()
         live = list(range(len(rows)))  # rows still being written; each has a token pending
         while live:
             feed = torch.tensor([rows[i].pending.popleft() for i in live], dtype=torch.long)
-            logits = forward_cached(self.model, cache, input_ids=feed[:, None].to(device)).logits
+            # without slots the model counts positions itself: every row has read as many tokens
+            positions = {} if self.encoder.slots is None else {
+                "position_ids": torch.tensor([rows[i].positions.popleft() for i in live])[:, None].to(device)}
+            logits = forward_cached(self.model, cache, input_ids=feed[:, None].to(device), **positions).logits
             choosing = [k for k, i in enumerate(live) if not rows[i].pending and not rows[i].done]
             if choosing:
                 chosen = self._choose(logits[choosing, -1].float().cpu(), [rows[live[k]] for k in choosing],
@@ -180,7 +195,7 @@ class ConstrainedSampler:
                 self._forced_prefix(row, conditions)
         else:
             row.value += self.token_bytes[token]
-            row.pending.append(token)
+            self._queue(row, [token], row.order[row.position])
 
 
 def _dense(offsets: Mapping[int, float], size: int) -> torch.Tensor:

@@ -22,6 +22,9 @@ class TinyModelConfig(BaseModel):
     num_heads: int = Field(4, description="Attention heads.")
     intermediate_size: int = Field(384, description="Width of the MLP.")
     max_length: int = Field(512, description="Longest row in tokens the model can see.")
+    column_slots: bool = Field(True, description="Tables: each column's tokens at the same positions whatever the "
+                               "row's column order (see serialize.tabular.RowEncoder), so that one layer tells an "
+                               "income's digits from a room count's.")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequence[str] = (),

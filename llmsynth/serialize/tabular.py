@@ -85,12 +85,19 @@ class RowEncoder:
     is the model's decision that the previous value is complete, so it is learned; the rest of a
     segment is written by the sampler and masked out of the loss. With the tiny preset each segment
     is a single token, so a column boundary costs one step.
+
+    With column slots (`slots`: where each column's segment starts) a token's position id is its place in its
+    column's slot, whatever the row's column order: a one-layer model tells which column a value token belongs to
+    only by its position (` 4` starts an income as well as a room count), and the orders that move conditioned
+    columns to the front would otherwise put each column at ever other positions. Rows are then encoded with a third
+    list, their position ids.
     """
 
     def __init__(self, tokenizer, names: Sequence[str], end_of_row_id: int | None = None,
-                 prefix_ids: Sequence[int] | None = None):
+                 prefix_ids: Sequence[int] | None = None, slots: Sequence[int] | None = None):
         """`end_of_row_id` closes the row (default: end of sequence; a conversation's metadata header has its own);
-        `prefix_ids` open it (default: beginning of sequence; a chat template's system turn has its own)."""
+        `prefix_ids` open it (default: beginning of sequence; a chat template's system turn has its own); `slots`:
+        the first position of each column's slot and, last, the end of row's (see `lay_out_slots`)."""
         self.tokenizer = tokenizer
         self.column_count = len(names)
         bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
@@ -104,6 +111,20 @@ class RowEncoder:
         self.next_segment_ids = [after for _, after in segments]
         self.end_of_value_ids = sorted({ids[0] for ids in self.next_segment_ids} | {self.end_of_row_id})
         self._value_cache: dict[str, list[int]] = {}
+        self.slots = list(slots) if slots is not None else None
+        if self.slots is not None and len(self.slots) != self.column_count + 1:
+            raise ModelError(f"{len(self.slots)} column slots for {self.column_count} columns and the end of row")
+
+    def lay_out_slots(self, records: Sequence[Sequence[str]], margin: int = 1) -> list[int]:
+        """Column slots wide enough for each column's segment and longest value in `records`, plus `margin`; a longer
+        value sampled later runs on into the next slot, which only blurs its last tokens' positions."""
+        start, slots = len(self.prefix_ids), []
+        for column in range(self.column_count):
+            slots.append(start)
+            segment = max(len(self.first_segment_ids[column]), len(self.next_segment_ids[column]))
+            start += segment + max(len(self.value_ids(record[column])) for record in records) + margin
+        self.slots = slots + [start]
+        return self.slots
 
     def encode_text(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -119,12 +140,13 @@ class RowEncoder:
                 self._value_cache[text] = ids
         return ids
 
-    def encode(self, values: Sequence[str], order: Sequence[int],
-               prefix_ids: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+    def encode(self, values: Sequence[str], order: Sequence[int], prefix_ids: Sequence[int] | None = None
+               ) -> tuple[list[int], list[int]] | tuple[list[int], list[int], list[int]]:
         """Ids and labels for one row with its columns in `order`, after `prefix_ids` (default: the encoder's;
-        a related table's row has its own context) that the loss skips."""
+        a related table's row has its own context) that the loss skips; with column slots, its position ids too."""
         prefix = self.prefix_ids if prefix_ids is None else prefix_ids
         ids, labels = list(prefix), [IGNORE] * len(prefix)
+        positions = list(range(len(prefix)))
         cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
         for position, column in enumerate(order):
             segment = self.next_segment_ids[column] if position else self.first_segment_ids[column]
@@ -134,6 +156,10 @@ class RowEncoder:
             ids += segment + value
             learned_end = segment[:1] if position > 0 else []
             labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value
+            if self.slots is not None:
+                positions += range(self.slots[column], self.slots[column] + len(segment) + len(value))
         ids.append(self.end_of_row_id)
         labels.append(self.end_of_row_id)
-        return ids, labels
+        if self.slots is None:
+            return ids, labels
+        return ids, labels, positions + [self.slots[-1]]

@@ -221,6 +221,11 @@ class Synthesizer:
         prefix. (With `ready_model` and `tokenizer`, what the canary test needs of a synthesizer.)"""
         raise NotImplementedError
 
+    def canary_positions(self, canaries: CanarySet, secret: str | None) -> list[int] | None:
+        """The position ids of `canary_ids`, where the model was trained with positions of its own (a table's column
+        slots); None: the usual 0, 1, 2..."""
+        return None
+
     # -- sample ------------------------------------------------------------------------------------------------
     def iter_sample(self, n: int, conditions=None, seed: int = 0, temperature: float = 1.0, top_p: float = 1.0,
                     batch_size: int | None = None, progress: bool = True, shard: tuple[int, int] = (0, 1),

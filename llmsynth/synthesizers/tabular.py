@@ -12,7 +12,7 @@ import pandas as pd
 from llmsynth.data.canaries import CanarySet
 from llmsynth.data.io import check_table, read_table
 from llmsynth.data.schema import Schema, infer_schema
-from llmsynth.errors import DataError, GenerateError
+from llmsynth.errors import DataError, GenerateError, TrainError
 from llmsynth.generate.fair import fair_rows
 from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
@@ -40,6 +40,7 @@ class TabularSynthesizer(Synthesizer):
         self.schema: Schema | None = None
         self._source = "the DataFrame"
         self._sampler: ConstrainedSampler | None = None
+        self._slots: list[int] | None = None  # the column slots of a loaded model (see RowEncoder)
 
     # -- fit: a DataFrame or a table file (CSV, Parquet, JSONL) -------------------------------------------------
     def _read(self, data: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
@@ -57,6 +58,7 @@ class TabularSynthesizer(Synthesizer):
         except DataError as exc:
             raise DataError(f"{self._source}: {exc}") from exc
         self._sampler = None
+        self._slots = None
         return value_texts(table, self.schema.learned)
 
     def _names(self) -> list[str]:
@@ -73,9 +75,15 @@ class TabularSynthesizer(Synthesizer):
         return whole_values(self.schema.learned)
 
     def _new_encoder(self) -> RowEncoder:
-        return RowEncoder(self.tokenizer, self._names())
+        return RowEncoder(self.tokenizer, self._names(), slots=self._slots)
 
     def _examples(self, records: list, canaries: list, train: list, validation: list) -> tuple[list, list, dict]:
+        if self.base_model is None and self.recipe.tiny.column_slots:  # a pretrained base keeps its own positions
+            if self.recipe.train.packing:
+                raise TrainError("packing reads where position ids restart as where records begin, and column slots "
+                                 "give a row's tokens positions of their own: set train.packing or "
+                                 "tiny.column_slots to false in the recipe")
+            self._slots = self.encoder.lay_out_slots(records + canaries)
         columns = range(len(self.schema.learned))
         longest = max(len(self.encoder.encode(r, columns)[0]) for r in records + canaries)
         if self.base_model is None and longest > self.recipe.tiny.max_length:
@@ -151,16 +159,25 @@ class TabularSynthesizer(Synthesizer):
         return self._canary_values(self.canaries, secret)
 
     def canary_ids(self, canaries: CanarySet, secret: str | None) -> list[int]:
+        return self._canary_encoding(canaries, secret)[0][:-1]
+
+    def canary_positions(self, canaries: CanarySet, secret: str | None) -> list[int] | None:
+        encoding = self._canary_encoding(canaries, secret)
+        return encoding[2][:-1] if len(encoding) == 3 else None
+
+    def _canary_encoding(self, canaries: CanarySet, secret: str | None) -> tuple[list[int], ...]:
+        """The canary's row with the secret's column last, so that its record up to the secret is a prompt."""
         column = canaries.template["column"]
         order = [i for i in range(len(self.schema.learned)) if i != column] + [column]
-        return self.encoder.encode(self._canary_values(canaries, secret), order)[0][:-1]
+        return self.encoder.encode(self._canary_values(canaries, secret), order)
 
     # -- save / load -------------------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
         return {"schema": self.schema.model_dump(mode="json"),
                 "serialization": {"style": "great", "field": " {name} is {value}", "separator": ",",
                                   "column_order": self.recipe.train.column_order, "null": "empty value",
-                                  "end_of_row": self.tokenizer.eos_token}}
+                                  "end_of_row": self.tokenizer.eos_token, "column_slots": self.encoder.slots}}
 
     def _restore(self, manifest: dict[str, Any]) -> None:
         self.schema = Schema.model_validate(manifest["schema"])
+        self._slots = manifest["serialization"].get("column_slots")

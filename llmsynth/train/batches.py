@@ -14,23 +14,31 @@ from llmsynth.serialize.tabular import IGNORE
 from llmsynth.train.config import TrainConfig
 
 
-def pad_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor | int]:
-    """One record per row, padded to the longest; `tokens` counts the real ones (not a model input). Filled in
-    numpy: a tensor per row cost a tiny model's training a few percent of its time."""
-    lengths = np.array([len(ids) for ids, _ in examples])
+def pad_batch(examples: Sequence[tuple[list[int], ...]], pad_id: int) -> dict[str, torch.Tensor | int]:
+    """One record per row, padded to the longest, with its position ids where the examples carry them (column
+    slots); `tokens` counts the real ones (not a model input). Filled in numpy: a tensor per row cost a tiny model's
+    training a few percent of its time."""
+    lengths = np.array([len(example[0]) for example in examples])
     input_ids = np.full((len(examples), lengths.max()), pad_id, dtype=np.int64)
     labels = np.full(input_ids.shape, IGNORE, dtype=np.int64)
-    for row, (ids, row_labels) in enumerate(examples):
+    positions = np.zeros(input_ids.shape, dtype=np.int64) if len(examples[0]) == 3 else None
+    for row, (ids, row_labels, *row_positions) in enumerate(examples):
         input_ids[row, : len(ids)] = ids
         labels[row, : len(ids)] = row_labels
+        if positions is not None:
+            positions[row, : len(ids)] = row_positions[0]
     attention = (np.arange(input_ids.shape[1]) < lengths[:, None]).astype(np.int64)
-    return {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
-            "attention_mask": torch.from_numpy(attention), "tokens": int(lengths.sum())}
+    batch = {"input_ids": torch.from_numpy(input_ids), "labels": torch.from_numpy(labels),
+             "attention_mask": torch.from_numpy(attention), "tokens": int(lengths.sum())}
+    if positions is not None:
+        batch["position_ids"] = torch.from_numpy(positions)
+    return batch
 
 
 def pack_batch(examples: Sequence[tuple[list[int], list[int]]], pad_id: int,
                length: int) -> dict[str, torch.Tensor | int]:
-    """The same records laid end to end in as few rows of at most `length` tokens as first-fit decreasing finds.
+    """The same records laid end to end in as few rows of at most `length` tokens as first-fit decreasing finds
+    (records without position ids of their own: see `collate`).
 
     Each record's position ids start at 0 again, and no attention mask is passed: transformers reads the restarts
     as sequence boundaries and builds a block-diagonal causal mask, so no token sees another record. A record's
@@ -73,16 +81,16 @@ def collate(config: TrainConfig, pad_id: int):
     return lambda examples: pad_batch(examples, pad_id)
 
 
-def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarray:
+def column_order(columns: int, mode: str, rng: np.random.Generator, schema_share: float = 0.5) -> np.ndarray:
     """One training example's column order.
 
-    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional: half the
-    examples in schema order, the rest with a random subset moved to the front in random order, which is
+    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional: `schema_share` of
+    the examples in schema order, the rest with a random subset moved to the front in random order, which is
     exactly what sampling does with conditioned columns, while the fixed order is learned quickly.
     """
     if mode == "random" or columns == 0:
         return rng.permutation(columns)
-    if mode == "schema" or rng.random() < 0.5:
+    if mode == "schema" or rng.random() < schema_share:
         return np.arange(columns)
     front = rng.permutation(columns)[: rng.integers(1, columns + 1)]
     rest = np.ones(columns, dtype=bool)
@@ -90,9 +98,10 @@ def column_order(columns: int, mode: str, rng: np.random.Generator) -> np.ndarra
     return np.concatenate([front, np.flatnonzero(rest)])
 
 
-def epoch_examples(records: Sequence, encoder, seed: int, epoch: int, mode: str, shuffle_rows: bool = True):
+def epoch_examples(records: Sequence, encoder, config: TrainConfig, epoch: int, shuffle_rows: bool = True):
     """Every record (a row, or a conversation with its metadata) once, in a seeded order, each with its own seeded
     column order; `encoder` is a RowEncoder or a ChatEncoder."""
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([config.seed, epoch])
     row_order = rng.permutation(len(records)) if shuffle_rows else np.arange(len(records))
-    return [encoder.encode(records[i], column_order(encoder.column_count, mode, rng)) for i in row_order]
+    return [encoder.encode(records[i], column_order(encoder.column_count, config.column_order, rng,
+                                                    config.schema_order_share)) for i in row_order]

@@ -19,8 +19,8 @@ DEFAULT_LORA_RECIPE = "smollm2-135m-lora"
 
 
 class TrainConfig(BaseModel):
-    """How long and how fast to train; defaults are the `tiny-cpu` recipe's but for `anneal_below` and
-    `full_schedule_steps`, which each recipe turns on for itself."""
+    """How long and how fast to train; defaults are the `tiny-cpu` recipe's but for `anneal_below`,
+    `full_schedule_steps` and `schema_order_share`, which each recipe sets for itself."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +33,9 @@ class TrainConfig(BaseModel):
         "conditional", description="Column order of training examples: 'random' shuffles every example (GReaT); "
         "'schema' keeps the table's order (learns fastest, conditions only well on leading columns); "
         "'conditional' mixes the two so that any conditioned subset can be written first.")
+    schema_order_share: float = Field(0.5, ge=0, le=1, description="'conditional' order: the share of examples in "
+                                      "the table's order (what unconditioned sampling writes); the rest move a "
+                                      "random subset of columns to the front, as conditioned sampling does.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
     validation_fraction: float = Field(0.1, ge=0.01, le=0.5, description="Rows held out for early stopping.")
     evals_per_epoch: int = Field(1, ge=1, description="Validation passes (and checkpoints) per epoch.")

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from llmsynth.errors import TrainError
 from llmsynth.serialize.tabular import IGNORE
 from llmsynth.train.batches import column_order, pad_batch
+from llmsynth.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +35,17 @@ ACCOUNTANT = "rdp"
 class _Records(Dataset):
     """Records encoded on access, each time with a fresh column order (as the ordinary loop's epochs have)."""
 
-    def __init__(self, records: Sequence, encoder, mode: str, seed: int):
-        self.records, self.encoder, self.mode = records, encoder, mode
-        self.rng = np.random.default_rng([seed, 0xD9])
+    def __init__(self, records: Sequence, encoder, config: TrainConfig):
+        self.records, self.encoder, self.config = records, encoder, config
+        self.rng = np.random.default_rng([config.seed, 0xD9])
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int):
-        return self.encoder.encode(self.records[index], column_order(self.encoder.column_count, self.mode, self.rng))
+        order = column_order(self.encoder.column_count, self.config.column_order, self.rng,
+                             self.config.schema_order_share)
+        return self.encoder.encode(self.records[index], order)
 
 
 def default_delta(records: int) -> float:
@@ -69,7 +72,7 @@ class PrivateTraining:
         self.target_epsilon = config.dp_epsilon
         self.delta = config.dp_delta or default_delta(len(records))
         self.max_grad_norm = config.dp_max_grad_norm
-        loader = DataLoader(_Records(records, encoder, config.column_order, config.seed), batch_size=batch_size,
+        loader = DataLoader(_Records(records, encoder, config), batch_size=batch_size,
                             collate_fn=lambda examples: pad_batch(examples, encoder.pad_id))
         with warnings.catch_warnings():  # "secure RNG turned off": the noise comes from torch's generator
             warnings.simplefilter("ignore")

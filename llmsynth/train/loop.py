@@ -98,7 +98,7 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     model, optimizer, private = _prepared(model, optimizer, accelerator, train_rows, encoder, config, batch_size,
                                           resume)
     validation = accelerator.prepare(DataLoader(
-        epoch_examples(validation_rows, encoder, config.seed, 1_000_000, config.column_order, shuffle_rows=False),
+        epoch_examples(validation_rows, encoder, config, 1_000_000, shuffle_rows=False),
         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
     state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint,
                             config.max_batch_tokens, bf16)
@@ -179,7 +179,7 @@ def _prepared(model, optimizer, accelerator: Accelerator, train_rows: Sequence, 
 def _epoch_batches(train_rows: Sequence, encoder, config: TrainConfig, state: dict, batch_size: int,
                    accelerator: Accelerator) -> DataLoader:
     """This epoch's batches, in its seeded order, past those a resumed run took already."""
-    loader = DataLoader(epoch_examples(train_rows, encoder, config.seed, state["epoch"], config.column_order),
+    loader = DataLoader(epoch_examples(train_rows, encoder, config, state["epoch"]),
                         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id))
     return accelerator.skip_first_batches(accelerator.prepare(loader), state["step_in_epoch"])
 
