@@ -48,6 +48,7 @@ bench: .venv-bench/.installed
 	.venv-bench/bin/python eval/bench_sampling.py
 	.venv-bench/bin/python eval/bench_peers.py
 	.venv-bench/bin/python eval/bench_fit.py
+	.venv-bench/bin/python eval/bench_conditions.py
 	.venv-bench/bin/python eval/bench_release.py
 	.venv-bench/bin/python eval/bench_relational.py
 

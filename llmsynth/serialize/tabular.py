@@ -89,7 +89,7 @@ class RowEncoder:
     With column slots (`slots`: where each column's segment starts) a token's position id is its place in its
     column's slot, whatever the row's column order: a one-layer model tells which column a value token belongs to
     only by its position (` 4` starts an income as well as a room count), and the orders that move conditioned
-    columns to the front would otherwise put each column at ever other positions. Rows are then encoded with a third
+    columns to the front would otherwise put each column at other positions in each. Rows are then encoded with a third
     list, their position ids.
     """
 
