@@ -81,16 +81,18 @@ def collate(config: TrainConfig, pad_id: int):
     return lambda examples: pad_batch(examples, pad_id)
 
 
-def column_order(columns: int, mode: str, rng: np.random.Generator, schema_share: float = 0.5) -> np.ndarray:
-    """One training example's column order.
+def column_order(columns: int, config: TrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """One training example's column order, as `config.column_order` asks.
 
-    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional: `schema_share` of
-    the examples in schema order, the rest with a random subset moved to the front in random order, which is
-    exactly what sampling does with conditioned columns, while the fixed order is learned quickly.
+    random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional:
+    `config.schema_order_share` of the examples in schema order, the rest with a random subset moved to the front in
+    random order, which is exactly what sampling does with conditioned columns, while the fixed order is learned
+    quickly.
     """
+    mode = config.column_order
     if mode == "random" or columns == 0:
         return rng.permutation(columns)
-    if mode == "schema" or rng.random() < schema_share:
+    if mode == "schema" or rng.random() < config.schema_order_share:
         return np.arange(columns)
     front = rng.permutation(columns)[: rng.integers(1, columns + 1)]
     rest = np.ones(columns, dtype=bool)
@@ -103,5 +105,4 @@ def epoch_examples(records: Sequence, encoder, config: TrainConfig, epoch: int, 
     column order; `encoder` is a RowEncoder or a ChatEncoder."""
     rng = np.random.default_rng([config.seed, epoch])
     row_order = rng.permutation(len(records)) if shuffle_rows else np.arange(len(records))
-    return [encoder.encode(records[i], column_order(encoder.column_count, config.column_order, rng,
-                                                    config.schema_order_share)) for i in row_order]
+    return [encoder.encode(records[i], column_order(encoder.column_count, config, rng)) for i in row_order]

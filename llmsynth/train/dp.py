@@ -43,9 +43,7 @@ class _Records(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int):
-        order = column_order(self.encoder.column_count, self.config.column_order, self.rng,
-                             self.config.schema_order_share)
-        return self.encoder.encode(self.records[index], order)
+        return self.encoder.encode(self.records[index], column_order(self.encoder.column_count, self.config, self.rng))
 
 
 def default_delta(records: int) -> float:
