@@ -146,7 +146,7 @@ class RowEncoder:
         a related table's row has its own context) that the loss skips; with column slots, its position ids too."""
         prefix = self.prefix_ids if prefix_ids is None else prefix_ids
         ids, labels = list(prefix), [IGNORE] * len(prefix)
-        positions = list(range(len(prefix)))
+        positions = list(range(len(prefix))) if self.slots is not None else None
         cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
         for position, column in enumerate(order):
             segment = self.next_segment_ids[column] if position else self.first_segment_ids[column]
