@@ -145,7 +145,8 @@ class ConstrainedSampler:
         Rows advance in lock step, a longer prefix simply being written for more steps."""
         device = self.model.device
         prefixes = prefixes if prefixes is not None else [self.encoder.prefix_ids] * len(orders)
-        rows = [_Row(order=list(order), pending=deque(prefix), positions=deque(range(len(prefix))))
+        slots = self.encoder.slots is not None
+        rows = [_Row(order=list(order), pending=deque(prefix), positions=deque(range(len(prefix)) if slots else ()))
                 for order, prefix in zip(orders, prefixes)]
         for row in rows:
             self._forced_prefix(row, conditions)
@@ -154,7 +155,7 @@ class ConstrainedSampler:
         while live:
             feed = torch.tensor([rows[i].pending.popleft() for i in live], dtype=torch.long)
             # without slots the model counts positions itself: every row has read as many tokens
-            positions = {} if self.encoder.slots is None else {
+            positions = {} if not slots else {
                 "position_ids": torch.tensor([rows[i].positions.popleft() for i in live])[:, None].to(device)}
             logits = forward_cached(self.model, cache, input_ids=feed[:, None].to(device), **positions).logits
             choosing = [k for k, i in enumerate(live) if not rows[i].pending and not rows[i].done]
