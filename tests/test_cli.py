@@ -104,7 +104,8 @@ def test_interrupted_training_resumes_to_the_same_weights(demo_table, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(yaml.safe_dump({
         "tiny": {"vocab_size": 400, "hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
-        "train": {"epochs": 20, "batch_size": 16, "learning_rate": 0.003, "patience": 100},
+        "train": {"epochs": 20, "batch_size": 16, "learning_rate": 0.003, "patience": 100,
+                  "weight_average_epochs": 20},  # the whole run's average: it must be checkpointed too
     }))
     source = tmp_path / "customers.csv"
     demo_table.head(300).to_csv(source, index=False)

@@ -224,3 +224,35 @@ def test_keep_last_ends_with_the_decay_s_weights_and_patience_still_returns_the_
     recipe = tiny_recipe(epochs=50, patience=1, learning_rate=0.05, keep="last")
     stopped = TabularSynthesizer(recipe).fit(table, scrub=False, progress=False).summary
     assert stopped.stopped_because == "early stopping" and stopped.kept_validation_loss == stopped.best_validation_loss
+
+
+def test_the_weight_average_counts_each_step_decay_times_the_next_and_never_the_initial_weights():
+    from llmsynth.train.average import WeightAverage
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    frozen = torch.nn.Linear(1, 1, bias=False).requires_grad_(False)
+    average = WeightAverage(torch.nn.Sequential(model, frozen), decay=0.5)
+    assert list(average.named) == ["0.weight"]  # trainable weights only
+    for value in (4.0, 2.0, 1.0):
+        model.weight.data.fill_(value)
+        average.update()
+    expected = (0.25 * 4 + 0.5 * 2 + 1 * 1) / (0.25 + 0.5 + 1)
+    with average.applied():
+        assert model.weight.item() == pytest.approx(expected)
+    assert model.weight.item() == 1.0  # the trained weights back
+    restored = WeightAverage(torch.nn.Sequential(model, frozen), decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    restored.copy_to_model()
+    assert model.weight.item() == pytest.approx(expected)
+
+
+def test_a_run_with_a_weight_average_ends_with_the_average(demo_table, tmp_path):
+    """keep: last with weight_average_epochs: the model holds the averaged weights, not the last step's."""
+    recipe = tiny_recipe(epochs=4, keep="last", weight_average_epochs=1)
+    synth = TabularSynthesizer(recipe).fit(demo_table.head(240), workdir=tmp_path, scrub=False, progress=False)
+    last = next((tmp_path / CHECKPOINT_DIR).glob("step-*"))
+    trained, average = load_file(last / "weights.safetensors"), load_file(last / "average.safetensors")
+    steps_per_epoch = 7  # 216 training rows in batches of 32: an average over the last ~7 steps
+    weights, scale = synth.model.state_dict(), 1 - (1 - 1 / steps_per_epoch) ** int(average["updates"])
+    assert trained and all(torch.allclose(weights[name], average[f"running.{name}"] / scale) for name in trained)
+    assert not all(torch.equal(weights[name], tensor) for name, tensor in trained.items())

@@ -20,7 +20,7 @@ DEFAULT_LORA_RECIPE = "smollm2-135m-lora"
 
 class TrainConfig(BaseModel):
     """How long and how fast to train; defaults are the `tiny-cpu` recipe's but for `anneal_below`,
-    `full_schedule_steps` and `schema_order_share`, which each recipe sets for itself."""
+    `full_schedule_steps`, `schema_order_share` and `weight_average_epochs`, which each recipe sets for itself."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -57,6 +57,11 @@ class TrainConfig(BaseModel):
                                           "decay (the best where patience ends the run): a rare pattern is still "
                                           "learned in the decay while the validation loss, made of common tokens, "
                                           "may rise a little.")
+    weight_average_epochs: float | None = Field(None, gt=0, description="Keep a running (exponential) average of "
+                                                "the weights over about this many epochs' last steps; validation, "
+                                                "the best weights and the weights kept are the average's. A small "
+                                                "model's last weights carry its last steps' noise, which shows in "
+                                                "the shares of the values it writes. None: no average.")
     max_minutes: float | None = Field(None, gt=0, description="Wall-clock budget; stops at the next validation past it.")
     packing: bool = Field(False, description="Lay short records end to end in rows of `pack_length` tokens (no "
                           "attention across records) instead of padding each one: fewer wasted tokens per step.")

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from llmsynth.errors import TrainError
 from llmsynth.processes import on_cpu
 from llmsynth.serialize.tabular import IGNORE
+from llmsynth.train.average import WeightAverage
 from llmsynth.train.batches import collate, epoch_examples
 from llmsynth.train.config import TrainConfig
 
@@ -80,8 +81,8 @@ def resolve_precision(precision: str, parameters: int) -> str:
 
 def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: Sequence, encoder, config: TrainConfig,
                 workdir: Path, resume: bool = False, fingerprint: str = "", progress: bool = True) -> TrainSummary:
-    """Train in place; on return the model holds the weights with the best validation loss. `progress`: a progress
-    bar (on the main process)."""
+    """Train in place; on return the model holds the weights `config.keep` asks for (of the weights' running average
+    with `config.weight_average_epochs`). `progress`: a progress bar (on the main process)."""
     parameters = sum(p.numel() for p in model.parameters())
     precision = "fp32" if config.dp_epsilon is not None else resolve_precision(config.precision, parameters)
     accelerator, bf16 = Accelerator(cpu=on_cpu()), precision == "bf16"  # bf16: see _autocast
@@ -100,8 +101,10 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     validation = accelerator.prepare(DataLoader(
         epoch_examples(validation_rows, encoder, config, 1_000_000, shuffle_rows=False),
         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
+    average = None if config.weight_average_epochs is None else \
+        WeightAverage(model, 1 - 1 / max(1.0, config.weight_average_epochs * steps_per_epoch))
     state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint,
-                            config.max_batch_tokens, bf16)
+                            config.max_batch_tokens, bf16, average)
     state["anneal_steps"] = math.ceil(config.anneal_epochs * steps_per_epoch)
     learning_rate = _schedule(config, total_steps, state)
     started = time.perf_counter() - state["seconds"]
@@ -120,6 +123,8 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
             state["tokens"] += batch.pop("tokens") * accelerator.num_processes
             loss = private.step(batch) if private is not None else training_step(
                 model, batch, optimizer, accelerator, trainable, config.max_grad_norm, config.max_batch_tokens, bf16)
+            if average is not None:
+                average.update()
             state["step_in_epoch"] += 1
             state["global_step"] += 1
             elapsed = time.perf_counter() - started
@@ -129,7 +134,7 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
                 bar.set_postfix(loss=f"{last_loss:.3f}", tok_s=f"{state['tokens'] / elapsed:.0f}")
             if state["step_in_epoch"] in eval_steps:
                 stopped = _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed,
-                                    bf16)
+                                    bf16, average)
                 bar.set_postfix(loss=f"{last_loss:.3f}", val=f"{state['last_val']:.3f}",
                                 tok_s=f"{state['tokens'] / elapsed:.0f}")
                 if stopped:
@@ -146,6 +151,8 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
     keep_last = config.keep == "last" and stopped != "early stopping"  # last_val: every run validates at least once
+    if keep_last and average is not None:
+        average.copy_to_model()
     if not keep_last:
         unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
     kept_loss = state["last_val"] if keep_last else state["best"]
@@ -205,13 +212,13 @@ def _schedule(config: TrainConfig, total_steps: int, state: dict):
 
 
 def _starting_state(resume: bool, checkpoint: Path, accelerator: Accelerator, model, optimizer, validation,
-                    fingerprint: str, max_tokens: int | None, bf16: bool) -> dict:
+                    fingerprint: str, max_tokens: int | None, bf16: bool, average: WeightAverage | None) -> dict:
     """Where a resumed run left off; for a fresh run, step 0 with no older run's checkpoints left to resume into."""
     if resume:
         if accelerator.distributed_type == DistributedType.FSDP:
             raise TrainError("--resume under FSDP is not supported: checkpoints hold the main process's optimizer "
                              "shard only; start again, or resume under DDP (training/accelerate/multi-gpu.yaml)")
-        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint)
+        state = _load_checkpoint(checkpoint, accelerator.unwrap_model(model), optimizer, fingerprint, average)
         log.info("resuming at epoch %d, step %d", state["epoch"], state["global_step"])
         return state
     if accelerator.is_main_process:
@@ -330,18 +337,23 @@ def _autocast(accelerator: Accelerator, bf16: bool):
     return torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
-def _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed, bf16: bool) -> str:
-    """Validation loss, early stopping and a checkpoint; returns why training stops, or ''."""
-    loss = validation_loss(model, validation, accelerator, config.max_batch_tokens, bf16)
+def _validate(model, validation, accelerator, state, checkpoint, optimizer, config, elapsed, bf16: bool,
+              average: WeightAverage | None) -> str:
+    """Validation loss (of the averaged weights where training keeps an average, which are then the best ones
+    saved), early stopping and a checkpoint; returns why training stops, or ''."""
+    with average.applied() if average is not None else nullcontext():
+        loss = validation_loss(model, validation, accelerator, config.max_batch_tokens, bf16)
+        improved = loss < state["best"] - 1e-4  # never for a NaN loss (a diverged run): the best weights stay
+        if improved:
+            _save_best(checkpoint, accelerator, model)
     state["last_val"] = loss
     state["seconds"] = elapsed
-    improved = loss < state["best"] - 1e-4  # never for a NaN loss (a diverged run): the best weights stay
     state["bad_evals"] = 0 if improved else state["bad_evals"] + 1
     state["best"] = loss if improved else state["best"]
     if _levelled_off(state, config) and state.get("anneal_from") is None:
         state.update(anneal_from=state["global_step"], anneal_until=state["global_step"] + state["anneal_steps"],
                      anneal_rate=optimizer.param_groups[0]["lr"])
-    _save_checkpoint(checkpoint, accelerator, model, optimizer, state, save_best=improved)
+    _save_checkpoint(checkpoint, accelerator, model, optimizer, state, average)
     if state["bad_evals"] >= config.patience:
         return "early stopping"
     if state.get("anneal_from") is not None and state["global_step"] >= state["anneal_until"]:
@@ -373,20 +385,20 @@ def _trainable_state(accelerator: Accelerator, model) -> dict[str, torch.Tensor]
     return {n: t.detach().float().cpu().clone() for n, t in accelerator.get_state_dict(model).items() if n in names}
 
 
-def _save_checkpoint(path: Path, accelerator, model, optimizer, state, save_best: bool) -> None:
+def _save_checkpoint(path: Path, accelerator, model, optimizer, state, average: WeightAverage | None) -> None:
     """Each checkpoint is a folder renamed into place when complete, so an interrupt never leaves a torn one.
     Written once, by the main process."""
     accelerator.wait_for_everyone()
     weights = _trainable_state(accelerator, model)
     if not accelerator.is_main_process:
         return
-    if save_best:
-        _write_best(path, weights)
     folder = path / f"step-{state['global_step']:09d}"
     partial = path / f".{folder.name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     save_file(weights, partial / "weights.safetensors")
+    if average is not None:
+        save_file(average.state_dict(), partial / "average.safetensors")
     torch.save(optimizer.state_dict(), partial / "optimizer.pt")
     (partial / "progress.json").write_text(json.dumps(state))
     shutil.rmtree(folder, ignore_errors=True)
@@ -400,16 +412,12 @@ def _save_best(path: Path, accelerator, model) -> None:
     accelerator.wait_for_everyone()
     weights = _trainable_state(accelerator, model)
     if accelerator.is_main_process:
-        _write_best(path, weights)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file(weights, path / "best.safetensors.tmp")
+        (path / "best.safetensors.tmp").replace(path / "best.safetensors")
 
 
-def _write_best(path: Path, weights: dict[str, torch.Tensor]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    save_file(weights, path / "best.safetensors.tmp")
-    (path / "best.safetensors.tmp").replace(path / "best.safetensors")
-
-
-def _load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> dict:
+def _load_checkpoint(path: Path, model, optimizer, fingerprint: str, average: WeightAverage | None) -> dict:
     folders = sorted(path.glob("step-*"))
     if not folders:
         raise TrainError(f"nothing to resume: {path} holds no checkpoint; start without --resume")
@@ -419,4 +427,6 @@ def _load_checkpoint(path: Path, model, optimizer, fingerprint: str) -> dict:
         raise TrainError(f"the checkpoint in {path} was made with other data or settings; start without --resume")
     model.load_state_dict(load_file(latest / "weights.safetensors"), strict=False)
     optimizer.load_state_dict(torch.load(latest / "optimizer.pt", weights_only=True))
+    if average is not None:  # the fingerprint has the setting: a checkpoint made with it has the file
+        average.load_state_dict(load_file(latest / "average.safetensors"))
     return state
