@@ -226,12 +226,12 @@ def test_keep_last_ends_with_the_decay_s_weights_and_patience_still_returns_the_
     assert stopped.stopped_because == "early stopping" and stopped.kept_validation_loss == stopped.best_validation_loss
 
 
-def test_the_weight_average_counts_each_step_decay_times_the_next_and_never_the_initial_weights():
+def test_the_weight_average_counts_each_step_less_than_the_next_and_never_the_initial_weights():
     from llmsynth.train.average import WeightAverage
 
     model = torch.nn.Linear(1, 1, bias=False)
     frozen = torch.nn.Linear(1, 1, bias=False).requires_grad_(False)
-    average = WeightAverage(torch.nn.Sequential(model, frozen), decay=0.5)
+    average = WeightAverage(torch.nn.Sequential(model, frozen), steps=2)  # each step half the next
     assert list(average.named) == ["0.weight"]  # trainable weights only
     for value in (4.0, 2.0, 1.0):
         model.weight.data.fill_(value)
@@ -240,7 +240,7 @@ def test_the_weight_average_counts_each_step_decay_times_the_next_and_never_the_
     with average.applied():
         assert model.weight.item() == pytest.approx(expected)
     assert model.weight.item() == 1.0  # the trained weights back
-    restored = WeightAverage(torch.nn.Sequential(model, frozen), decay=0.5)
+    restored = WeightAverage(torch.nn.Sequential(model, frozen), steps=2)
     restored.load_state_dict(average.state_dict())
     restored.copy_to_model()
     assert model.weight.item() == pytest.approx(expected)

@@ -15,14 +15,15 @@ import torch
 
 
 class WeightAverage:
-    """The average of the trainable weights over the steps taken, each step's weight `decay` times the next one's.
+    """The average of the trainable weights over about the last `steps` steps taken: each step's weights count
+    1 - 1 / `steps` times the next one's.
 
     It starts from zero and is divided by the weight its terms sum to (as Adam corrects its moments), so the
     random initial weights never count and a short run's average is of its own steps only.
     """
 
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay = decay
+    def __init__(self, model: torch.nn.Module, steps: float):
+        self.decay = 1 - 1 / max(1.0, steps)
         self.named = {name: p for name, p in model.named_parameters() if p.requires_grad}
         self.running = {name: torch.zeros_like(p, dtype=torch.float32) for name, p in self.named.items()}
         self.updates = 0

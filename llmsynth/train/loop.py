@@ -101,8 +101,7 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     validation = accelerator.prepare(DataLoader(
         epoch_examples(validation_rows, encoder, config, 1_000_000, shuffle_rows=False),
         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
-    average = None if config.weight_average_epochs is None else \
-        WeightAverage(model, 1 - 1 / max(1.0, config.weight_average_epochs * steps_per_epoch))
+    average = config.weight_average_epochs and WeightAverage(model, config.weight_average_epochs * steps_per_epoch)
     state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint,
                             config.max_batch_tokens, bf16, average)
     state["anneal_steps"] = math.ceil(config.anneal_epochs * steps_per_epoch)
@@ -150,12 +149,7 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     stopped = stopped or "epochs"
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)
-    keep_last = config.keep == "last" and stopped != "early stopping"  # last_val: every run validates at least once
-    if keep_last and average is not None:
-        average.copy_to_model()
-    if not keep_last:
-        unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
-    kept_loss = state["last_val"] if keep_last else state["best"]
+    kept_loss = _keep_weights(config, stopped, state, unwrapped, checkpoint, average)
     seconds = time.perf_counter() - started
     return TrainSummary(
         epochs=round(state["epoch"] + state["step_in_epoch"] / steps_per_epoch, 3),
@@ -165,6 +159,18 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
         seconds=seconds, stopped_because=stopped, precision=precision, privacy=privacy,
         parameters=parameters,
         trainable_parameters=sum(p.numel() for p in unwrapped.parameters() if p.requires_grad))
+
+
+def _keep_weights(config: TrainConfig, stopped: str, state: dict, unwrapped, checkpoint: Path,
+                  average: WeightAverage | None) -> float:
+    """Put the weights training ends with (`config.keep`; with an average, the average's) in the model; returns
+    their validation loss."""
+    if config.keep == "last" and stopped != "early stopping":  # last_val: every run validates at least once
+        if average is not None:
+            average.copy_to_model()
+        return state["last_val"]
+    unwrapped.load_state_dict(load_file(checkpoint / "best.safetensors"), strict=False)
+    return state["best"]
 
 
 def _prepared(model, optimizer, accelerator: Accelerator, train_rows: Sequence, encoder, config: TrainConfig,
