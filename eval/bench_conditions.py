@@ -85,11 +85,14 @@ def main() -> None:
         floor = {f"{column} = {value}": closeness(holdout[holdout[column].astype(str) == value],
                                                   train[train[column].astype(str) == value], column)
                  for column, value in CONDITIONS[table]}
+        real_rows = {f"{column} = {value}": int((train[column].astype(str) == value).sum())
+                     for column, value in CONDITIONS[table]}
         runs = {}
         for recipe in args.recipes:
             runs[recipe] = [run_isolated(_conditioned, table, recipe, seed, args.rows) for seed in args.seeds]
             print(table, recipe, [f"{run['mean']:.3f}" for run in runs[recipe]], flush=True)
-        tables[table] = {"holdout": floor, "holdout_mean": float(np.mean(list(floor.values()))), "runs": runs}
+        tables[table] = {"holdout": floor, "holdout_mean": float(np.mean(list(floor.values()))), "runs": runs,
+                         "real_rows": real_rows}
     figures = {"machine": machine(), "versions": versions("llmsynth", "torch", "transformers"),
                "setting": vars(args), "tables": tables, "minutes": (time.perf_counter() - started) / 60}
     write_section("Conditioned rows (`eval/bench_conditions.py`)", markdown(figures), figures, "bench_conditions")
@@ -108,11 +111,9 @@ def markdown(figures: dict) -> str:
         lines += ["", f"**{TABLES[table].title}**:", "",
                   "| condition | real rows | holdout's own | " + " | ".join(Path(r).stem for r in recipes) + " |",
                   "|---|---:|---:|" + "---:|" * len(recipes)]
-        train, _ = _split(table)
         for condition, floor in result["holdout"].items():
-            column, value = condition.split(" = ", 1)
             cells = [" / ".join(f"{run['conditions'][condition]:.3f}" for run in result["runs"][r]) for r in recipes]
-            lines.append(f"| {condition} | {int((train[column].astype(str) == value).sum()):,} | {floor:.3f} | "
+            lines.append(f"| {condition} | {result['real_rows'][condition]:,} | {floor:.3f} | "
                          + " | ".join(cells) + " |")
         means = [" / ".join(f"{run['mean']:.3f}" for run in result["runs"][r]) for r in recipes]
         fits = [" / ".join(f"{run['fit_seconds']:.0f} s" for run in result["runs"][r]) for r in recipes]
