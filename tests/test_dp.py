@@ -96,6 +96,7 @@ def test_private_lora_fit_learns(demo_table, lora_base):
     summary = synth.summary
     assert summary.trainable_parameters < summary.parameters and summary.privacy["epsilon"] <= 8 + 1e-6
     assert summary.best_validation_loss < summary.initial_validation_loss
+    assert synth.first_token_bias == {}  # calibration reads the rows' shares without noise: not under DP
 
 
 def test_what_dp_cannot_do_is_refused(rows_and_encoder, demo_table):

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from llmsynth.data.families import TIME_UNITS, TablePlan, plan_fixes
+from llmsynth.generate.calibration import fit_offsets
 from llmsynth.generate.rows import condition_texts, values_frame
 from llmsynth.generate.sampler import ConstrainedSampler, row_orders
 from llmsynth.serialize.codecs import CategoricalColumn
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 
 CALIBRATION_ROWS = 2000  # a table's training rows that calibrate it (a sample of them where there are more)
 CALIBRATION_FAMILIES = 2000  # families the model writes to calibrate its counts after (at most 4x the training's)
-MAX_BIAS = 3.0  # a calibrated first token at most e^3 (20x) more or less likely than the model writes it
-FIT_ROUNDS = 20  # rounds fitting the offsets to the shares (each adds the log of what is still missing)
 
 
 @dataclass
@@ -218,27 +217,17 @@ def calibrated(model, encoder: RelationalEncoder, records: Sequence[RelationalRe
 def _offsets(model, encoder: RelationalEncoder, sampler: ConstrainedSampler, real: list[RelationalRecord],
              written_after: list[RelationalRecord], table: int, column: int) -> dict[int, float]:
     """Logit offsets of the tokens that may start `column`'s value, so that the model's average share of each after
-    the contexts (and the row's columns before this one) of `written_after` is its share of the `real` rows' values,
-    the model's own shares counting as one more real row (a token no row starts with is pushed down, not ruled
-    out); at most MAX_BIAS either way. Fitted a few rounds: one ratio falls short where part of the mass is
-    certain (an account with 12 transactions is a fraud account whatever the offset)."""
+    the contexts (and the row's columns before this one) of `written_after` is its share of the `real` rows' values
+    (`fit_offsets`)."""
     row = encoder.rows[table]
     real, written_after = ([r for r in rows if r.values[column]] for rows in (real, written_after))  # no missing
     if not real or not written_after:
         return {}
     contexts = [row.encode(r.values, range(column), encoder.context_ids(r.context))[0][:-1]
                 + row.segment_ids(column, first=column == 0) for r in written_after]
-    allowed = sampler.value_tokens(column, b"")[0]
-    tokens = torch.nonzero(allowed).flatten()
-    logits = _first_token_logits(model, contexts, tokens, encoder.pad_id)
-    written = torch.softmax(logits, dim=-1).mean(dim=0)
+    tokens = torch.nonzero(sampler.value_tokens(column, b"")[0]).flatten()
     firsts = torch.tensor([row.value_ids(r.values[column])[0] for r in real])
-    target = (torch.bincount(firsts, minlength=len(allowed))[tokens].float() + written) / (len(real) + 1)
-    offsets = torch.zeros(len(tokens))
-    for _ in range(FIT_ROUNDS):
-        shares = torch.softmax(logits + offsets, dim=-1).mean(dim=0)
-        offsets = (offsets + target.log() - shares.clamp(min=1e-12).log()).clamp(-MAX_BIAS, MAX_BIAS)
-    return {int(token): round(float(offset), 4) for token, offset in zip(tokens, offsets) if abs(offset) >= 0.01}
+    return fit_offsets(_first_token_logits(model, contexts, tokens, encoder.pad_id), firsts, tokens)
 
 
 def _first_token_logits(model, contexts: list[list[int]], tokens: torch.Tensor, pad_id: int,

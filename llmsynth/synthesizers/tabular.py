@@ -15,6 +15,7 @@ from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError, GenerateError, TrainError
 from llmsynth.generate.fair import fair_rows
 from llmsynth.generate.rows import generate_rows
+from llmsynth.generate.calibration import category_offsets
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.scrub import ScrubConfig, scrub_table
 from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
@@ -41,6 +42,7 @@ class TabularSynthesizer(Synthesizer):
         self._source = "the DataFrame"
         self._sampler: ConstrainedSampler | None = None
         self._slots: list[int] | None = None  # the column slots of a loaded model (see RowEncoder)
+        self.first_token_bias: dict[int, dict[int, float]] = {}  # per categorical column (generate.calibration)
 
     # -- fit: a DataFrame or a table file (CSV, Parquet, JSONL) -------------------------------------------------
     def _read(self, data: pd.DataFrame | str | os.PathLike) -> pd.DataFrame:
@@ -59,6 +61,7 @@ class TabularSynthesizer(Synthesizer):
             raise DataError(f"{self._source}: {exc}") from exc
         self._sampler = None
         self._slots = None
+        self.first_token_bias = {}
         return value_texts(table, self.schema.learned)
 
     def _names(self) -> list[str]:
@@ -90,6 +93,12 @@ class TabularSynthesizer(Synthesizer):
             raise DataError(f"a row takes {longest} tokens, more than the model's max_length "
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
         return train + canaries, validation, {"longest_row_tokens": longest}
+
+    def _calibrate(self, records: list) -> None:
+        if self.recipe.train.dp_epsilon is not None:  # the offsets are read off the rows as they are, without noise
+            return
+        self.first_token_bias = category_offsets(self._get_sampler(), records, self.recipe.train.seed)
+        self._sampler = None
 
     def _identity(self, records: list) -> list:
         return [self.schema.model_dump(mode="json"), records[:1000], len(records)]
@@ -131,7 +140,8 @@ class TabularSynthesizer(Synthesizer):
 
     def _get_sampler(self) -> ConstrainedSampler:
         if self._sampler is None:
-            self._sampler = ConstrainedSampler(self.ready_model(), self.encoder, self.schema.learned)
+            self._sampler = ConstrainedSampler(self.ready_model(), self.encoder, self.schema.learned,
+                                               self.first_token_bias)
         return self._sampler
 
     # -- canaries ----------------------------------------------------------------------------------------------
@@ -176,8 +186,13 @@ class TabularSynthesizer(Synthesizer):
         return {"schema": self.schema.model_dump(mode="json"),
                 "serialization": {"style": "great", "field": " {name} is {value}", "separator": ",",
                                   "column_order": self.recipe.train.column_order, "null": "empty value",
-                                  "end_of_row": self.tokenizer.eos_token, "column_slots": self.encoder.slots}}
+                                  "end_of_row": self.tokenizer.eos_token, "column_slots": self.encoder.slots},
+                "first_token_bias": {self.schema.learned[column].name: offsets
+                                     for column, offsets in self.first_token_bias.items()}}
 
     def _restore(self, manifest: dict[str, Any]) -> None:
         self.schema = Schema.model_validate(manifest["schema"])
         self._slots = manifest["serialization"].get("column_slots")
+        names = [column.name for column in self.schema.learned]  # JSON keys are strings
+        self.first_token_bias = {names.index(name): {int(token): offset for token, offset in offsets.items()}
+                                 for name, offsets in manifest.get("first_token_bias", {}).items()}
