@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.serialize.codecs import CategoricalColumn
@@ -14,7 +15,6 @@ from llmsynth.serialize.tabular import RowEncoder
 
 MAX_BIAS = 3.0  # a calibrated first token at most e^3 (20x) more or less likely than the model writes it
 FIT_ROUNDS = 20  # rounds fitting the offsets to the shares (each adds the log of what is still missing)
-CONTEXT_ROWS = 5000  # a table's rows whose contexts the model's shares are read after (a sample where there are more)
 
 
 def fit_offsets(logits: torch.Tensor, firsts: torch.Tensor, tokens: torch.Tensor) -> dict[int, float]:
@@ -34,25 +34,28 @@ def fit_offsets(logits: torch.Tensor, firsts: torch.Tensor, tokens: torch.Tensor
 
 
 @torch.no_grad()
-def category_offsets(sampler: ConstrainedSampler, records: Sequence[Sequence[str]], seed: int = 0
-                     ) -> dict[int, dict[int, float]]:
+def category_offsets(sampler: ConstrainedSampler, records: Sequence[Sequence[str]], seed: int = 0,
+                     contexts: int = 5000, progress: bool = False) -> dict[int, dict[int, float]]:
     """Per categorical column (by index), the offsets of the tokens that start its values, after the training rows'
     own earlier columns in table order (the order plain sampling writes). A running average of the weights draws a
     rare class too seldom: the demo's is_fraud 3.5% where its rows have 4.0% (six trainings), and Adult's values
-    under 5% of their column at 0.97 of their share; these give the shares back (docs/benchmarks.md, "Calibrated
-    categories"). Numbers are left alone: offsets on their leading digits raised the detection AUC."""
+    with 1-5% of their column at 0.96 of their share; these give the shares back (docs/benchmarks.md, "Calibrated
+    categories"). Numbers are left alone: offsets on their leading digits raised the detection AUC. The model's
+    shares are read after up to `contexts` rows (a seeded sample); the rows' own shares count every row."""
     encoder = sampler.encoder
     categorical = [k for k, column in enumerate(sampler.columns) if isinstance(column, CategoricalColumn)]
     if not categorical or not records:
         return {}
-    rng = np.random.default_rng(seed)
-    sample = sorted(rng.choice(len(records), CONTEXT_ROWS, replace=False)) if len(records) > CONTEXT_ROWS else None
-    contexts = records if sample is None else [records[i] for i in sample]
-    logits = _value_start_logits(sampler.model, encoder, contexts, categorical)
+    if len(records) > contexts:
+        sample = sorted(np.random.default_rng(seed).choice(len(records), contexts, replace=False))
+        read = [records[i] for i in sample]
+    else:
+        read = list(records)
+    logits = _value_start_logits(sampler.model, encoder, read, categorical, progress)
     offsets = {}
     for column in categorical:
         tokens = torch.nonzero(sampler.value_tokens(column, b"")[0]).flatten()
-        present = [k for k, record in enumerate(contexts) if record[column]]  # a missing value starts no token
+        present = [k for k, record in enumerate(read) if record[column]]  # a missing value starts no token
         firsts = torch.tensor([encoder.value_ids(record[column])[0] for record in records if record[column]])
         if present and len(firsts) and len(tokens):
             offsets[column] = fit_offsets(logits[column][present][:, tokens], firsts, tokens)
@@ -60,7 +63,7 @@ def category_offsets(sampler: ConstrainedSampler, records: Sequence[Sequence[str
 
 
 def _value_start_logits(model, encoder: RowEncoder, records: Sequence[Sequence[str]], columns: Sequence[int],
-                        max_logits: int = 2**25) -> dict[int, torch.Tensor]:
+                        progress: bool = False, max_logits: int = 2**25) -> dict[int, torch.Tensor]:
     """Per column in `columns`, the model's logits (a row per record) where each record's value of it starts, read
     in one pass over the records in table order (teacher forced); a missing value's row holds the logits where it
     would have started. Batches hold at most `max_logits` logits (a pretrained base's vocabulary is 49k wide)."""
@@ -69,7 +72,7 @@ def _value_start_logits(model, encoder: RowEncoder, records: Sequence[Sequence[s
     vocabulary = model.get_output_embeddings().weight.shape[0]
     batch_size = max(1, min(256, max_logits // (max(len(ids) for ids, *_ in every) * vocabulary)))
     found: dict[int, list[torch.Tensor]] = {column: [] for column in columns}
-    for start in range(0, len(records), batch_size):
+    for start in tqdm(range(0, len(records), batch_size), desc="calibrating", unit="batch", disable=not progress):
         batch, encoded = records[start:start + batch_size], every[start:start + batch_size]
         width = max(len(ids) for ids, *_ in encoded)
         ids = torch.full((len(batch), width), encoder.pad_id, dtype=torch.long)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from llmsynth.data.families import TIME_UNITS, TablePlan, plan_fixes
 from llmsynth.generate.calibration import fit_offsets
@@ -168,7 +169,7 @@ def _counted_columns(plan: TablePlan, plans: Sequence[TablePlan]) -> list[int]:
 
 @torch.no_grad()
 def calibrated(model, encoder: RelationalEncoder, records: Sequence[RelationalRecord], plans: Sequence[TablePlan],
-               seed: int = 0, column_order: str = "conditional") -> list[TablePlan]:
+               seed: int = 0, column_order: str = "conditional", progress: bool = False) -> list[TablePlan]:
     """The plans with logit offsets for the first token of what a model trained for minutes writes too seldom or too
     often, though no one row's loss shows it: fitted so that, where generation asks for the value, the model starts
     it with each token as often as the training rows do (_offsets).
@@ -189,7 +190,7 @@ def calibrated(model, encoder: RelationalEncoder, records: Sequence[RelationalRe
         by_table.setdefault(record.table, []).append(record)
     families = min(CALIBRATION_FAMILIES, 4 * len({r.family for r in records}))  # the rows' own noise is no less
     updated: list[TablePlan] = []
-    for index, plan in enumerate(plans):
+    for index, plan in enumerate(tqdm(plans, desc="calibrating", unit="table", disable=not progress)):
         mine = by_table.get(index, [])
         if len(mine) > CALIBRATION_ROWS:
             mine = [mine[i] for i in sorted(rng.choice(len(mine), CALIBRATION_ROWS, replace=False))]

@@ -87,7 +87,7 @@ class Synthesizer:
                                                                     validation_records)
         identity = [*self._identity(records), list(canaries), *([audit_canaries] if audit_canaries else [])]
         self._train(train_examples, validation_examples, workdir, resume, identity, progress)
-        self._calibrate(records)
+        self._calibrate(records, progress)
         self.data_summary = {**self._counts(records, train_records, validation_records), **facts}
         return self
 
@@ -193,8 +193,9 @@ class Synthesizer:
         if self.base_model is not None:  # sample from the merged weights a loaded model has (load merges too): the
             self.model.merge_adapter()  # same seed gives the same output before and after save/load, and faster
 
-    def _calibrate(self, records: list) -> None:
-        """The kind's: what it measures of the trained model on its records for sampling (nothing by default)."""
+    def _calibrate(self, records: list, progress: bool) -> None:
+        """The kind's: what it measures of the trained model on its records for sampling (nothing by default);
+        `progress`: a progress bar."""
 
     # -- canaries ----------------------------------------------------------------------------------------------
     def _canary_records(self, records: list, counts: Sequence[int], audit: int) -> list:

@@ -123,11 +123,11 @@ class RelationalSynthesizer(Synthesizer):
         return {"tables": len(self.plans), "rows": rows, "families": len({r.family for r in records}),
                 "validation_families": len({r.family for r in validation})}
 
-    def _calibrate(self, records: list[RelationalRecord]) -> None:
+    def _calibrate(self, records: list[RelationalRecord], progress: bool) -> None:
         if self.recipe.train.dp_epsilon is not None:  # the offsets are read off the rows as they are, without noise
             return
         self.plans = calibrated(self.ready_model(), self.encoder, records, self.plans, self.recipe.train.seed,
-                                self.recipe.train.column_order)
+                                self.recipe.train.column_order, progress)
 
     def _canary_template(self, records: list) -> dict[str, Any]:
         raise DataError("canaries are not supported for related tables yet; train without --canaries and --audit-canaries")

@@ -94,10 +94,13 @@ class TabularSynthesizer(Synthesizer):
                             f"{self.recipe.tiny.max_length}; raise tiny.max_length in the recipe")
         return train + canaries, validation, {"longest_row_tokens": longest}
 
-    def _calibrate(self, records: list) -> None:
+    def _calibrate(self, records: list, progress: bool) -> None:
         if self.recipe.train.dp_epsilon is not None:  # the offsets are read off the rows as they are, without noise
             return
-        self.first_token_bias = category_offsets(self._get_sampler(), records, self.recipe.train.seed)
+        # a pretrained base reads 1,000 rows in about a minute on a 2-core CPU (the tiny model 5,000 in 2 s)
+        contexts = 5000 if self.base_model is None else 1000
+        self.first_token_bias = category_offsets(self._get_sampler(), records, self.recipe.train.seed, contexts,
+                                                 progress)
         self._sampler = None
 
     def _identity(self, records: list) -> list:
