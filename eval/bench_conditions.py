@@ -101,9 +101,12 @@ def main() -> None:
 def markdown(figures: dict) -> str:
     setting = figures["setting"]
     seeds = " / ".join(str(seed) for seed in setting["seeds"])
+    default = setting["recipes"] == ["tiny-cpu"]
+    named = " ".join(Path(recipe).name for recipe in setting["recipes"])
+    command = "python eval/bench_conditions.py" + ("" if default else f" --recipes {named}")
     lines = [f"Machine: {figures['machine']}. Versions: "
              f"{', '.join(f'{k} {v}' for k, v in figures['versions'].items())}.",
-             f"Command: `python eval/bench_conditions.py` (in `make bench`; {figures['minutes']:.0f} minutes). "
+             f"Command: `{command}` ({'in `make bench`; ' if default else ''}{figures['minutes']:.0f} minutes). "
              f"{__doc__.split(chr(10), 1)[1].split('Writes')[0].strip()} Closeness (1 is best) at training seeds "
              f"{seeds}, up to {setting['rows']:,} conditioned rows per condition."]
     for table, result in figures["tables"].items():

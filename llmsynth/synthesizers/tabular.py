@@ -13,9 +13,9 @@ from llmsynth.data.canaries import CanarySet
 from llmsynth.data.io import check_table, read_table
 from llmsynth.data.schema import Schema, infer_schema
 from llmsynth.errors import DataError, GenerateError, TrainError
+from llmsynth.generate.calibration import category_offsets
 from llmsynth.generate.fair import fair_rows
 from llmsynth.generate.rows import generate_rows
-from llmsynth.generate.calibration import category_offsets
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.scrub import ScrubConfig, scrub_table
 from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
