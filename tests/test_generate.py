@@ -10,7 +10,7 @@ from llmsynth import TabularSynthesizer
 from llmsynth.data.schema import infer_schema
 from llmsynth.errors import GenerateError, ModelError
 from llmsynth.evaluate.validity import valid_rows
-from llmsynth.serialize.codecs import IdentifierColumn
+from llmsynth.serialize.codecs import CategoricalColumn, IdentifierColumn
 
 
 def assert_all_valid(table: pd.DataFrame, synth: TabularSynthesizer) -> None:
@@ -149,8 +149,6 @@ def test_save_load_gives_the_same_rows_and_no_pickles(trained, tmp_path):
 
 
 def test_categories_are_drawn_as_often_as_the_training_rows_have_them(trained, demo_table, tmp_path):
-    from llmsynth.serialize.codecs import CategoricalColumn
-
     learned = trained.schema.learned
     assert trained.first_token_bias and all(isinstance(learned[c], CategoricalColumn) for c in trained.first_token_bias)
     loaded = TabularSynthesizer.load(trained.save(tmp_path / "model"))
