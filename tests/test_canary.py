@@ -105,8 +105,8 @@ def test_a_table_canary_is_scored_and_prompted_at_its_column_slot(demo_table):
                                                                                canaries=[32], progress=False)
     secret = synth.canaries.inserted[0].secret
     ids, positions = synth.canary_ids(synth.canaries, secret), synth.canary_positions(synth.canaries, secret)
-    secret_ids = synth.encoder.value_ids(secret)
-    slot = synth.encoder.slots[synth.canaries.template["column"]]
+    column = synth.canaries.template["column"]
+    secret_ids, slot = synth.encoder.value_ids(secret, column), synth.encoder.slots[column]
     assert ids[-len(secret_ids):] == secret_ids and positions[-len(secret_ids):][0] > slot
     assert positions[-len(secret_ids):] == list(range(positions[-len(secret_ids)], positions[-1] + 1))
     groups = _groups(canary_figures(synth, synth.canaries, candidates=300, samples=16))

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -11,6 +12,8 @@ from llmsynth.data.schema import infer_schema
 from llmsynth.errors import GenerateError, ModelError
 from llmsynth.evaluate.validity import valid_rows
 from llmsynth.serialize.codecs import CategoricalColumn, IdentifierColumn
+from llmsynth.train.config import load_recipe
+from conftest import tiny_recipe
 
 
 def assert_all_valid(table: pd.DataFrame, synth: TabularSynthesizer) -> None:
@@ -48,9 +51,12 @@ def test_every_sampled_row_is_valid(trained):
     assert_all_valid(rows, trained)
 
 
-def test_digit_tokens_found_by_bisection_are_those_checked_one_by_one(trained):
+def test_digit_tokens_found_by_bisection_are_those_checked_one_by_one(demo_table):
     from llmsynth.generate.sampler import ConstrainedSampler
 
+    recipe = tiny_recipe(epochs=1)
+    recipe.tiny.number_places = False  # numbers in BPE tokens, as a table of integers writes them
+    trained = TabularSynthesizer(recipe).fit(demo_table, scrub=False, progress=False)
     fast = ConstrainedSampler(trained.ready_model(), trained.encoder, trained.schema.learned)
     assert fast._digit_tokens  # the demo table has integer and decimal columns
     fast.sample_batch([list(range(len(trained.schema.learned)))] * 64, {}, torch.Generator().manual_seed(0))
@@ -91,6 +97,25 @@ def test_the_sampler_reads_each_token_at_its_column_slot_as_training_did(trained
     for start, end in zip(starts, starts[1:] + [len(tokens)]):
         slot = encoder.slots[segments[tokens[start]]]
         assert list(positions[start:end]) == list(range(slot, slot + end - start))
+
+
+def test_numbers_are_learned_and_sampled_by_places():
+    """A table with floats has its numbers written a character a token with ids of their own column and place (past
+    the tokenizer's, in embeddings the model is built with): a city's latitude must bring its longitude."""
+    rng = np.random.default_rng(0)
+    cities = rng.integers(0, 2, 400)
+    table = pd.DataFrame({"latitude": np.where(cities, 37.77, 34.05) + rng.normal(0, 0.05, 400).round(2),
+                          "longitude": np.where(cities, -122.42, -118.24) + rng.normal(0, 0.05, 400).round(2),
+                          "rooms": rng.integers(1, 9, 400)})
+    recipe = load_recipe("tiny-cpu")
+    recipe.train.epochs = 20
+    synth = TabularSynthesizer(recipe).fit(table, scrub=False, progress=False)
+    assert [column.places for column in synth.schema.learned] == [True, True, True]
+    assert synth.model.get_input_embeddings().weight.shape[0] == synth.encoder.vocabulary_size > len(synth.tokenizer)
+    rows = synth.sample(300, seed=0)
+    assert_all_valid(rows, synth)
+    north = rows["latitude"] > 36
+    assert ((rows["longitude"] < -120) == north).mean() > 0.9, rows.head(10).to_string()
 
 
 def test_missing_values_appear_where_the_column_had_them(trained):

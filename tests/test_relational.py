@@ -346,7 +346,7 @@ def test_counts_and_the_ends_of_planned_runs_are_calibrated_to_the_training_rows
     calibrated = shares(samplers.get(1), 1, column)
     plain = shares(ConstrainedSampler(model, synth.encoder.rows[1], accounts.table_schema.learned), 1, column)
     assert abs(calibrated[9] - 0.1) < abs(plain[9] - 0.1) / 2, (plain.to_dict(), calibrated.to_dict())
-    nine = synth.encoder.rows[1].value_ids("9")[0]  # an offset large enough decides the first token alone
+    nine = synth.encoder.rows[1].value_ids("9", column)[0]  # an offset large enough decides the first token alone
     forced = ConstrainedSampler(model, synth.encoder.rows[1], accounts.table_schema.learned, {column: {nine: 50.0}})
     assert shares(forced, 1, column).to_dict() == {9: 1.0}
     # the row that ends the run: the model, told it is the last flagged one, writes 400 too seldom

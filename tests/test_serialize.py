@@ -1,11 +1,13 @@
 """GReaT-style rows: exact round trip through text and tokens, shuffled order, masked prefixes."""
 
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmsynth.data.schema import infer_schema
-from llmsynth.model import train_tokenizer
+from llmsynth.data.schema import infer_schema, with_number_places
+from llmsynth.errors import ModelError
+from llmsynth.model import token_bytes, train_tokenizer
 from llmsynth.serialize.tabular import IGNORE, RowEncoder, parse_row_text, row_text, value_texts
 
 NAMES = ["age", "city", "note, with comma", "is"]
@@ -66,7 +68,7 @@ def test_column_slots_give_each_columns_tokens_the_same_positions_in_any_order(o
         assert len(positions) == len(ids) and positions[0] == 0 and positions[-1] == slots[-1]
         start = 1
         for place, column in enumerate(order):
-            length = len(encoder.segment_ids(column, first=place == 0)) + len(encoder.value_ids(row[column]))
+            length = len(encoder.segment_ids(column, first=place == 0)) + len(encoder.value_ids(row[column], column))
             assert positions[start:start + length] == list(range(slots[column], slots[column] + length))
             assert slots[column] + length < slots[column + 1]  # the widest value still leaves a margin
             start += length
@@ -76,7 +78,6 @@ def test_column_slots_give_each_columns_tokens_the_same_positions_in_any_order(o
 def test_categories_are_one_token_each_and_sampled_as_their_text():
     """Byte-level BPE splits ` Never-married` at its hyphen into three or four tokens; a whole value is one, which
     the sampler reads as value bytes, while column segments stay the sampler's own and numbers keep their BPE."""
-    from llmsynth.model import token_bytes
     from llmsynth.serialize.tabular import whole_values
 
     table = pd.DataFrame({"status": ["Never-married", "Married-civ-spouse", "Divorced"] * 20,
@@ -90,9 +91,36 @@ def test_categories_are_one_token_each_and_sampled_as_their_text():
     encoder = RowEncoder(tokenizer, ["status", "code", "age"])
     pieces = token_bytes(tokenizer)
     for value in values:
-        (token,) = encoder.value_ids(value.strip())
+        (token,) = encoder.value_ids(value.strip(), 1 if value.strip().isdigit() else 0)
         assert pieces[token] == value.encode()
-    assert len(encoder.value_ids("15")) == 1 and pieces[encoder.value_ids("15")[0]] == b" 15"  # not " 1" + "5"
+    assert len(encoder.value_ids("15", 2)) == 1 and pieces[encoder.value_ids("15", 2)[0]] == b" 15"  # not " 1" + "5"
     assert pieces[encoder.segment_ids(1, first=False)[0]] == b""
     ids, _ = encoder.encode(rows[0], [0, 1, 2])
     assert tokenizer.decode(ids[1:-1]) == row_text(["status", "code", "age"], rows[0])
+
+
+def test_a_number_written_by_places_takes_ids_of_its_own_column_and_place():
+    """REaLTabFormer's number form: a table's numbers (where it has floats) padded to their widest, a character a
+    token, and each character's id its column's and place's own (past the tokenizer's), so one digit tells the model
+    which number and which magnitude it is; a table of integers keeps the tokenizer's BPE."""
+    table = pd.DataFrame({"lat": [37.88, 4.05, 40.1] * 10, "lon": [-122.23, -18.24, -121.5] * 10,
+                          "ratio": [1.123456789, 2.5, 3.0] * 10, "rooms": [3, 5, 12] * 10})
+    schema = with_number_places(infer_schema(table))
+    assert [column.places for column in schema.learned] == [True, True, True, True]
+    assert value_texts(table, schema.learned)[1] == ["04.05", "-018.24", "2.5000", "05"]  # at most 4 decimals
+    assert not with_number_places(infer_schema(table[["rooms"]])).learned[0].places
+    names = list(table.columns)
+    tokenizer = train_tokenizer([row_text(names, r) for r in value_texts(table, schema.learned)], 300)
+    encoder = RowEncoder(tokenizer, names, places=[column.place_count for column in schema.learned])
+    assert encoder.place_counts == [5, 7, 6, 2]  # 37.88, -122.23, 1.1235, 12
+    assert encoder.vocabulary_size == len(tokenizer) + 12 * (5 + 7 + 6 + 2)
+    pieces = token_bytes(tokenizer) + encoder.place_bytes()
+    latitude = encoder.value_ids("37.88", 0)
+    assert [pieces[i] for i in latitude] == [b" 3", b"7", b".", b"8", b"8"] and min(latitude) >= len(tokenizer)
+    assert all(token in dict(encoder.place_tokens(0, place)) for place, token in enumerate(latitude))
+    assert set(latitude).isdisjoint(encoder.value_ids("37.88", 2))  # the same text in another column
+    assert len(set(latitude) & set(encoder.value_ids("34.05", 0))) == 2  # the 3 (with the space) and the dot
+    ids, labels, *_ = encoder.encode(value_texts(table, schema.learned)[0], range(4))
+    assert ids[-1] == labels[-1] == encoder.end_of_row_id and max(ids) < encoder.vocabulary_size
+    with pytest.raises(ModelError, match="lat.*137.88"):
+        encoder.value_ids("137.88", 0)

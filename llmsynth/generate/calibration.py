@@ -56,7 +56,7 @@ def category_offsets(sampler: ConstrainedSampler, records: Sequence[Sequence[str
     for column in categorical:
         tokens = torch.nonzero(sampler.value_tokens(column, b"")[0]).flatten()
         present = [k for k, record in enumerate(read) if record[column]]  # a missing value starts no token
-        firsts = torch.tensor([encoder.value_ids(record[column])[0] for record in records if record[column]])
+        firsts = torch.tensor([encoder.value_ids(record[column], column)[0] for record in records if record[column]])
         if present and len(firsts) and len(tokens):
             offsets[column] = fit_offsets(logits[column][present][:, tokens], firsts, tokens)
     return {column: found for column, found in offsets.items() if found}
@@ -94,5 +94,5 @@ def _value_starts(encoder: RowEncoder, record: Sequence[str]) -> list[int]:
     for column in range(encoder.column_count):
         at += len(encoder.segment_ids(column, first=column == 0))
         starts.append(at)
-        at += len(encoder.value_ids(record[column]))
+        at += len(encoder.value_ids(record[column], column))
     return starts

@@ -227,7 +227,7 @@ def _offsets(model, encoder: RelationalEncoder, sampler: ConstrainedSampler, rea
     contexts = [row.encode(r.values, range(column), encoder.context_ids(r.context))[0][:-1]
                 + row.segment_ids(column, first=column == 0) for r in written_after]
     tokens = torch.nonzero(sampler.value_tokens(column, b"")[0]).flatten()
-    firsts = torch.tensor([row.value_ids(r.values[column])[0] for r in real])
+    firsts = torch.tensor([row.value_ids(r.values[column], column)[0] for r in real])
     return fit_offsets(_first_token_logits(model, contexts, tokens, encoder.pad_id), firsts, tokens)
 
 

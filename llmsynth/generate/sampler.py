@@ -21,11 +21,15 @@ import numpy as np
 import torch
 from transformers import DynamicCache
 
+from llmsynth.errors import ModelError
 from llmsynth.model.tokens import token_bytes
 from llmsynth.serialize.codecs import ColumnCodec, NumericColumn
 from llmsynth.serialize.tabular import RowEncoder
 
 SPACE = 0x20
+# Value prefixes whose allowed tokens are kept: numbers written by places meet ~10 new ones a row (California), each a
+# vocabulary-wide mask were it not shared with the prefixes that allow the same tokens
+MAX_CACHED_PREFIXES = 500_000
 
 
 @dataclass
@@ -48,13 +52,18 @@ class ConstrainedSampler:
         self.model = model
         self.encoder = encoder
         self.columns = list(columns)
-        self.token_bytes = token_bytes(encoder.tokenizer)
+        self.token_bytes = token_bytes(encoder.tokenizer) + encoder.place_bytes()
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        if encoder.vocabulary_size > self.vocab_size:
+            raise ModelError(f"the model has {self.vocab_size} token embeddings; the rows' encoding takes "
+                             f"{encoder.vocabulary_size}")
         self._candidates = [self._candidate_tokens(column) for column in self.columns]
-        # Numeric columns: their all-digit continuing tokens by length and value, found by bisection (value_tokens)
+        # Numeric columns in tokens: their all-digit continuing tokens by length and value, found by bisection
         self._digit_tokens = {index: _by_length_and_value(self._candidates[index][1])
-                              for index, column in enumerate(self.columns) if isinstance(column, NumericColumn)}
+                              for index, column in enumerate(self.columns)
+                              if isinstance(column, NumericColumn) and not column.places}
         self._allowed_cache: dict[tuple[int, bytes], tuple[torch.Tensor, bool]] = {}
+        self._masks: dict[tuple[int, ...], torch.Tensor] = {}  # one mask for the many prefixes that allow the same
         self._end_of_value_ids = torch.tensor(encoder.end_of_value_ids)
         self._first_token_bias = {column: _dense(offsets, self.vocab_size)
                                   for column, offsets in (first_token_bias or {}).items()}
@@ -67,8 +76,9 @@ class ConstrainedSampler:
         """
         value_bytes = column.allowed_bytes()
         allowed = None if value_bytes is None else set(value_bytes) | {SPACE}
-        tokens = [(i, b) for i, b in enumerate(self.token_bytes)
-                  if b and i < self.vocab_size and (allowed is None or set(b) <= allowed)]
+        tokenizer_ids = min(len(self.encoder.tokenizer), self.vocab_size)  # a number's places: `value_tokens`
+        tokens = [(i, b) for i, b in enumerate(self.token_bytes[:tokenizer_ids])
+                  if b and (allowed is None or set(b) <= allowed)]
         starting = [(i, b) for i, b in tokens if b[0] == SPACE]
         spaces_inside = value_bytes is None or SPACE in value_bytes
         continuing = tokens if spaces_inside else [(i, b) for i, b in tokens if b[0] != SPACE]
@@ -90,7 +100,10 @@ class ConstrainedSampler:
             column = self.columns[column_index]
             starting, continuing = self._candidates[column_index]
             body = text[1:].decode("ascii", "replace")  # a number's text is ASCII; anything else takes no digits
-            if column_index in self._digit_tokens and column.takes_digits(body):
+            if self.encoder.place_counts[column_index]:  # the ids of the place the value has reached (after its space)
+                place = max(len(text) - 1, 0)
+                ids = [i for i, b in self.encoder.place_tokens(column_index, place) if self._viable(column, text + b)]
+            elif column_index in self._digit_tokens and column.takes_digits(body):
                 # A number's start: the viable digit tokens of each length are one to a few runs of values (Adult's
                 # fnlwgt took a third of sampling, California's fractions over half, checked token by token).
                 others, by_length = self._digit_tokens[column_index]
@@ -103,8 +116,14 @@ class ConstrainedSampler:
             complete = self._complete(column, text)
             if not ids and not complete:
                 raise RuntimeError(f"no valid continuation for column {column.name!r} after {text!r}")
-            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
-            mask[ids] = True
+            if len(self._allowed_cache) >= MAX_CACHED_PREFIXES:
+                self._allowed_cache.clear()
+                self._masks.clear()
+            shared = tuple(sorted(ids))
+            mask = self._masks.get(shared)
+            if mask is None:
+                mask = self._masks[shared] = torch.zeros(self.vocab_size, dtype=torch.bool)
+                mask[ids] = True
             found = self._allowed_cache[key] = (mask, complete)
         return found
 
@@ -132,7 +151,7 @@ class ConstrainedSampler:
                 return
             text = conditions[column]
             row.values[column] = (" " + text).encode() if text else b""
-            self._queue(row, self.encoder.value_ids(text), column)
+            self._queue(row, self.encoder.value_ids(text, column), column)
             row.position += 1
         row.done = True
 

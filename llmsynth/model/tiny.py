@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -25,6 +26,9 @@ class TinyModelConfig(BaseModel):
     column_slots: bool = Field(True, description="Tables: each column's tokens at the same positions whatever the "
                                "row's column order (see serialize.tabular.RowEncoder), so that one layer tells an "
                                "income's digits from a room count's.")
+    number_places: bool = Field(True, description="Tables: float columns written a character a token, padded to "
+                                "their widest, at most 4 decimals, each column and place with ids of its own "
+                                "(REaLTabFormer's number form; see data.schema.with_number_places).")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequence[str] = (),
@@ -56,9 +60,12 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequenc
                                    additional_special_tokens=list(markers))
 
 
-def tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+def tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast,
+               extra_sources: Sequence[int] = ()) -> LlamaForCausalLM:
+    """`extra_sources`: an id past the tokenizer's for each, its embedding starting as the given token's (a table's
+    number places start as their characters)."""
     llama = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=len(tokenizer) + len(extra_sources),
         hidden_size=config.hidden_size,
         intermediate_size=config.intermediate_size,
         num_hidden_layers=config.num_layers,
@@ -70,4 +77,9 @@ def tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast) -> L
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    return LlamaForCausalLM(llama)
+    model = LlamaForCausalLM(llama)
+    if extra_sources:
+        with torch.no_grad():  # the output embeddings are the same weights
+            embeddings = model.get_input_embeddings().weight
+            embeddings[len(tokenizer):] = embeddings[list(extra_sources)]
+    return model

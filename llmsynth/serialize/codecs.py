@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DIGITS = b"0123456789"
 
@@ -60,6 +60,11 @@ class ColumnCodec(BaseModel):
     def nullable(self) -> bool:
         return self.null_fraction > 0
 
+    @property
+    def place_count(self) -> int:
+        """Characters a value written by places may take (see NumericColumn.places); 0: written in tokens."""
+        return 0
+
     def write(self, value: Any) -> str:
         """Text of a value as the model sees it; the empty string stands for a missing value."""
         return "" if is_null(value) else self._write(value)
@@ -93,9 +98,24 @@ class NumericColumn(ColumnCodec):
     decimals: int = Field(0, ge=0, le=12, description="Digits after the decimal point.")
     width: int = Field(0, ge=0, le=30, description="Integer digits every value is written with, zero-padded "
                        "(0042): a number's first token then tells its magnitude. 0: as few as it takes (42).")
+    places: bool = Field(False, description="Written a character a token, each column and character place with "
+                         "ids of its own (REaLTabFormer's number form; see serialize.tabular.RowEncoder).")
 
     def allowed_bytes(self) -> bytes:
         return DIGITS + b"-."
+
+    @model_validator(mode="after")
+    def _places_need_a_width(self) -> "NumericColumn":
+        if self.places and self.width == 0:
+            raise ValueError("a number written by places needs a width: every value as many characters")
+        return self
+
+    @property
+    def place_count(self) -> int:
+        """Characters of the longest value text."""
+        if not self.places:
+            return 0
+        return (self.minimum < 0) + self.width + (self.decimals + 1 if self.decimals else 0)
 
     @cached_property
     def _scale(self) -> int:

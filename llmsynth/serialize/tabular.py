@@ -17,6 +17,7 @@ from llmsynth.serialize.codecs import CategoricalColumn, ColumnCodec, escape
 SEPARATOR = ","
 MAX_WHOLE_VALUE_CATEGORIES = 256  # more are an identifier's or a free text's many values, which BPE spells well
 IGNORE = -100  # label of tokens the loss skips
+PLACE_CHARACTERS = "-.0123456789"  # what a number written by places holds
 
 
 def value_texts(table: pd.DataFrame, columns: Sequence[ColumnCodec]) -> list[list[str]]:
@@ -77,6 +78,11 @@ def parse_row_text(text: str, names: Sequence[str]) -> dict[str, str]:
     return row
 
 
+def _place_pieces(place: int) -> list[bytes]:
+    """What the ids of a place stand for: the first place's carry the value's leading space (a token the fewer)."""
+    return [((" " if place == 0 else "") + char).encode() for char in PLACE_CHARACTERS]
+
+
 class RowEncoder:
     """Token ids of rows for one tokenizer: the shared vocabulary of training and sampling.
 
@@ -91,15 +97,28 @@ class RowEncoder:
     only by its position (` 4` starts an income as well as a room count), and the orders that move conditioned
     columns to the front would otherwise put each column at other positions in each. Rows are then encoded with a third
     list, their position ids.
+
+    A column written by places (`places`: NumericColumn.places) takes no tokenizer's ids: the character at place k of
+    its value (` -122.2300`: the `-` at 0, with the value's leading space, the 1 at 1...) has an id of its own for the
+    column and place, past the tokenizer's, so a digit tells the model its column and magnitude by itself.
     """
 
     def __init__(self, tokenizer, names: Sequence[str], end_of_row_id: int | None = None,
-                 prefix_ids: Sequence[int] | None = None, slots: Sequence[int] | None = None):
+                 prefix_ids: Sequence[int] | None = None, slots: Sequence[int] | None = None,
+                 places: Sequence[int] | None = None):
         """`end_of_row_id` closes the row (default: end of sequence; a conversation's metadata header has its own);
         `prefix_ids` open it (default: beginning of sequence; a chat template's system turn has its own); `slots`:
-        the first position of each column's slot and, last, the end of row's (see `lay_out_slots`)."""
+        the first position of each column's slot and, last, the end of row's (see `lay_out_slots`); `places`: per
+        column, the places of a column written by places (its `place_count`), 0 for the others."""
         self.tokenizer = tokenizer
+        self.names = list(names)
         self.column_count = len(names)
+        self.place_counts = list(places) if places is not None else [0] * self.column_count
+        self.first_place_ids, next_id = [], len(tokenizer)  # column c's place k, character j: first + 13k + j
+        for count in self.place_counts:
+            self.first_place_ids.append(next_id)
+            next_id += len(PLACE_CHARACTERS) * count
+        self.vocabulary_size = next_id  # the ids this encoder writes: the model's embeddings must hold as many
         bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         self.prefix_ids = [bos_id] if prefix_ids is None else list(prefix_ids)
         self.end_of_row_id = tokenizer.eos_token_id if end_of_row_id is None else end_of_row_id
@@ -110,7 +129,8 @@ class RowEncoder:
         self.first_segment_ids = [first for first, _ in segments]
         self.next_segment_ids = [after for _, after in segments]
         self.end_of_value_ids = sorted({ids[0] for ids in self.next_segment_ids} | {self.end_of_row_id})
-        self._value_cache: dict[str, list[int]] = {}
+        shared: dict[str, list[int]] = {}  # value texts' ids, by column: one dict for those the tokenizer writes
+        self._value_cache = [{} if count else shared for count in self.place_counts]
         self.slots = list(slots) if slots is not None else None
         if self.slots is not None and len(self.slots) != self.column_count + 1:
             raise ModelError(f"{len(self.slots)} column slots for {self.column_count} columns and the end of row")
@@ -122,7 +142,7 @@ class RowEncoder:
         for column in range(self.column_count):
             slots.append(start)
             segment = max(len(self.first_segment_ids[column]), len(self.next_segment_ids[column]))
-            start += segment + max(len(self.value_ids(record[column])) for record in records) + margin
+            start += segment + max(len(self.value_ids(record[column], column)) for record in records) + margin
         self.slots = slots + [start]
         return self.slots
 
@@ -132,13 +152,41 @@ class RowEncoder:
     def segment_ids(self, column: int, first: bool) -> list[int]:
         return (self.first_segment_ids if first else self.next_segment_ids)[column]
 
-    def value_ids(self, text: str) -> list[int]:
-        ids = self._value_cache.get(text)
+    def value_ids(self, text: str, column: int) -> list[int]:
+        cache = self._value_cache[column]
+        ids = cache.get(text)
         if ids is None:
-            ids = self.encode_text(" " + text) if text else []
-            if len(self._value_cache) < 200_000:
-                self._value_cache[text] = ids
+            if not text:
+                ids = []
+            elif self.place_counts[column]:
+                ids = self._place_ids(text, column)
+            else:
+                ids = self.encode_text(" " + text)
+            if len(cache) < 200_000:
+                cache[text] = ids
         return ids
+
+    def _place_ids(self, text: str, column: int) -> list[int]:
+        if len(text) > self.place_counts[column] or not set(text) <= set(PLACE_CHARACTERS):
+            raise ModelError(f"column {self.names[column]!r}: {text!r} is not a number of its form (at most "
+                             f"{self.place_counts[column]} characters of {PLACE_CHARACTERS!r})")
+        first = self.first_place_ids[column]
+        return [first + len(PLACE_CHARACTERS) * place + PLACE_CHARACTERS.index(char) for place, char in enumerate(text)]
+
+    def place_tokens(self, column: int, place: int) -> list[tuple[int, bytes]]:
+        """The ids of a column's character place with the bytes each stands for; none past its last place."""
+        if place >= self.place_counts[column]:
+            return []
+        first = self.first_place_ids[column] + len(PLACE_CHARACTERS) * place
+        return [(first + index, piece) for index, piece in enumerate(_place_pieces(place))]
+
+    def place_bytes(self) -> list[bytes]:
+        """The bytes each id past the tokenizer's stands for, in id order."""
+        return [piece for count in self.place_counts for place in range(count) for piece in _place_pieces(place)]
+
+    def place_sources(self) -> list[int]:
+        """For each id past the tokenizer's, the tokenizer's id of its character: where its embedding starts from."""
+        return [self.encode_text(char)[0] for char in PLACE_CHARACTERS] * sum(self.place_counts)
 
     def encode(self, values: Sequence[str], order: Sequence[int], prefix_ids: Sequence[int] | None = None
                ) -> tuple[list[int], list[int]] | tuple[list[int], list[int], list[int]]:
@@ -150,9 +198,9 @@ class RowEncoder:
         cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
         for position, column in enumerate(order):
             segment = self.next_segment_ids[column] if position else self.first_segment_ids[column]
-            value = cached.get(values[column])
+            value = cached[column].get(values[column])
             if value is None:  # not `or`: a missing value's [] is cached too
-                value = self.value_ids(values[column])
+                value = self.value_ids(values[column], column)
             ids += segment + value
             learned_end = segment[:1] if position > 0 else []
             labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value

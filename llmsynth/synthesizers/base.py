@@ -131,6 +131,10 @@ class Synthesizer:
         """Values a tiny tokenizer writes as one token each (categories, with their leading space)."""
         return []
 
+    def _extra_token_sources(self) -> list[int]:
+        """Per id the kind's encoder writes past the tiny tokenizer's, the token its embedding starts as."""
+        return []
+
     def _new_encoder(self):
         """The kind's: the encoder of records into token ids (training) and of prompts (sampling)."""
         raise NotImplementedError
@@ -152,7 +156,7 @@ class Synthesizer:
         if self.base_model is None:
             self.tokenizer = self._tiny_tokenizer(texts, workdir, resume)
             torch.manual_seed(self.recipe.train.seed)
-            self.model = tiny_model(self.recipe.tiny, self.tokenizer)
+            self.model = tiny_model(self.recipe.tiny, self.tokenizer, self._extra_token_sources())
         else:
             self.base = resolve_base(self.base_model)
             base, self.tokenizer = load_base(self.base)

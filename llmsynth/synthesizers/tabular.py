@@ -11,7 +11,7 @@ import pandas as pd
 
 from llmsynth.data.canaries import CanarySet
 from llmsynth.data.io import check_table, read_table
-from llmsynth.data.schema import Schema, infer_schema
+from llmsynth.data.schema import Schema, infer_schema, with_number_places
 from llmsynth.errors import DataError, GenerateError, TrainError
 from llmsynth.generate.calibration import category_offsets
 from llmsynth.generate.fair import fair_rows
@@ -59,6 +59,8 @@ class TabularSynthesizer(Synthesizer):
             self.schema = infer_schema(table, self.column_kinds)
         except DataError as exc:
             raise DataError(f"{self._source}: {exc}") from exc
+        if self.base_model is None and self.recipe.tiny.number_places:
+            self.schema = with_number_places(self.schema)
         self._sampler = None
         self._slots = None
         self.first_token_bias = {}
@@ -68,8 +70,9 @@ class TabularSynthesizer(Synthesizer):
         return [c.name for c in self.schema.learned]
 
     def _tokenizer_texts(self, records: list[list[str]]) -> Iterator[str]:
-        names = self._names()
-        return (row_text(names, r) for r in records)
+        """The rows without the values written by places, which take no tokenizer's ids."""
+        names, by_places = self._names(), [column.place_count > 0 for column in self.schema.learned]
+        return (row_text(names, ["" if places else value for value, places in zip(r, by_places)]) for r in records)
 
     def _whole_tokens(self) -> list[str]:
         return [text for name in self._names() for text in segment_texts(name)]
@@ -78,7 +81,11 @@ class TabularSynthesizer(Synthesizer):
         return whole_values(self.schema.learned)
 
     def _new_encoder(self) -> RowEncoder:
-        return RowEncoder(self.tokenizer, self._names(), slots=self._slots)
+        return RowEncoder(self.tokenizer, self._names(), slots=self._slots,
+                          places=[column.place_count for column in self.schema.learned])
+
+    def _extra_token_sources(self) -> list[int]:
+        return self._new_encoder().place_sources()
 
     def _examples(self, records: list, canaries: list, train: list, validation: list) -> tuple[list, list, dict]:
         if self.base_model is None and self.recipe.tiny.column_slots:  # a pretrained base keeps its own positions
