@@ -13,7 +13,6 @@ from llmsynth.errors import GenerateError, ModelError
 from llmsynth.evaluate.validity import valid_rows
 from llmsynth.serialize.codecs import CategoricalColumn, IdentifierColumn
 from llmsynth.train.config import load_recipe
-from conftest import tiny_recipe
 
 
 def assert_all_valid(table: pd.DataFrame, synth: TabularSynthesizer) -> None:
@@ -51,12 +50,9 @@ def test_every_sampled_row_is_valid(trained):
     assert_all_valid(rows, trained)
 
 
-def test_digit_tokens_found_by_bisection_are_those_checked_one_by_one(demo_table):
+def test_digit_tokens_found_by_bisection_are_those_checked_one_by_one(trained):
     from llmsynth.generate.sampler import ConstrainedSampler
 
-    recipe = tiny_recipe(epochs=1)
-    recipe.tiny.number_places = False  # numbers in BPE tokens, as a table of integers writes them
-    trained = TabularSynthesizer(recipe).fit(demo_table, scrub=False, progress=False)
     fast = ConstrainedSampler(trained.ready_model(), trained.encoder, trained.schema.learned)
     assert fast._digit_tokens  # the demo table has integer and decimal columns
     fast.sample_batch([list(range(len(trained.schema.learned)))] * 64, {}, torch.Generator().manual_seed(0))
@@ -99,9 +95,10 @@ def test_the_sampler_reads_each_token_at_its_column_slot_as_training_did(trained
         assert list(positions[start:end]) == list(range(slot, slot + end - start))
 
 
-def test_numbers_are_learned_and_sampled_by_places():
-    """A table with floats has its numbers written a character a token with ids of their own column and place (past
-    the tokenizer's, in embeddings the model is built with): a city's latitude must bring its longitude."""
+def test_numbers_are_learned_and_sampled_by_places(tmp_path):
+    """A table of mostly floats has its numbers written a character a token with ids of their own column and place
+    (past the tokenizer's, in embeddings the model is built with): a city's latitude must bring its longitude, sampled
+    or conditioned on, and a loaded model must write the same rows."""
     rng = np.random.default_rng(0)
     cities = rng.integers(0, 2, 400)
     table = pd.DataFrame({"latitude": np.where(cities, 37.77, 34.05) + rng.normal(0, 0.05, 400).round(2),
@@ -116,6 +113,12 @@ def test_numbers_are_learned_and_sampled_by_places():
     assert_all_valid(rows, synth)
     north = rows["latitude"] > 36
     assert ((rows["longitude"] < -120) == north).mean() > 0.9, rows.head(10).to_string()
+    conditioned = synth.sample(100, conditions={"latitude": 37.8}, seed=1)
+    assert (conditioned["latitude"] == 37.8).all() and (conditioned["longitude"] < -120).mean() > 0.9
+    assert_all_valid(conditioned, synth)
+    loaded = TabularSynthesizer.load(synth.save(tmp_path / "model"))
+    assert loaded.schema == synth.schema
+    pd.testing.assert_frame_equal(loaded.sample(50, seed=2), synth.sample(50, seed=2))
 
 
 def test_missing_values_appear_where_the_column_had_them(trained):

@@ -100,15 +100,18 @@ def test_categories_are_one_token_each_and_sampled_as_their_text():
 
 
 def test_a_number_written_by_places_takes_ids_of_its_own_column_and_place():
-    """REaLTabFormer's number form: a table's numbers (where it has floats) padded to their widest, a character a
-    token, and each character's id its column's and place's own (past the tokenizer's), so one digit tells the model
-    which number and which magnitude it is; a table of integers keeps the tokenizer's BPE."""
+    """REaLTabFormer's number form: a table's numbers (where at least half of them are floats) padded to their widest,
+    a character a token, and each character's id its column's and place's own (past the tokenizer's), so one digit
+    tells the model which number and which magnitude it is; a table of mostly integers keeps the tokenizer's BPE."""
     table = pd.DataFrame({"lat": [37.88, 4.05, 40.1] * 10, "lon": [-122.23, -18.24, -121.5] * 10,
                           "ratio": [1.123456789, 2.5, 3.0] * 10, "rooms": [3, 5, 12] * 10})
     schema = with_number_places(infer_schema(table))
     assert [column.places for column in schema.learned] == [True, True, True, True]
     assert value_texts(table, schema.learned)[1] == ["04.05", "-018.24", "2.5000", "05"]  # at most 4 decimals
-    assert not with_number_places(infer_schema(table[["rooms"]])).learned[0].places
+    mostly_integers = infer_schema(table[["lat", "rooms"]].assign(beds=[1, 2, 3] * 10))
+    assert not any(column.places for column in with_number_places(mostly_integers).learned)  # as BPE writes them
+    assert all(column.places for column in with_number_places(mostly_integers, "always").learned)
+    assert not any(column.places for column in with_number_places(infer_schema(table), "never").learned)
     names = list(table.columns)
     tokenizer = train_tokenizer([row_text(names, r) for r in value_texts(table, schema.learned)], 300)
     encoder = RowEncoder(tokenizer, names, places=[column.place_count for column in schema.learned])

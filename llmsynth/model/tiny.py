@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,9 +27,10 @@ class TinyModelConfig(BaseModel):
     column_slots: bool = Field(True, description="Tables: each column's tokens at the same positions whatever the "
                                "row's column order (see serialize.tabular.RowEncoder), so that one layer tells an "
                                "income's digits from a room count's.")
-    number_places: bool = Field(True, description="Tables: float columns written a character a token, padded to "
-                                "their widest, at most 4 decimals, each column and place with ids of its own "
-                                "(REaLTabFormer's number form; see data.schema.with_number_places).")
+    number_places: Literal["auto", "always", "never"] = Field(
+        "auto", description="Tables: numbers written a character a token, padded to their widest, at most 4 decimals, "
+        "each column and place with ids of its own (REaLTabFormer's number form); auto: where at least half the "
+        "table's numbers are floats (see data.schema.with_number_places).")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, whole_tokens: Sequence[str] = (),

@@ -114,7 +114,7 @@ class RowEncoder:
         self.names = list(names)
         self.column_count = len(names)
         self.place_counts = list(places) if places is not None else [0] * self.column_count
-        self.first_place_ids, next_id = [], len(tokenizer)  # column c's place k, character j: first + 13k + j
+        self.first_place_ids, next_id = [], len(tokenizer)  # column c's place k, character j: first + 12k + j
         for count in self.place_counts:
             self.first_place_ids.append(next_id)
             next_id += len(PLACE_CHARACTERS) * count

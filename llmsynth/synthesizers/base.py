@@ -36,7 +36,7 @@ from llmsynth.train.loop import CHECKPOINT_DIR, TrainSummary, train_model
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: numbers by places (a schema's `places`), which an older llmsynth cannot read
 # The oldest format each kind still reads: related tables' rows say how many rows follow them since format 2, and how
 # many of their sequence's rare events are to come since format 3; a model trained before would be prompted with a
 # text it never saw.

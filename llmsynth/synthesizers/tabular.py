@@ -59,8 +59,8 @@ class TabularSynthesizer(Synthesizer):
             self.schema = infer_schema(table, self.column_kinds)
         except DataError as exc:
             raise DataError(f"{self._source}: {exc}") from exc
-        if self.base_model is None and self.recipe.tiny.number_places:
-            self.schema = with_number_places(self.schema)
+        if self.base_model is None:  # a pretrained base reads numbers in its own tokens
+            self.schema = with_number_places(self.schema, self.recipe.tiny.number_places)
         self._sampler = None
         self._slots = None
         self.first_token_bias = {}
