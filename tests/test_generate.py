@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llmsynth import TabularSynthesizer
-from llmsynth.data.schema import infer_schema
+from llmsynth.data.schema import infer_schema, with_number_places
 from llmsynth.errors import GenerateError, ModelError
 from llmsynth.evaluate.validity import valid_rows
 from llmsynth.serialize.codecs import CategoricalColumn, IdentifierColumn
@@ -42,6 +42,8 @@ def test_numbers_finer_than_the_precision_cap_are_valid():
     schema = infer_schema(ratios)
     assert schema.learned[0].decimals == 6 and valid_rows(ratios, schema).all()
     assert not valid_rows(pd.DataFrame({"rooms": [99.0]}), schema).any()  # still out of range
+    by_places = with_number_places(schema)  # at most 4 decimals: the real values are finer still, and valid
+    assert by_places.learned[0].decimals == 4 and valid_rows(ratios, by_places).all()
 
 
 def test_every_sampled_row_is_valid(trained):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from llmsynth.data.schema import MAX_DECIMALS, Schema
+from llmsynth.data.schema import MAX_DECIMALS, PLACE_DECIMALS, Schema
 from llmsynth.serialize.codecs import ColumnCodec, NumericColumn, is_null
 
 
@@ -13,7 +13,8 @@ def _valid_value(column: ColumnCodec, value) -> bool:
         return column.nullable
     try:
         text = column.write(value)
-        if isinstance(column, NumericColumn) and column.decimals < MAX_DECIMALS and float(text) != float(value):
+        cap = PLACE_DECIMALS if isinstance(column, NumericColumn) and column.places else MAX_DECIMALS
+        if isinstance(column, NumericColumn) and column.decimals < cap and float(text) != float(value):
             return False  # not at the column's precision (at the cap, the real numbers were finer still: 5.663073...)
         return column.complete(text.encode())
     except (TypeError, ValueError):
