@@ -13,9 +13,10 @@ def _valid_value(column: ColumnCodec, value) -> bool:
         return column.nullable
     try:
         text = column.write(value)
-        cap = PLACE_DECIMALS if isinstance(column, NumericColumn) and column.places else MAX_DECIMALS
-        if isinstance(column, NumericColumn) and column.decimals < cap and float(text) != float(value):
-            return False  # not at the column's precision (at the cap, the real numbers were finer still: 5.663073...)
+        if isinstance(column, NumericColumn):
+            cap = PLACE_DECIMALS if column.places else MAX_DECIMALS
+            if column.decimals < cap and float(text) != float(value):
+                return False  # not at the column's precision (at the cap, the real numbers were finer: 5.663073...)
         return column.complete(text.encode())
     except (TypeError, ValueError):
         return False
