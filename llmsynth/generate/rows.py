@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ from llmsynth.errors import GenerateError
 from llmsynth.generate.identifiers import fill_identifiers
 from llmsynth.generate.sampler import ConstrainedSampler, batch_plan, row_orders
 from llmsynth.serialize.codecs import CategoricalColumn, IdentifierColumn, NumericColumn, is_null
+
+log = logging.getLogger(__name__)
 
 
 def condition_texts(schema: Schema, conditions: Mapping[str, Any] | None, noun: str = "column") -> dict[int, str]:
@@ -69,6 +72,12 @@ def generate_rows(
     if n < 1:
         raise GenerateError(f"the number of rows must be at least 1, got {n}")
     fixed = condition_texts(schema, conditions)
+    if column_order == "schema" and sorted(fixed) != list(range(len(fixed))):
+        log.warning("this model learned every row in the table's order (column_order: schema), so conditions hold "
+                    "well only on its leading columns (%s); conditioned on %s, the other columns may not follow "
+                    "them: train with column_order: conditional to condition on any column",
+                    ", ".join(c.name for c in schema.learned[:max(len(fixed), 1)]),
+                    ", ".join(schema.learned[k].name for k in sorted(fixed)))
     plan = list(batch_plan(n, batch_size, seed, shard))
     with tqdm(total=sum(count for _, count, _, _ in plan), desc="generating", unit="row",
               disable=not progress) as bar:
