@@ -53,19 +53,24 @@ KEPT = "<!-- written by hand below: kept when the figures above are rewritten --
 
 
 def write_section(title: str, body: str, figures: dict, name: str) -> None:
-    """Write `## title` + body into docs/benchmarks.md (replacing an older one, but for what follows a KEPT line in
-    it: the reading of a run, written by hand) and figures to eval/results/NAME.json."""
+    """Write `## title` + body into docs/benchmarks.md, in the place of an older one (but for what follows a KEPT
+    line in it: the reading of a run, written by hand) or at the end, and figures to eval/results/NAME.json."""
     results = ROOT / "eval" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(figures, indent=2, default=str))
     path = ROOT / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else HEADER
     heading = f"## {title}"
-    start, kept = text.find(heading), ""
-    if start >= 0:
+    section = f"{heading}\n\n{body.strip()}\n"
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip() + "\n\n" + section
+    else:
         end = text.find("\n## ", start + 1)
-        old = text[start:end if end >= 0 else len(text)]
+        end = len(text) if end < 0 else end + 1
+        old = text[start:end]
         kept = "\n" + old[old.index(KEPT):].strip() + "\n" if KEPT in old else ""
-        text = text[:start] + (text[end + 1:] if end >= 0 else "")
+        after = text[end:]
+        text = text[:start] + section + kept + ("\n" + after if after else "")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text.rstrip() + f"\n\n{heading}\n\n{body.strip()}\n" + kept)
+    path.write_text(text)
