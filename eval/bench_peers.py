@@ -682,8 +682,9 @@ Columns: fit and sampling times are wall-clock; "valid" is the share of drawn ro
 (every column present, categories seen in training, numbers in range at the column's precision); peak MB is the
 generator process's maximum resident memory (Python, torch and the libraries included). Quality: "ours" is
 llmsynth's evaluation suite (`llmsynth eval`, definitions in docs/evaluation.md) against the training rows and
-the holdout; "SDM" is SDMetrics' QualityReport (its score the median over the draws) and "QA accuracy" mostlyai-qa's overall accuracy (one minus the
-total variation distance of binned uni-, bi- and trivariate distributions), two independent judges. Detection AUC: cross-validated gradient
+the holdout; "SDM" is SDMetrics' QualityReport (its score the median over the draws) and "QA accuracy"
+mostlyai-qa's overall accuracy (one minus the total variation distance of binned uni-, bi- and trivariate
+distributions), two independent judges. Detection AUC: cross-validated gradient
 boosting telling synthetic from holdout rows (0.5 is best). TSTR ratio: gradient boosting trained on synthetic
 rows vs on real rows, scored on the holdout (ROC AUC; R² for California's house value). DCR share: synthetic rows
 closer to a training row than to a holdout row (0.5 is best; 1.0 is copying). Exact match: synthetic rows equal to
