@@ -354,11 +354,12 @@ def mostlyai_accuracy(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.
             "trivariate": accuracy.trivariate, "overall_max": accuracy.overall_max}
 
 
-def judge(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema, target: str,
+def judge(train: pd.DataFrame, holdout: pd.DataFrame, rows: pd.DataFrame, schema: Schema, target: str,
           seed: int) -> dict:
-    valid = valid_rows(synthetic, schema)
-    figures = {"valid_share": float(valid.mean())}
-    synthetic = synthetic.reset_index(drop=True)
+    """The figures of the first draw of as many rows as the holdout has, and SDMetrics' score of every whole draw."""
+    n = len(holdout)
+    synthetic = rows.iloc[:n].reset_index(drop=True)
+    figures = {"valid_share": float(valid_rows(synthetic, schema).mean())}
     metrics = evaluate_tables(train, holdout, synthetic, schema, target=target, seed=seed).metrics
     utility, privacy = metrics["utility"], metrics["privacy"]
     figures["ours"] = {
@@ -374,6 +375,9 @@ def judge(train: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, s
         "membership_auc": privacy["membership_auc"],
     }
     figures["sdmetrics"] = sdmetrics_quality(train, synthetic, schema)
+    figures["sdmetrics"]["draws"] = [figures["sdmetrics"]["score"]] + [
+        sdmetrics_quality(train, rows.iloc[start:start + n], schema)["score"]
+        for start in range(n, len(rows) - n + 1, n)]
     figures["mostlyai_qa"] = mostlyai_accuracy(train, holdout, synthetic, schema)
     if utility["task"] == "classification":
         figures["paper"] = paper_figures(train, holdout, synthetic, schema, target, seed)
@@ -427,17 +431,14 @@ def main() -> None:
         for generator in args.generators:
             if generator == "great_smollm2" and name not in args.great_smollm2_tables:
                 continue
-            print(f"[{name}] {generator}: fitting and sampling {len(holdout)} rows ...", flush=True)
+            print(f"[{name}] {generator}: fitting and sampling {len(holdout) * args.draws} rows ...", flush=True)
             run = run_generator(generator, train, len(holdout) * args.draws, args.seed, options)
             if generator == "llmsynth":
                 options["epochs"] = run["details"]["epochs"]
             rows = run.pop("rows")
             run["rows_per_second"] = len(rows) / max(run["sample_seconds"], 1e-9)
             if len(rows) >= 2:
-                run.update(judge(train, holdout, rows.iloc[:len(holdout)], schema, spec.target, args.seed))
-                run["sdmetrics"]["draws"] = [run["sdmetrics"]["score"]] + [
-                    sdmetrics_quality(train, rows.iloc[start:start + len(holdout)], schema)["score"]
-                    for start in range(len(holdout), len(rows) - len(holdout) + 1, len(holdout))]
+                run.update(judge(train, holdout, rows, schema, spec.target, args.seed))
             else:
                 run["failed"] = f"{len(rows)} rows within the {args.sample_seconds:.0f} s sampling deadline"
             results[name]["generators"][generator] = run
