@@ -42,6 +42,7 @@ class _Row:
     value: bytes = b""
     values: dict[int, bytes] = field(default_factory=dict)
     done: bool = False
+    end: int = -1  # the token that closes the value being written (`ConstrainedSampler._end_token`)
 
 
 class ConstrainedSampler:
@@ -148,6 +149,7 @@ class ConstrainedSampler:
             row.slot_fill = 0
             self._queue(row, self.encoder.segment_ids(column, first=row.position == 0), column)
             if column not in conditions:
+                row.end = self._end_token(row)
                 return
             text = conditions[column]
             row.values[column] = (" " + text).encode() if text else b""
@@ -190,12 +192,14 @@ class ConstrainedSampler:
         return [row.values for row in rows]
 
     def _choose(self, logits: torch.Tensor, rows: list[_Row], generator, temperature, top_p) -> torch.Tensor:
-        if self._first_token_bias:
-            offsets = [self._first_token_bias.get(row.order[row.position]) if not row.value else None for row in rows]
-            if any(offset is not None for offset in offsets):
-                logits = logits + torch.stack([torch.zeros(self.vocab_size) if offset is None else offset
-                                               for offset in offsets])
-        ends = torch.tensor([self._end_token(row) for row in rows])
+        if self._first_token_bias:  # rows about to start a value of a calibrated column
+            biased = [(k, self._first_token_bias.get(row.order[row.position])) for k, row in enumerate(rows)
+                      if not row.value]
+            biased = [(k, offset) for k, offset in biased if offset is not None]
+            if biased:
+                where, offsets = zip(*biased)
+                logits = logits.index_add(0, torch.tensor(where), torch.stack(offsets))
+        ends = torch.tensor([row.end for row in rows])
         masks, complete = zip(*(self.value_tokens(row.order[row.position], row.value) for row in rows))
         allowed = torch.stack(masks)
         closing = torch.tensor(complete)
@@ -205,7 +209,7 @@ class ConstrainedSampler:
         return draw(logits.scatter(1, ends[:, None], end_mass), allowed, generator, temperature, top_p)
 
     def _advance(self, row: _Row, token: int, conditions: dict[int, str]) -> None:
-        if token == self._end_token(row) and self._complete(self.columns[row.order[row.position]], row.value):
+        if token == row.end and self._complete(self.columns[row.order[row.position]], row.value):
             row.values[row.order[row.position]] = row.value
             row.value = b""
             row.position += 1
