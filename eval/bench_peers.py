@@ -737,7 +737,7 @@ a training row, next to the holdout's own rate.
             f"{_tiny_size()}), and the real rows the discriminator sees are our holdout.\n\n" + "\n".join(lines) + "\n")
     lines = ["| target | measured | met |", "|---|---|---|"] + [f"| {t} | {m} | {ok} |" for t, m, ok in
                                                              peer_targets(figures)]
-    parts.append("**Targets of issue 22** (peers: every generator but llmsynth's two rows and independent columns):\n\n"
+    parts.append("**Targets of issue 22** (peers: every generator but llmsynth's rows and independent columns):\n\n"
                  + "\n".join(lines) + "\n")
     parts.append(time_to_quality(figures))
     missing = [LABELS[g] for g in DEFAULT_GENERATORS if g not in _generators_run(figures)]
