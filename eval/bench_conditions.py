@@ -32,8 +32,8 @@ from report import machine, run_isolated, versions, write_section  # noqa: E402
 CONDITIONS = {
     "adult": [("income", ">50K"), ("education", "Masters"), ("relationship", "Wife"), ("native-country", "Mexico"),
               ("occupation", "Exec-managerial"), ("workclass", "Self-emp-inc")],
-    "german": [("class", "bad"), ("housing", "for free"), ("purpose", "education"),
-               ("checking_status", "no checking")],
+    "german": [("creditability", "bad"), ("housing", "for free"), ("purpose", "education"),
+               ("status_of_existing_checking_account", "no checking account")],
 }
 # Judged on rules only: conditions on a column that comes after its rule's partner in the table's order
 RULE_CONDITIONS = {"adult": [("gender", "Female"), ("educational-num", "13")], "german": []}
@@ -78,8 +78,9 @@ def closeness(rows: pd.DataFrame, real: pd.DataFrame, skip: str) -> float:
     return 1 - float(np.mean(distances))
 
 
-def _conditioned(table: str, recipe: str, seed: int, rows: int) -> dict:
-    """Train `recipe` on the table's training split and judge its conditioned rows (run in a fresh process)."""
+def _conditioned(table: str, recipe: str, seed: int, rows: int, found: list[tuple[str, str, str, str]]) -> dict:
+    """Train `recipe` on the table's training split and judge its conditioned rows, on closeness and on the rules
+    `found` in the training rows (run in a fresh process)."""
     from llmsynth import TabularSynthesizer
     from llmsynth.train.config import load_recipe
 
@@ -89,7 +90,7 @@ def _conditioned(table: str, recipe: str, seed: int, rows: int) -> dict:
     started = time.perf_counter()
     model = TabularSynthesizer(loaded).fit(train, scrub=False, progress=False)
     fitted = time.perf_counter() - started
-    figures, broken, found = {}, {}, rules(train)
+    figures, broken = {}, {}
     for column, value in CONDITIONS[table] + RULE_CONDITIONS[table]:
         real = train[train[column].astype(str) == value]
         sampled = model.sample(min(rows, 2 * len(real)), conditions={column: value}, seed=seed)
@@ -120,14 +121,14 @@ def main() -> None:
         floor = {f"{column} = {value}": closeness(holdout[holdout[column].astype(str) == value],
                                                   train[train[column].astype(str) == value], column)
                  for column, value in CONDITIONS[table]}
-        found = rules(train)
+        found, judged = rules(train), CONDITIONS[table] + RULE_CONDITIONS[table]
         real_rows = {f"{column} = {value}": int((train[column].astype(str) == value).sum())
-                     for column, value in CONDITIONS[table] + RULE_CONDITIONS[table]}
+                     for column, value in judged}
         holdout_broken = {f"{column} = {value}": broken_share(holdout[holdout[column].astype(str) == value], found)
-                          for column, value in CONDITIONS[table] + RULE_CONDITIONS[table]}
+                          for column, value in judged}
         runs = {}
         for recipe in args.recipes:
-            runs[recipe] = [run_isolated(_conditioned, table, recipe, seed, args.rows) for seed in args.seeds]
+            runs[recipe] = [run_isolated(_conditioned, table, recipe, seed, args.rows, found) for seed in args.seeds]
             print(table, recipe, [f"{run['mean']:.3f}" for run in runs[recipe]], flush=True)
         tables[table] = {"holdout": floor, "holdout_mean": float(np.mean(list(floor.values()))), "runs": runs,
                          "real_rows": real_rows, "rules": len(found), "holdout_broken_rules": holdout_broken}
