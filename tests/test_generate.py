@@ -161,6 +161,16 @@ def test_a_model_learned_in_table_order_warns_of_conditions_past_its_leading_col
     assert f"conditioned on {later}" in caplog.text
 
 
+def test_a_model_learned_with_prompts_writes_the_whole_row_after_its_conditions(demo_table):
+    synth = TabularSynthesizer(tiny_recipe(epochs=1, schema_order_share=0.3, prompt_share=0.5)).fit(
+        demo_table.head(200), scrub=False)
+    later = synth.schema.learned[-1].name
+    rows = synth.sample(40, conditions={later: demo_table[later].iloc[0], "state": "TX"}, seed=3)
+    assert (rows[later] == demo_table[later].iloc[0]).all() and (rows["state"] == "TX").all()
+    assert_all_valid(rows, synth)
+    assert_all_valid(synth.sample(40, seed=3), synth)
+
+
 @pytest.mark.parametrize("conditions, message", [
     ({"nope": 1}, "unknown column 'nope'"),
     ({"state": "XX"}, "value not seen in training; expected one of: CA, FL"),

@@ -75,6 +75,29 @@ def test_column_slots_give_each_columns_tokens_the_same_positions_in_any_order(o
         assert RowEncoder(tokenizer, names).encode(row, order) == (ids, labels)  # no slots: ids and labels only
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True))
+def test_a_prompt_of_conditioned_columns_is_unlearned_and_leaves_the_whole_row_after_it_as_without(prompt):
+    """TrainConfig.prompt_share: the conditioned columns ahead of the row, which follows whole in the table's order,
+    its ids, labels and position ids those of the row alone."""
+    names = ["state", "age", "rate"]
+    rows = [["CA", "34", "5.25"], ["NY", "", "112.00"], ["Utah", "7", "0.5"]]
+    tokenizer = train_tokenizer([row_text(names, r) for r in rows * 20], 300)
+    encoder = RowEncoder(tokenizer, names)
+    encoder.lay_out_slots(rows)
+    for row in rows:
+        alone = encoder.encode(row, range(3))
+        ids, labels, positions = encoder.encode(row, prompt + [0, 1, 2])
+        row_start = len(ids) - len(alone[0]) + 1  # after the prefix and the prompt
+        assert (ids[row_start:], labels[row_start:], positions[row_start:]) == tuple(part[1:] for part in alone)
+        assert set(labels[:row_start]) == {IGNORE}
+        assert tokenizer.decode(ids[1:row_start]) == row_text([names[i] for i in prompt], [row[i] for i in prompt])
+        in_slots = [p for place, column in enumerate(prompt) for p in range(
+            encoder.slots[column], encoder.slots[column] + len(encoder.segment_ids(column, first=place == 0))
+            + len(encoder.value_ids(row[column], column)))]
+        assert positions[1:row_start] == in_slots  # each conditioned column where the row has it
+
+
 def test_categories_are_one_token_each_and_sampled_as_their_text():
     """Byte-level BPE splits ` Never-married` at its hyphen into three or four tokens; a whole value is one, which
     the sampler reads as value bytes, while column segments stay the sampler's own and numbers keep their BPE."""

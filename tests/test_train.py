@@ -3,6 +3,7 @@
 import math
 import re
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -14,7 +15,8 @@ from llmsynth.errors import TrainError
 from llmsynth.model import tiny_model, train_tokenizer
 from llmsynth.model.tiny import TinyModelConfig
 from llmsynth.serialize.tabular import IGNORE, RowEncoder
-from llmsynth.train.batches import pack_batch, pad_batch
+from llmsynth.train.batches import column_order, pack_batch, pad_batch
+from llmsynth.train.config import TrainConfig
 from llmsynth.train.loop import CHECKPOINT_DIR, _schedule, cpu_has_bf16, resolve_precision
 
 
@@ -256,3 +258,19 @@ def test_a_run_with_a_weight_average_ends_with_the_average(demo_table, tmp_path)
     weights, scale = synth.model.state_dict(), 1 - (1 - 1 / steps_per_epoch) ** int(average["updates"])
     assert trained and all(torch.allclose(weights[name], average[f"running.{name}"] / scale) for name in trained)
     assert not all(torch.equal(weights[name], tensor) for name, tensor in trained.items())
+
+
+def test_conditional_order_moves_columns_or_writes_them_as_a_prompt_ahead_of_the_whole_row():
+    config = TrainConfig(schema_order_share=0.2, prompt_share=0.5)
+    rng = np.random.default_rng(0)
+    orders = [column_order(6, config, rng) for _ in range(2000)]
+    prompted = [order for order in orders if len(order) > 6]
+    moved = [order for order in orders if len(order) == 6 and list(order) != list(range(6))]
+    assert 0.35 < len(prompted) / len(orders) < 0.45 and 0.3 < len(moved) / len(orders) < 0.45
+    for order in prompted:  # up to half the columns, each once, then the whole row in the table's order
+        prompt = list(order[:-6])
+        assert list(order[-6:]) == list(range(6)) and 1 <= len(prompt) <= 3 and len(set(prompt)) == len(prompt)
+    assert all(sorted(order) == list(range(6)) for order in moved)
+    assert TrainConfig(prompt_share=0.5).sampling_order == "prompt"
+    assert TrainConfig().sampling_order == "conditional"
+    assert TrainConfig(column_order="schema", prompt_share=0.5).sampling_order == "schema"

@@ -37,6 +37,7 @@ class _Row:
     order: list[int]
     pending: deque
     position: int = 0  # index into order of the column being written
+    prompt: int = 0  # conditioned columns written ahead of the whole row (`row_orders`, mode "prompt")
     positions: deque = field(default_factory=deque)  # position ids of the pending tokens, with column slots
     slot_fill: int = 0  # tokens written in the current column's slot
     value: bytes = b""
@@ -147,7 +148,7 @@ class ConstrainedSampler:
         while row.position < len(row.order):
             column = row.order[row.position]
             row.slot_fill = 0
-            self._queue(row, self.encoder.segment_ids(column, first=row.position == 0), column)
+            self._queue(row, self.encoder.segment_ids(column, first=row.position in (0, row.prompt)), column)
             if column not in conditions:
                 row.end = self._end_token(row)
                 return
@@ -167,8 +168,8 @@ class ConstrainedSampler:
         device = self.model.device
         prefixes = prefixes if prefixes is not None else [self.encoder.prefix_ids] * len(orders)
         slots = self.encoder.slots is not None
-        rows = [_Row(order=list(order), pending=deque(prefix), positions=deque(range(len(prefix)) if slots else ()))
-                for order, prefix in zip(orders, prefixes)]
+        rows = [_Row(order=list(order), prompt=max(len(order) - self.encoder.column_count, 0), pending=deque(prefix),
+                     positions=deque(range(len(prefix)) if slots else ())) for order, prefix in zip(orders, prefixes)]
         for row in rows:
             self._forced_prefix(row, conditions)
         cache = DynamicCache()
@@ -275,7 +276,11 @@ def draw(logits: torch.Tensor, allowed: torch.Tensor, generator: torch.Generator
 
 def row_orders(n: int, columns: int, conditioned: Sequence[int], mode: str,
                rng: np.random.Generator) -> Iterator[list[int]]:
-    """Conditioned columns first (written before the model speaks); the rest as in training."""
+    """Conditioned columns first (written before the model speaks); the rest as in training, or with mode "prompt"
+    the whole row after them, the conditioned columns written again in their place."""
+    if mode == "prompt":  # the conditioned columns, then the whole row in the table's order
+        yield from ([*conditioned, *range(columns)] for _ in range(n))
+        return
     free = np.array([c for c in range(columns) if c not in set(conditioned)], dtype=int)
     for _ in range(n):
         yield list(conditioned) + (rng.permutation(free) if mode == "random" else free).tolist()

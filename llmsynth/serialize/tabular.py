@@ -98,6 +98,9 @@ class RowEncoder:
     columns to the front would otherwise put each column at other positions in each. Rows are then encoded with a third
     list, their position ids.
 
+    An order longer than the row starts with a prompt: conditioned columns, written again in the row after it, which
+    the loss skips (TrainConfig.prompt_share); the row after it is encoded as it is alone.
+
     A column written by places (`places`: NumericColumn.places) takes no tokenizer's ids: the character at place k of
     its value (` -122.2300`: the `-` at 0, with the value's leading space, the 1 at 1...) has an id of its own for the
     column and place, past the tokenizer's, so a digit tells the model its column and magnitude by itself.
@@ -196,14 +199,19 @@ class RowEncoder:
         ids, labels = list(prefix), [IGNORE] * len(prefix)
         positions = list(range(len(prefix))) if self.slots is not None else None
         cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
+        prompt = max(len(order) - self.column_count, 0)  # columns written ahead of the whole row, unlearned
         for position, column in enumerate(order):
-            segment = self.next_segment_ids[column] if position else self.first_segment_ids[column]
+            first = position == 0 or position == prompt
+            segment = self.first_segment_ids[column] if first else self.next_segment_ids[column]
             value = cached[column].get(values[column])
             if value is None:  # not `or`: a missing value's [] is cached too
                 value = self.value_ids(values[column], column)
             ids += segment + value
-            learned_end = segment[:1] if position > 0 else []
-            labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value
+            if position < prompt:
+                labels += [IGNORE] * (len(segment) + len(value))
+            else:
+                learned_end = [] if first else segment[:1]
+                labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value
             if self.slots is not None:
                 positions += range(self.slots[column], self.slots[column] + len(segment) + len(value))
         ids.append(self.end_of_row_id)

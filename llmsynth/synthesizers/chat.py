@@ -165,7 +165,7 @@ class ChatSynthesizer(Synthesizer):
         novelty = None if allow_copies else self.novelty
         self.rescrub_counts, self.copy_counts = Counter(), Counter()
         options = dict(schema=self.metadata_schema, rules=self.rules, temperature=temperature, top_p=top_p,
-                       column_order=self.recipe.train.column_order, novelty=novelty, counts=self.copy_counts,
+                       column_order=self.recipe.train.sampling_order, novelty=novelty, counts=self.copy_counts,
                        guidance=guidance, context=self.data_summary.get("context"))
         model, encoder = self.ready_model(), self.encoder
         batches = generate_chats(model, encoder, n=n, conditions=conditions, mix=mix, seed=seed,

@@ -127,7 +127,7 @@ class RelationalSynthesizer(Synthesizer):
         if self.recipe.train.dp_epsilon is not None:  # the offsets are read off the rows as they are, without noise
             return
         self.plans = calibrated(self.ready_model(), self.encoder, records, self.plans, self.recipe.train.seed,
-                                self.recipe.train.column_order, progress)
+                                self.recipe.train.sampling_order, progress)
 
     def _canary_template(self, records: list) -> dict[str, Any]:
         raise DataError("canaries are not supported for related tables yet; train without --canaries and --audit-canaries")
@@ -163,7 +163,8 @@ class RelationalSynthesizer(Synthesizer):
                   disable=not progress) as bar:
             for number, start in mine:
                 size = min(families, n - start)
-                settings = Settings(seed * 1_000_003 + number, 256, temperature, top_p, self.recipe.train.column_order)
+                settings = Settings(seed * 1_000_003 + number, 256, temperature, top_p,
+                                    self.recipe.train.sampling_order)
                 yield number, generate_families(model, self.encoder, self.plans, size, conditions, settings)
                 bar.update(size)
 

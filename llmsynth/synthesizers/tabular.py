@@ -137,7 +137,7 @@ class TabularSynthesizer(Synthesizer):
             return fair_rows(self.iter_sample, self.schema, n, fair, target, conditions, seed, batch_size, progress,
                              temperature=temperature, top_p=top_p)
         return generate_rows(self._get_sampler(), self.schema, n, conditions, seed, batch_size, temperature, top_p,
-                             progress, self.recipe.train.column_order, shard)
+                             progress, self.recipe.train.sampling_order, shard)
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int = 0, temperature: float = 1.0,
                top_p: float = 1.0, batch_size: int | None = None, progress: bool = False, fair: Sequence[str] = (),

@@ -87,13 +87,17 @@ def column_order(columns: int, config: TrainConfig, rng: np.random.Generator) ->
     random: all shuffled (GReaT). schema: always the table's order (REaLTabFormer). conditional:
     `config.schema_order_share` of the examples in schema order, the rest with a random subset moved to the front in
     random order, which is exactly what sampling does with conditioned columns, while the fixed order is learned
-    quickly.
+    quickly; of these, `config.prompt_share` repeat the subset (up to half the columns) as a prompt ahead of the
+    whole row in the table's order instead (`RowEncoder.encode`), which is what sampling then does.
     """
     mode = config.column_order
     if mode == "random" or columns == 0:
         return rng.permutation(columns)
     if mode == "schema" or rng.random() < config.schema_order_share:
         return np.arange(columns)
+    if config.prompt_share and rng.random() < config.prompt_share:  # conditions name a few columns
+        prompt = rng.permutation(columns)[: rng.integers(1, (columns + 1) // 2 + 1)]
+        return np.concatenate([prompt, np.arange(columns)])
     front = rng.permutation(columns)[: rng.integers(1, columns + 1)]
     rest = np.ones(columns, dtype=bool)
     rest[front] = False

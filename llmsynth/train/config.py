@@ -20,7 +20,8 @@ DEFAULT_LORA_RECIPE = "smollm2-135m-lora"
 
 class TrainConfig(BaseModel):
     """How long and how fast to train; defaults are the `tiny-cpu` recipe's but for `anneal_below`,
-    `full_schedule_steps`, `schema_order_share` and `weight_average_epochs`, which each recipe sets for itself."""
+    `full_schedule_steps`, `schema_order_share`, `prompt_share` and `weight_average_epochs`, which each recipe sets for
+    itself."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -36,6 +37,12 @@ class TrainConfig(BaseModel):
     schema_order_share: float = Field(0.5, ge=0, le=1, description="'conditional' order: the share of examples in "
                                       "the table's order (what unconditioned sampling writes); the rest move a "
                                       "random subset of columns to the front, as conditioned sampling does.")
+    prompt_share: float = Field(0.0, ge=0, le=1, description="'conditional' order: the share of the examples that "
+                                "move columns which repeat them (up to half the columns) as a prompt ahead of the "
+                                "whole row in the table's order instead; with any, sampling writes conditions so. A "
+                                "one-layer model learns from these what a condition implies for the columns before "
+                                "it, which it misses from moved columns alone; moved columns keep a small table from "
+                                "being copied.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
     validation_fraction: float = Field(0.1, ge=0.01, le=0.5, description="Rows held out for early stopping.")
     evals_per_epoch: int = Field(1, ge=1, description="Validation passes (and checkpoints) per epoch.")
@@ -82,6 +89,11 @@ class TrainConfig(BaseModel):
                                      "this epsilon over `epochs`; off when not set.")
     dp_delta: float | None = Field(None, gt=0, lt=1, description="DP delta; default 1 / records^1.2.")
     dp_max_grad_norm: float = Field(1.0, gt=0, description="DP: each record's gradient is clipped to this norm.")
+
+    @property
+    def sampling_order(self) -> str:
+        """How conditioned rows are written (`generate.sampler.row_orders`): as this training taught conditions."""
+        return "prompt" if self.column_order == "conditional" and self.prompt_share else self.column_order
 
 
 class Recipe(BaseModel):
