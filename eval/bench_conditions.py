@@ -1,7 +1,8 @@
 """Conditioned rows against the real rows that meet the condition, on the peer benchmark's split.
 
 `sample(conditions=...)` writes the conditioned columns first and the model the rest, which it learned from the
-examples that move a random subset of columns to the front (`schema_order_share` of them keep the table's order).
+examples that move a random subset of columns to the front or repeat it as a prompt ahead of the whole row
+(`schema_order_share` of them keep the table's order; `prompt_share` of the others take a prompt).
 For each condition (a value of one column) the figure is one minus the mean distance, over every other column,
 between the conditioned rows and the training rows with that value: total variation for categories and small
 counts, the KS statistic for numbers. The holdout's rows with that value, measured the same way, are the floor set by
