@@ -108,7 +108,7 @@ def _llmsynth(train: pd.DataFrame, n: int, seed: int, options: dict) -> tuple[pd
     from llmsynth import TabularSynthesizer
     from llmsynth.train.config import load_recipe
 
-    recipe = load_recipe("tiny-cpu")
+    recipe = load_recipe(options.get("recipe", "tiny-cpu"))
     recipe.tiny.num_layers = options.get("num_layers") or recipe.tiny.num_layers
     if options["budget_seconds"]:
         recipe.train.max_minutes = options["budget_seconds"] / 60
@@ -409,10 +409,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5, help="Samples of as many rows as the holdout has; SDMetrics' "
                         "score is their median (one draw's moves by ~0.007: California's rooms with bedrooms turns on "
                         "a few rows), and every other figure reads the first.")
+    parser.add_argument("--recipe", default="tiny-cpu", help="llmsynth's recipe (a name or YAML file), to try a change "
+                        "against the peers' saved figures; other than tiny-cpu, only with --no-write (the docs describe "
+                        "the shipped recipe).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true", help="Print the figures only (for a quick check).")
     parser.add_argument("--render", type=Path, help="Only rewrite the docs from a saved bench_peers.json.")
     args = parser.parse_args()
+    if args.recipe != "tiny-cpu" and not args.no_write:
+        parser.error("--recipe other than tiny-cpu needs --no-write: the docs and saved figures describe tiny-cpu")
     if args.render:
         figures = json.loads(args.render.read_text())
         plot(figures)
@@ -433,7 +438,7 @@ def main() -> None:
         results[name] = {"rows": {"source": len(source), "train": len(train), "holdout": len(holdout)},
                          "columns": len(schema.learned), "target": spec.target, "generators": {}}
         options = {"budget_seconds": args.budget_seconds, "gan_epochs": args.gan_epochs, "epochs": 1,
-                   "sample_seconds": args.sample_seconds}
+                   "sample_seconds": args.sample_seconds, "recipe": args.recipe}
         for generator in args.generators:
             if generator in GREAT and name not in args.great_tables:
                 continue
