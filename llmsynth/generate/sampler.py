@@ -168,7 +168,7 @@ class ConstrainedSampler:
         device = self.model.device
         prefixes = prefixes if prefixes is not None else [self.encoder.prefix_ids] * len(orders)
         slots = self.encoder.slots is not None
-        rows = [_Row(order=list(order), prompt=max(len(order) - self.encoder.column_count, 0), pending=deque(prefix),
+        rows = [_Row(order=list(order), prompt=self.encoder.prompt_length(order), pending=deque(prefix),
                      positions=deque(range(len(prefix)) if slots else ())) for order, prefix in zip(orders, prefixes)]
         for row in rows:
             self._forced_prefix(row, conditions)

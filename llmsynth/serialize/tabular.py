@@ -152,6 +152,10 @@ class RowEncoder:
     def encode_text(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
+    def prompt_length(self, order: Sequence[int]) -> int:
+        """How many of `order`'s columns are a prompt ahead of the whole row (an order longer than the row)."""
+        return max(len(order) - self.column_count, 0)
+
     def segment_ids(self, column: int, first: bool) -> list[int]:
         return (self.first_segment_ids if first else self.next_segment_ids)[column]
 
@@ -199,7 +203,7 @@ class RowEncoder:
         ids, labels = list(prefix), [IGNORE] * len(prefix)
         positions = list(range(len(prefix))) if self.slots is not None else None
         cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
-        prompt = max(len(order) - self.column_count, 0)  # columns written ahead of the whole row, unlearned
+        prompt = self.prompt_length(order)  # columns written ahead of the whole row, unlearned
         for position, column in enumerate(order):
             first = position == 0 or position == prompt
             segment = self.first_segment_ids[column] if first else self.next_segment_ids[column]
