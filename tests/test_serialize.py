@@ -79,7 +79,8 @@ def test_column_slots_give_each_columns_tokens_the_same_positions_in_any_order(o
 @given(st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True))
 def test_a_prompt_of_conditioned_columns_is_unlearned_and_leaves_the_whole_row_after_it_as_without(prompt):
     """TrainConfig.prompt_share: the conditioned columns ahead of the row, which follows whole in the table's order,
-    its ids, labels and position ids those of the row alone."""
+    its ids, labels and position ids those of the row alone; for validation (`given_learned=False`), the conditioned
+    values unlearned in the row too, and nothing else."""
     names = ["state", "age", "rate"]
     rows = [["CA", "34", "5.25"], ["NY", "", "112.00"], ["Utah", "7", "0.5"]]
     tokenizer = train_tokenizer([row_text(names, r) for r in rows * 20], 300)
@@ -90,6 +91,15 @@ def test_a_prompt_of_conditioned_columns_is_unlearned_and_leaves_the_whole_row_a
         ids, labels, positions = encoder.encode(row, prompt + [0, 1, 2])
         row_start = len(ids) - len(alone[0]) + 1  # after the prefix and the prompt
         assert (ids[row_start:], labels[row_start:], positions[row_start:]) == tuple(part[1:] for part in alone)
+        expected, start = list(alone[1]), 1
+        for column in range(3):
+            start += len(encoder.segment_ids(column, first=column == 0))
+            end = start + len(encoder.value_ids(row[column], column))
+            if column in prompt:
+                expected[start:end] = [IGNORE] * (end - start)
+            start = end
+        assert encoder.encode(row, prompt + [0, 1, 2], given_learned=False) == (ids, labels[:row_start] + expected[1:],
+                                                                               positions)
         assert set(labels[:row_start]) == {IGNORE}
         assert tokenizer.decode(ids[1:row_start]) == row_text([names[i] for i in prompt], [row[i] for i in prompt])
         in_slots = [p for place, column in enumerate(prompt) for p in range(

@@ -107,16 +107,18 @@ class ChatEncoder:
     def content_ids(self, text: str) -> list[int]:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
-    def header_ids(self, values: Sequence[str], order: Sequence[int]) -> tuple[list[int], list[int]]:
-        ids, labels = self.header.encode(values, order)
+    def header_ids(self, values: Sequence[str], order: Sequence[int], given_learned: bool = True
+                   ) -> tuple[list[int], list[int]]:
+        ids, labels = self.header.encode(values, order, given_learned=given_learned)
         return ids + list(self.after_header), labels + list(self.after_header)
 
-    def encode(self, record: ChatRecord, order: Sequence[int], closed: bool | None = None
-               ) -> tuple[list[int], list[int]]:
+    def encode(self, record: ChatRecord, order: Sequence[int], closed: bool | None = None,
+               given_learned: bool = True) -> tuple[list[int], list[int]]:
         """Ids and labels of a conversation; `closed=False` stops after the last turn's content (a prompt; by
-        default, where the record is a window that the conversation goes on after)."""
+        default, where the record is a window that the conversation goes on after); `given_learned`: as
+        `RowEncoder.encode`'s, for the metadata header."""
         closed = record.complete if closed is None else closed
-        ids, labels = self.header_ids(record.metadata, order)
+        ids, labels = self.header_ids(record.metadata, order, given_learned)
         for number, (role, content) in enumerate(record.turns):
             opening, content_ids = list(self.format.opening[role]), self.content_ids(content)
             learned = self.loss_on == "all" or role == "assistant"

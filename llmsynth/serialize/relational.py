@@ -86,13 +86,14 @@ class RelationalEncoder:
     def context_ids(self, context: str) -> list[int]:
         return self.rows[0].prefix_ids + self.rows[0].encode_text(context)
 
-    def encode(self, record: RelationalRecord, order: Sequence[int]) -> tuple[list[int], list[int]]:
+    def encode(self, record: RelationalRecord, order: Sequence[int], given_learned: bool = True
+               ) -> tuple[list[int], list[int]]:
         """A root row in `order` (conditions fix root columns: any of them may come first); a row below the root in
-        its table's order, the only order it is ever written in."""
+        its table's order, the only order it is ever written in. `given_learned`: as `RowEncoder.encode`'s."""
         row = self.rows[record.table]
         columns = [c for c in order if c < row.column_count] if record.table == 0 else range(row.column_count)
         context = self.context_ids(record.context)
-        ids, labels = row.encode(record.values, columns, context)
+        ids, labels = row.encode(record.values, columns, context, given_learned)
         if record.unlearned:  # as far as the row's first columns go: the ids of those alone, less their end of row
             skipped = len(row.encode(record.values, columns[:record.unlearned], context)[0]) - 1
             labels[:skipped] = [IGNORE] * skipped

@@ -195,15 +195,19 @@ class RowEncoder:
         """For each id past the tokenizer's, the tokenizer's id of its character: where its embedding starts from."""
         return [self.encode_text(char)[0] for char in PLACE_CHARACTERS] * sum(self.place_counts)
 
-    def encode(self, values: Sequence[str], order: Sequence[int], prefix_ids: Sequence[int] | None = None
+    def encode(self, values: Sequence[str], order: Sequence[int], prefix_ids: Sequence[int] | None = None,
+               given_learned: bool = True
                ) -> tuple[list[int], list[int]] | tuple[list[int], list[int], list[int]]:
         """Ids and labels for one row with its columns in `order`, after `prefix_ids` (default: the encoder's;
-        a related table's row has its own context) that the loss skips; with column slots, its position ids too."""
+        a related table's row has its own context) that the loss skips; with column slots, its position ids too.
+        `given_learned=False`: a prompt's values unlearned where the row repeats them too (for validation: sampling
+        writes them there itself, and the loss of copying them falls for epochs after the rest has levelled off)."""
         prefix = self.prefix_ids if prefix_ids is None else prefix_ids
         ids, labels = list(prefix), [IGNORE] * len(prefix)
         positions = list(range(len(prefix))) if self.slots is not None else None
         cached = self._value_cache  # looked up inline: this runs for every value of every row in every epoch
         prompt = self.prompt_length(order)  # columns written ahead of the whole row, unlearned
+        given = () if given_learned else set(order[:prompt])
         for position, column in enumerate(order):
             first = position == 0 or position == prompt
             segment = self.first_segment_ids[column] if first else self.next_segment_ids[column]
@@ -215,7 +219,8 @@ class RowEncoder:
                 labels += [IGNORE] * (len(segment) + len(value))
             else:
                 learned_end = [] if first else segment[:1]
-                labels += learned_end + [IGNORE] * (len(segment) - len(learned_end)) + value
+                labels += learned_end + [IGNORE] * (len(segment) - len(learned_end))
+                labels += [IGNORE] * len(value) if column in given else value
             if self.slots is not None:
                 positions += range(self.slots[column], self.slots[column] + len(segment) + len(value))
         ids.append(self.end_of_row_id)

@@ -104,9 +104,11 @@ def column_order(columns: int, config: TrainConfig, rng: np.random.Generator) ->
     return np.concatenate([front, np.flatnonzero(rest)])
 
 
-def epoch_examples(records: Sequence, encoder, config: TrainConfig, epoch: int, shuffle_rows: bool = True):
-    """Every record (a row, or a conversation with its metadata) once, in a seeded order, each with its own seeded
-    column order; `encoder` is a RowEncoder or a ChatEncoder."""
+def epoch_examples(records: Sequence, encoder, config: TrainConfig, epoch: int, validation: bool = False):
+    """Every record (a row, or a conversation with its metadata) once, in a seeded order (for `validation`, their
+    own, and a prompt's values unlearned in the row: `RowEncoder.encode`'s `given_learned`), each with its own
+    seeded column order; `encoder` is a RowEncoder, ChatEncoder or RelationalEncoder."""
     rng = np.random.default_rng([config.seed, epoch])
-    row_order = rng.permutation(len(records)) if shuffle_rows else np.arange(len(records))
-    return [encoder.encode(records[i], column_order(encoder.column_count, config, rng)) for i in row_order]
+    row_order = np.arange(len(records)) if validation else rng.permutation(len(records))
+    return [encoder.encode(records[i], column_order(encoder.column_count, config, rng), given_learned=not validation)
+            for i in row_order]

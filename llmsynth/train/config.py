@@ -42,7 +42,7 @@ class TrainConfig(BaseModel):
                                 "whole row in the table's order instead; with any, sampling writes conditions so. A "
                                 "one-layer model learns from these what a condition implies for the columns before "
                                 "it, which it misses from moved columns alone; moved columns keep a small table from "
-                                "being copied.")
+                                "being copied. Validation leaves out the prompt's values where the row repeats them.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping threshold.")
     validation_fraction: float = Field(0.1, ge=0.01, le=0.5, description="Rows held out for early stopping.")
     evals_per_epoch: int = Field(1, ge=1, description="Validation passes (and checkpoints) per epoch.")

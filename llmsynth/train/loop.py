@@ -99,7 +99,7 @@ def train_model(model: torch.nn.Module, train_rows: Sequence, validation_rows: S
     model, optimizer, private = _prepared(model, optimizer, accelerator, train_rows, encoder, config, batch_size,
                                           resume)
     validation = accelerator.prepare(DataLoader(
-        epoch_examples(validation_rows, encoder, config, 1_000_000, shuffle_rows=False),
+        epoch_examples(validation_rows, encoder, config, 1_000_000, validation=True),
         batch_size=batch_size, collate_fn=collate(config, encoder.pad_id)))
     average = config.weight_average_epochs and WeightAverage(model, config.weight_average_epochs * steps_per_epoch)
     state = _starting_state(resume, checkpoint, accelerator, model, optimizer, validation, fingerprint,
