@@ -69,11 +69,21 @@ def test_digit_tokens_found_by_bisection_are_those_checked_one_by_one(trained):
         assert torch.equal(mask, slow.value_tokens(*key)[0]) and complete == slow.value_tokens(*key)[1]
 
 
-def test_the_sampler_reads_each_token_at_its_column_slot_as_training_did(trained):
+@pytest.fixture(scope="module")
+def joined(demo_table) -> TabularSynthesizer:
+    recipe = tiny_recipe(epochs=3)
+    recipe.tiny = recipe.tiny.model_copy(update={"joined_values": True})
+    return TabularSynthesizer(recipe).fit(demo_table, scrub=False, progress=False)
+
+
+@pytest.mark.parametrize("kind", ["trained", "joined"])
+def test_the_sampler_reads_each_token_at_its_column_slot_as_training_did(kind, request):
     """With column slots a row's tokens take their column's positions whatever the order; the sampler must feed the
-    model the positions training gave them, conditioned values and sampled ones alike."""
+    model the positions training gave them, conditioned values and sampled ones alike, joined categories with or
+    without their segment ahead of them (a moved column has it)."""
     from llmsynth.generate.sampler import ConstrainedSampler
 
+    trained = request.getfixturevalue(kind)
     encoder, columns = trained.encoder, len(trained.schema.learned)
     assert encoder.slots is not None  # the tiny recipe lays columns out in slots
     model = trained.ready_model()
@@ -83,20 +93,48 @@ def test_the_sampler_reads_each_token_at_its_column_slot_as_training_did(trained
         fed.append((kwargs["input_ids"][0, 0].item(), kwargs["position_ids"][0, 0].item()))
 
     hook = model.register_forward_pre_hook(read, with_kwargs=True)
-    state = [c.name for c in trained.schema.learned].index("state")
+    names = [c.name for c in trained.schema.learned]
+    state = names.index("state")
     order = [state] + [c for c in reversed(range(columns)) if c != state]  # conditioned first, the rest reversed
     try:
-        ConstrainedSampler(model, encoder, trained.schema.learned).sample_batch(
-            [order], {state: "TX"}, torch.Generator().manual_seed(0))
+        values = ConstrainedSampler(model, encoder, trained.schema.learned).sample_batch(
+            [order], {state: "TX"}, torch.Generator().manual_seed(0))[0]
     finally:
         hook.remove()
     tokens, positions = zip(*fed)
-    segments = {encoder.segment_ids(c, first=place == 0)[0]: c for place, c in enumerate(order)}
-    starts = [i for i, token in enumerate(tokens) if token in segments]
-    assert positions[0] == 0 and [segments[tokens[i]] for i in starts] == order
-    for start, end in zip(starts, starts[1:] + [len(tokens)]):
-        slot = encoder.slots[segments[tokens[start]]]
-        assert list(positions[start:end]) == list(range(slot, slot + end - start))
+    opens = {}  # the tokens a column's tokens start with: its segments, and its joined values (where not after them)
+    for column in range(columns):
+        for token in [*encoder.segment_ids(column, True)[:1], *encoder.segment_ids(column, False)[:1],
+                      *encoder.joined_ids[column].values()]:
+            opens[token] = column
+    starts = [i for i in range(1, len(tokens)) if tokens[i] in opens and opens.get(tokens[i - 1]) != opens[tokens[i]]]
+    groups = [(opens[tokens[i]], list(positions[i:end])) for i, end in zip(starts, starts[1:] + [len(tokens)])]
+    assert positions[0] == 0 and starts[0] == 1
+    assert [c for c, _ in groups] == order[:len(groups)] and len(groups) >= columns - 1  # the last token is not read
+    for place, (column, read) in enumerate(groups):
+        skipped = encoder.opening(order, place, values[column].decode()[1:])[1]
+        assert read == list(range(encoder.slots[column] + skipped, encoder.slots[column] + skipped + len(read)))
+    joined_columns = [c for c, _ in groups if encoder.joined_ids[c]]
+    assert bool(joined_columns) == (kind == "joined")
+    for column in joined_columns:  # its one token, after its segment where the column moved
+        assert encoder.joined_ids[column][values[column].decode()[1:]] in tokens
+
+
+def test_joined_categories_sample_valid_rows_honour_conditions_and_load_the_same(joined, demo_table, tmp_path):
+    """tiny.joined_values: a category and its segment as one token, fewer tokens a row; rows valid, a joined
+    column's condition held, its calibrated offsets kept, and a loaded model writing the same rows."""
+    learned = joined.schema.learned
+    columns = [k for k, found in enumerate(joined.encoder.joined_ids) if found]
+    assert columns == [k for k, c in enumerate(learned) if isinstance(c, CategoricalColumn)]
+    record = [column.write(demo_table[column.name].iloc[0]) for column in learned]
+    table_order = range(len(learned))
+    assert len(joined.encoder.encode(record, table_order)[0]) < len(joined.encoder.encode(record, table_order[::-1])[0])
+    assert set(joined.first_token_bias) <= set(columns) and joined.first_token_bias
+    rows = joined.sample(300, seed=1, conditions={"home_ownership": "rent"})
+    assert_all_valid(rows, joined)
+    assert (rows["home_ownership"] == "rent").all()
+    loaded = TabularSynthesizer.load(joined.save(tmp_path / "model"))
+    pd.testing.assert_frame_equal(loaded.sample(50, seed=2), joined.sample(50, seed=2))
 
 
 def test_numbers_are_learned_and_sampled_by_places(tmp_path):

@@ -108,6 +108,43 @@ def test_a_prompt_of_conditioned_columns_is_unlearned_and_leaves_the_whole_row_a
         assert positions[1:row_start] == in_slots  # each conditioned column where the row has it
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.permutations(range(4)))
+def test_a_joined_category_is_one_token_with_its_segment_written_ahead_only_where_the_model_needs_it(order):
+    """A category column's value and segment as one token (missing value included), learned, at one position of its
+    slot in any order; its segment ahead of it only where the column does not follow a joined one (or the row's
+    start) in the table's order: after a moved column, or after a number, whose end the segment decides; a tokenizer
+    without joined tokens (a model saved before them) encodes as it did."""
+    from llmsynth.serialize.tabular import joined_token, segment_texts
+
+    names, joined = ["state", "city", "age", "kind"], [["CA", "NY", "Utah", ""], ["LA", "SF"], [], ["a", "b"]]
+    rows = [["CA", "LA", "34", "a"], ["", "SF", "", "b"], ["Utah", "LA", "7", "b"]]
+    texts = [row_text(names, r) for r in rows * 20]
+    segments = [t for name in names for t in segment_texts(name)]
+    tokenizer = train_tokenizer(texts, 300, whole_tokens=segments + [
+        joined_token(name, t) for name, values in zip(names, joined) for t in values])
+    encoder = RowEncoder(tokenizer, names, joined=joined)
+    slots = encoder.lay_out_slots(rows)
+    for row in rows:
+        ids, labels, positions = encoder.encode(row, order)
+        for place, column in enumerate(order):
+            if not joined[column]:
+                continue
+            token = tokenizer.convert_tokens_to_ids(joined_token(names[column], row[column]))
+            (at,) = [k for k, t in enumerate(ids) if t == token]
+            assert labels[at] == token and positions[at] == slots[column] + 1
+            previous = order[place - 1] if place else -1
+            announced = ids[at - 1] in encoder.segment_ids(column, first=place == 0)
+            assert announced == (column != previous + 1 or (previous >= 0 and not joined[previous]))
+            if announced and place:
+                assert labels[at - 1] == ids[at - 1]  # the segment is the end of the value before
+        table_order = encoder.encode(row, range(4))[0]
+        assert len(table_order) == 1 + 1 + 1 + 1 + len(encoder.value_ids(row[2], 2)) + 1 + 1 + 1  # kind's segment
+    plain = train_tokenizer(texts, 300, whole_tokens=segments)
+    assert RowEncoder(plain, names, joined=joined).encode(rows[0], order) == RowEncoder(plain, names).encode(
+        rows[0], order)
+
+
 def test_categories_are_one_token_each_and_sampled_as_their_text():
     """Byte-level BPE splits ` Never-married` at its hyphen into three or four tokens; a whole value is one, which
     the sampler reads as value bytes, while column segments stay the sampler's own and numbers keep their BPE."""

@@ -55,8 +55,10 @@ def category_offsets(sampler: ConstrainedSampler, records: Sequence[Sequence[str
     offsets = {}
     for column in categorical:
         tokens = torch.nonzero(sampler.value_tokens(column, b"")[0]).flatten()
-        present = [k for k, record in enumerate(read) if record[column]]  # a missing value starts no token
-        firsts = torch.tensor([encoder.value_ids(record[column], column)[0] for record in records if record[column]])
+        # a missing value starts no token, unless joined (its own: serialize.tabular.joined_token)
+        present = [k for k, record in enumerate(read) if encoder.value_ids(record[column], column)]
+        firsts = torch.tensor([ids[0] for ids in (encoder.value_ids(record[column], column) for record in records)
+                               if ids])
         if present and len(firsts) and len(tokens):
             offsets[column] = fit_offsets(logits[column][present][:, tokens], firsts, tokens)
     return {column: found for column, found in offsets.items() if found}
@@ -90,9 +92,9 @@ def _value_start_logits(model, encoder: RowEncoder, records: Sequence[Sequence[s
 
 def _value_starts(encoder: RowEncoder, record: Sequence[str]) -> list[int]:
     """Where each column's value starts in the record's tokens in table order (`RowEncoder.encode`)."""
-    starts, at = [], len(encoder.prefix_ids)
-    for column in range(encoder.column_count):
-        at += len(encoder.segment_ids(column, first=column == 0))
+    starts, at, order = [], len(encoder.prefix_ids), range(encoder.column_count)
+    for column in order:
+        at += len(encoder.opening(order, column, record[column])[0])
         starts.append(at)
         at += len(encoder.value_ids(record[column], column))
     return starts

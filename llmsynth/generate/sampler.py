@@ -3,7 +3,8 @@
 The sampler writes each column's ` name is` prefix and the separators itself; the model only chooses
 value tokens, and only among those that keep the value valid for its codec (a category from the trie
 of training values, a number in range at the column's precision, a date in range, or nothing where
-the column had nulls). Every row is valid by construction: there is no rejection loop.
+the column had nulls; a joined category, one token with its segment, among its column's). Every row is valid by
+construction: there is no rejection loop.
 All live rows of a batch advance one token per step, each either forced (written by the sampler) or sampled;
 finished rows leave the batch and the KV cache.
 """
@@ -37,7 +38,6 @@ class _Row:
     order: list[int]
     pending: deque
     position: int = 0  # index into order of the column being written
-    prompt: int = 0  # conditioned columns written ahead of the whole row (`row_orders`, mode "prompt")
     positions: deque = field(default_factory=deque)  # position ids of the pending tokens, with column slots
     slot_fill: int = 0  # tokens written in the current column's slot
     value: bytes = b""
@@ -67,6 +67,8 @@ class ConstrainedSampler:
         self._allowed_cache: dict[tuple[int, bytes], tuple[torch.Tensor, bool]] = {}
         self._masks: dict[tuple[int, ...], torch.Tensor] = {}  # one mask for the many prefixes that allow the same
         self._end_of_value_ids = torch.tensor(encoder.end_of_value_ids)
+        self._joined = {token: (column, (" " + text).encode() if text else b"")  # a joined token's column and value
+                        for column, found in enumerate(encoder.joined_ids) for text, token in found.items()}
         self._first_token_bias = {column: _dense(offsets, self.vocab_size)
                                   for column, offsets in (first_token_bias or {}).items()}
 
@@ -102,7 +104,10 @@ class ConstrainedSampler:
             column = self.columns[column_index]
             starting, continuing = self._candidates[column_index]
             body = text[1:].decode("ascii", "replace")  # a number's text is ASCII; anything else takes no digits
-            if self.encoder.place_counts[column_index]:  # the ids of the place the value has reached (after its space)
+            joined = self.encoder.joined_ids[column_index]
+            if joined:  # one token is the whole value, complete once drawn
+                ids = [] if text else list(joined.values())
+            elif self.encoder.place_counts[column_index]:  # the ids of the place reached (after its space)
                 place = max(len(text) - 1, 0)
                 ids = [i for i, b in self.encoder.place_tokens(column_index, place) if self._viable(column, text + b)]
             elif column_index in self._digit_tokens and column.takes_digits(body):
@@ -115,7 +120,7 @@ class ConstrainedSampler:
                         ids += value_ids[bisect.bisect_left(values, low):bisect.bisect_right(values, high)]
             else:
                 ids = [i for i, b in (continuing if text else starting) if self._viable(column, text + b)]
-            complete = self._complete(column, text)
+            complete = not joined and self._complete(column, text)
             if not ids and not complete:
                 raise RuntimeError(f"no valid continuation for column {column.name!r} after {text!r}")
             if len(self._allowed_cache) >= MAX_CACHED_PREFIXES:
@@ -130,7 +135,8 @@ class ConstrainedSampler:
         return found
 
     def _end_token(self, row: _Row) -> int:
-        """The token that closes the current value: the next column's segment, or end of row."""
+        """The token that closes the current value: the next column's segment (written after a value the model ends,
+        which a joined one is not: `RowEncoder.opening`), or end of row."""
         if row.position == len(row.order) - 1:
             return self.encoder.end_of_row_id
         return self.encoder.segment_ids(row.order[row.position + 1], first=False)[0]
@@ -147,8 +153,8 @@ class ConstrainedSampler:
         """Queue the sampler-written tokens up to the next value the model must choose."""
         while row.position < len(row.order):
             column = row.order[row.position]
-            row.slot_fill = 0
-            self._queue(row, self.encoder.segment_ids(column, first=row.position in (0, row.prompt)), column)
+            opening, row.slot_fill = self.encoder.opening(row.order, row.position, conditions.get(column))
+            self._queue(row, opening, column)
             if column not in conditions:
                 row.end = self._end_token(row)
                 return
@@ -168,7 +174,7 @@ class ConstrainedSampler:
         device = self.model.device
         prefixes = prefixes if prefixes is not None else [self.encoder.prefix_ids] * len(orders)
         slots = self.encoder.slots is not None
-        rows = [_Row(order=list(order), prompt=self.encoder.prompt_length(order), pending=deque(prefix),
+        rows = [_Row(order=list(order), pending=deque(prefix),
                      positions=deque(range(len(prefix)) if slots else ())) for order, prefix in zip(orders, prefixes)]
         for row in rows:
             self._forced_prefix(row, conditions)
@@ -210,17 +216,28 @@ class ConstrainedSampler:
         return draw(logits.scatter(1, ends[:, None], end_mass), allowed, generator, temperature, top_p)
 
     def _advance(self, row: _Row, token: int, conditions: dict[int, str]) -> None:
-        if token == row.end and self._complete(self.columns[row.order[row.position]], row.value):
-            row.values[row.order[row.position]] = row.value
+        column = row.order[row.position]
+        joined = self._joined.get(token)
+        if joined is not None:  # a joined category: the whole value, complete at once
+            row.values[column] = joined[1]
+            self._queue(row, [token], column)
+            self._next_column(row, conditions)
+        elif token == row.end and self._complete(self.columns[column], row.value):
+            row.values[column] = row.value
             row.value = b""
-            row.position += 1
-            if row.position == len(row.order):
-                row.done = True
-            else:
-                self._forced_prefix(row, conditions)
+            self._next_column(row, conditions)
         else:
             row.value += self.token_bytes[token]
-            self._queue(row, [token], row.order[row.position])
+            self._queue(row, [token], column)
+
+    def _next_column(self, row: _Row, conditions: dict[int, str]) -> None:
+        row.position += 1
+        if row.position == len(row.order):
+            row.done = True
+            row.pending.clear()  # a last joined value: nothing more to read
+            row.positions.clear()
+        else:
+            self._forced_prefix(row, conditions)
 
 
 def _dense(offsets: Mapping[int, float], size: int) -> torch.Tensor:

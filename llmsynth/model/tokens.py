@@ -28,8 +28,8 @@ def _is_byte_level(tokenizer) -> bool:
 
 def token_bytes(tokenizer) -> list[bytes]:
     """Bytes per token id; special tokens map to b'' (they are never value content), and so do a tiny tokenizer's
-    column segments (added tokens with spaces, which the sampler writes itself); a whole value, added as a single
-    word (see `train_tokenizer`), maps to its text."""
+    column segments and joined categories (added tokens with spaces, which the sampler writes itself or reads through
+    the encoder); a whole value, added as a single word (see `train_tokenizer`), maps to its text."""
     vocab = tokenizer.get_vocab()
     table = [b""] * len(tokenizer)
     special = set(tokenizer.all_special_ids)

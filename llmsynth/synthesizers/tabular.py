@@ -19,7 +19,8 @@ from llmsynth.generate.rows import generate_rows
 from llmsynth.generate.sampler import ConstrainedSampler
 from llmsynth.scrub import ScrubConfig, scrub_table
 from llmsynth.serialize.codecs import CategoricalColumn, TextColumn
-from llmsynth.serialize.tabular import RowEncoder, row_text, segment_texts, value_texts, whole_values
+from llmsynth.serialize.tabular import (RowEncoder, joined_token, joined_values, row_text, segment_texts, value_texts,
+                                        whole_values)
 from llmsynth.synthesizers.base import Synthesizer
 from llmsynth.train.config import Recipe
 
@@ -75,14 +76,21 @@ class TabularSynthesizer(Synthesizer):
         return (row_text(names, ["" if places else value for value, places in zip(r, by_places)]) for r in records)
 
     def _whole_tokens(self) -> list[str]:
-        return [text for name in self._names() for text in segment_texts(name)]
+        segments = [text for name in self._names() for text in segment_texts(name)]
+        return segments + [joined_token(name, text) for name, texts in zip(self._names(), self._joined())
+                           for text in texts]
 
     def _whole_values(self) -> list[str]:
-        return whole_values(self.schema.learned)
+        return [] if self.recipe.tiny.joined_values else whole_values(self.schema.learned)
+
+    def _joined(self) -> list[list[str]]:
+        if self.base_model is not None or not self.recipe.tiny.joined_values:  # a base's tokenizer has no such tokens
+            return [[] for _ in self.schema.learned]
+        return joined_values(self.schema.learned)
 
     def _new_encoder(self) -> RowEncoder:
         return RowEncoder(self.tokenizer, self._names(), slots=self._slots,
-                          places=[column.place_count for column in self.schema.learned])
+                          places=[column.place_count for column in self.schema.learned], joined=self._joined())
 
     def _extra_token_sources(self) -> list[int]:
         return self._new_encoder().place_sources()
