@@ -67,8 +67,8 @@ class ConstrainedSampler:
         self._allowed_cache: dict[tuple[int, bytes], tuple[torch.Tensor, bool]] = {}
         self._masks: dict[tuple[int, ...], torch.Tensor] = {}  # one mask for the many prefixes that allow the same
         self._end_of_value_ids = torch.tensor(encoder.end_of_value_ids)
-        self._joined = {token: (column, (" " + text).encode() if text else b"")  # a joined token's column and value
-                        for column, found in enumerate(encoder.joined_ids) for text, token in found.items()}
+        self._joined = {token: (" " + text).encode() if text else b""  # a joined token's value bytes
+                        for found in encoder.joined_ids for text, token in found.items()}
         self._first_token_bias = {column: _dense(offsets, self.vocab_size)
                                   for column, offsets in (first_token_bias or {}).items()}
 
@@ -219,7 +219,7 @@ class ConstrainedSampler:
         column = row.order[row.position]
         joined = self._joined.get(token)
         if joined is not None:  # a joined category: the whole value, complete at once
-            row.values[column] = joined[1]
+            row.values[column] = joined
             self._queue(row, [token], column)
             self._next_column(row, conditions)
         elif token == row.end and self._complete(self.columns[column], row.value):
