@@ -30,9 +30,9 @@ class TinyModelConfig(BaseModel):
     joined_values: bool = Field(False, description="Tables: a category and its column's `, name is` as one token, "
                                 "written without the segment ahead of it after another such column (see "
                                 "serialize.tabular.RowEncoder): Adult's rows 35 tokens -> 30, sampling 1.25x the "
-                                "rows/s and training 11 epochs in 78 s against 12 in 86 s at its same quality; but "
-                                "German credit's detection AUC rose 0.564 / 0.532 -> 0.615 / 0.593 (seeds 0 / 1), so "
-                                "it is off by default (docs/benchmarks.md, \"Joined categories\").")
+                                "rows/s and training 11 epochs in 78 s against 12 in 86 s at its same quality; "
+                                "German credit's detection AUC 0.01 higher, its SDMetrics score 0.004 (five "
+                                "trainings). On in tiny-cpu (docs/benchmarks.md, \"Joined categories\").")
     number_places: Literal["auto", "always", "never"] = Field(
         "auto", description="Tables: numbers written a character a token, padded to their widest, at most 4 decimals, "
         "each column and place with ids of its own (REaLTabFormer's number form); auto: where at least half the "
