@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from llmsynth.data.schema import infer_schema, with_number_places
 from llmsynth.errors import ModelError
 from llmsynth.model import token_bytes, train_tokenizer
-from llmsynth.serialize.tabular import IGNORE, RowEncoder, parse_row_text, row_text, value_texts
+from llmsynth.serialize.tabular import (IGNORE, RowEncoder, joined_token, parse_row_text, row_text, segment_texts,
+                                        value_texts)
 
 NAMES = ["age", "city", "note, with comma", "is"]
 values = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12)
@@ -115,8 +116,6 @@ def test_a_joined_category_is_one_token_with_its_segment_written_ahead_only_wher
     slot in any order; its segment ahead of it only where the column does not follow a joined one (or the row's
     start) in the table's order: after a moved column, or after a number, whose end the segment decides; a tokenizer
     without joined tokens (a model saved before them) encodes as it did."""
-    from llmsynth.serialize.tabular import joined_token, segment_texts
-
     names, joined = ["state", "city", "age", "kind"], [["CA", "NY", "Utah", ""], ["LA", "SF"], [], ["a", "b"]]
     rows = [["CA", "LA", "34", "a"], ["", "SF", "", "b"], ["Utah", "LA", "7", "b"]]
     texts = [row_text(names, r) for r in rows * 20]
